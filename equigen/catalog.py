@@ -1,0 +1,318 @@
+"""The SQLite catalog in the data folder: schema and typed accessors. The only module that writes SQL.
+
+WAL mode, one transaction per logical step (a discovery page and its offset; a cover's result),
+so a kill at any moment leaves a consistent catalog that the next run resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import pandas as pd
+
+from equigen.errors import EquigenError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS release_groups (
+    mbid TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    primary_type TEXT,
+    secondary_types TEXT NOT NULL DEFAULT '[]',   -- JSON list
+    first_release_date TEXT,
+    artist_mbid TEXT,
+    artist_name TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',              -- JSON list of [name, count]
+    genre TEXT NOT NULL,                          -- a genre name, 'ambiguous' or 'unlabelled'
+    found_via TEXT,                               -- 'genre/tag' that first found it
+    discovered_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rg_genre ON release_groups(genre);
+CREATE TABLE IF NOT EXISTS discovery (
+    genre TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    next_offset INTEGER NOT NULL DEFAULT 0,
+    total INTEGER,                                -- MusicBrainz 'count' for the query
+    exhausted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (genre, tag)
+);
+CREATE TABLE IF NOT EXISTS covers (
+    mbid TEXT PRIMARY KEY REFERENCES release_groups(mbid),
+    status TEXT NOT NULL DEFAULT 'pending',       -- pending | ok | no_art | bad_image | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    http_status INTEGER,
+    error TEXT,
+    sha256 TEXT,
+    phash TEXT,                                   -- 16 hex digits (64-bit pHash)
+    width INTEGER,
+    height INTEGER,
+    bytes INTEGER,
+    format TEXT,
+    path TEXT,                                    -- relative to the data folder
+    source_url TEXT,
+    updated_at REAL
+);
+CREATE INDEX IF NOT EXISTS covers_status ON covers(status);
+CREATE TABLE IF NOT EXISTS clusters (
+    mbid TEXT PRIMARY KEY REFERENCES covers(mbid),
+    cluster_id INTEGER NOT NULL,
+    is_canonical INTEGER NOT NULL,
+    conflict INTEGER NOT NULL DEFAULT 0           -- cluster members carry different genres
+);
+CREATE TABLE IF NOT EXISTS selection (
+    mbid TEXT PRIMARY KEY REFERENCES covers(mbid),
+    genre TEXT NOT NULL,
+    split TEXT                                    -- train | validation | test, set by `split`
+);
+"""
+
+COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "failed")
+
+
+@dataclass(frozen=True)
+class ReleaseGroup:
+    mbid: str
+    title: str
+    primary_type: str | None
+    secondary_types: tuple[str, ...]
+    first_release_date: str | None
+    artist_mbid: str | None
+    artist_name: str | None
+    tags: tuple[tuple[str, int], ...]
+    genre: str
+
+
+@dataclass(frozen=True)
+class CoverResult:
+    mbid: str
+    status: str
+    http_status: int | None = None
+    error: str | None = None
+    sha256: str | None = None
+    phash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    format: str | None = None
+    path: str | None = None
+    source_url: str | None = None
+
+
+class Catalog:
+    """Open (and create or migrate) the catalog at `path`."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            with self.transaction():
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        except sqlite3.DatabaseError as exc:
+            raise EquigenError(f"cannot open catalog {self.path}: {exc}") from None
+        except OSError as exc:
+            raise EquigenError(f"cannot create catalog in {self.path.parent}: {exc.strerror or exc}") from None
+        version = int(self.get_meta("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise EquigenError(f"catalog {self.path} was written by a newer equigen (schema {version})")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # --- meta -----------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- discovery ------------------------------------------------------------------------
+    def ensure_discovery_rows(self, pairs: Iterable[tuple[str, str]]) -> None:
+        with self.transaction():
+            self.conn.executemany("INSERT OR IGNORE INTO discovery(genre, tag) VALUES (?, ?)", list(pairs))
+
+    def discovery_progress(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT genre, tag, next_offset, total, exhausted FROM discovery", self.conn)
+
+    def record_page(
+        self, genre: str, tag: str, groups: Sequence[ReleaseGroup], next_offset: int, total: int, exhausted: bool
+    ) -> int:
+        """Store one search page and the paging cursor in one transaction; return how many were new."""
+        now = time.time()
+        with self.transaction():
+            before = self.conn.total_changes
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO release_groups(mbid, title, primary_type, secondary_types, first_release_date,"
+                " artist_mbid, artist_name, tags, genre, found_via, discovered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
+                     g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre,
+                     f"{genre}/{tag}", now)
+                    for g in groups
+                ],
+            )
+            new = self.conn.total_changes - before
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
+                [(g.mbid, now) for g in groups],
+            )
+            self.conn.execute(
+                "UPDATE discovery SET next_offset = ?, total = ?, exhausted = ? WHERE genre = ? AND tag = ?",
+                (next_offset, total, int(exhausted), genre, tag),
+            )
+        return new
+
+    def genre_counts(self) -> dict[str, int]:
+        """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""
+        return dict(self.conn.execute("SELECT genre, COUNT(*) FROM release_groups GROUP BY genre").fetchall())
+
+    def add_release_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> None:
+        """Insert release groups (and pending covers) outside tag paging, e.g. from a manifest."""
+        now = time.time()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO release_groups(mbid, title, primary_type, secondary_types, first_release_date,"
+                " artist_mbid, artist_name, tags, genre, found_via, discovered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
+                     g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre, found_via, now)
+                    for g in groups
+                ],
+            )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
+                [(g.mbid, now) for g in groups],
+            )
+
+    # --- covers ---------------------------------------------------------------------------
+    def covers_to_fetch(self, genres: Iterable[str] | None = None) -> list[str]:
+        """MBIDs whose cover is pending or failed (failed ones get another run's attempts)."""
+        sql = ("SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid)"
+               " WHERE c.status IN ('pending', 'failed')")
+        args: list = []
+        if genres is not None:
+            genres = list(genres)
+            sql += f" AND r.genre IN ({','.join('?' * len(genres))})"
+            args = genres
+        return [row[0] for row in self.conn.execute(sql + " ORDER BY c.mbid", args)]
+
+    def record_cover(self, result: CoverResult, attempts: int) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE covers SET status=?, attempts=attempts+?, http_status=?, error=?, sha256=?, phash=?,"
+                " width=?, height=?, bytes=?, format=?, path=?, source_url=?, updated_at=? WHERE mbid=?",
+                (result.status, attempts, result.http_status, result.error, result.sha256, result.phash,
+                 result.width, result.height, result.bytes, result.format, result.path, result.source_url,
+                 time.time(), result.mbid),
+            )
+
+    def record_covers(self, results: Sequence[tuple[CoverResult, int]]) -> None:
+        """Several cover results in one transaction (the downloader batches for speed)."""
+        now = time.time()
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE covers SET status=?, attempts=attempts+?, http_status=?, error=?, sha256=?, phash=?,"
+                " width=?, height=?, bytes=?, format=?, path=?, source_url=?, updated_at=? WHERE mbid=?",
+                [(r.status, a, r.http_status, r.error, r.sha256, r.phash, r.width, r.height, r.bytes, r.format,
+                  r.path, r.source_url, now, r.mbid) for r, a in results],
+            )
+
+    def status_table(self) -> pd.DataFrame:
+        """Per resolved genre: candidates and cover statuses."""
+        return pd.read_sql_query(
+            "SELECT r.genre AS genre, c.status AS status, COUNT(*) AS n FROM release_groups r"
+            " JOIN covers c USING (mbid) GROUP BY r.genre, c.status",
+            self.conn,
+        )
+
+    def covers_frame(self, status: str | None = "ok") -> pd.DataFrame:
+        """One row per cover joined with its release group: the input of dedup, balance and split."""
+        sql = (
+            "SELECT c.mbid, r.title, r.primary_type, r.secondary_types, r.first_release_date, r.artist_mbid,"
+            " r.artist_name, r.tags, r.genre, c.status, c.attempts, c.http_status, c.error, c.sha256, c.phash,"
+            " c.width, c.height, c.bytes, c.format, c.path, c.source_url"
+            " FROM covers c JOIN release_groups r USING (mbid)"
+        )
+        args: tuple = ()
+        if status is not None:
+            sql += " WHERE c.status = ?"
+            args = (status,)
+        return pd.read_sql_query(sql + " ORDER BY c.mbid", self.conn, params=args)
+
+    # --- curation results -----------------------------------------------------------------
+    def replace_clusters(self, rows: pd.DataFrame) -> None:
+        """rows: mbid, cluster_id, is_canonical, conflict (one row per ok cover)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM selection")  # a new clustering invalidates the selection
+            self.conn.execute("DELETE FROM clusters")
+            self.conn.executemany(
+                "INSERT INTO clusters(mbid, cluster_id, is_canonical, conflict) VALUES (?,?,?,?)",
+                [(str(m), int(c), int(k), int(x)) for m, c, k, x in
+                 rows[["mbid", "cluster_id", "is_canonical", "conflict"]].itertuples(index=False)],
+            )
+
+    def clusters_frame(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT mbid, cluster_id, is_canonical, conflict FROM clusters", self.conn)
+
+    def replace_selection(self, rows: pd.DataFrame) -> None:
+        """rows: mbid, genre (the balanced selection; splits are cleared)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM selection")
+            self.conn.executemany(
+                "INSERT INTO selection(mbid, genre, split) VALUES (?,?,NULL)",
+                [(str(m), str(g)) for m, g in rows[["mbid", "genre"]].itertuples(index=False)],
+            )
+
+    def set_splits(self, rows: pd.DataFrame) -> None:
+        """rows: mbid, split."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE selection SET split = ? WHERE mbid = ?",
+                [(str(s), str(m)) for m, s in rows[["mbid", "split"]].itertuples(index=False)],
+            )
+
+    def selection_frame(self) -> pd.DataFrame:
+        """The selection joined with covers, release groups and clusters."""
+        return pd.read_sql_query(
+            "SELECT s.mbid, s.genre, s.split, r.title, r.first_release_date, r.artist_mbid, r.artist_name,"
+            " c.sha256, c.phash, c.width, c.height, c.bytes, c.format, c.path, c.source_url,"
+            " k.cluster_id, k.is_canonical"
+            " FROM selection s JOIN covers c USING (mbid) JOIN release_groups r USING (mbid)"
+            " LEFT JOIN clusters k USING (mbid) ORDER BY s.mbid",
+            self.conn,
+        )

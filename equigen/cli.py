@@ -1,0 +1,217 @@
+"""The `equigen` command line: one thin typer command per stage, clear one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from equigen import __version__
+from equigen.errors import EquigenError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,
+    help="Build genre-labelled, balanced, leakage-free album-cover datasets from MusicBrainz and the "
+    "Cover Art Archive, and benchmark ResNet vs EfficientNet on them. "
+    "Pipeline: fetch -> dedup -> balance -> split -> verify -> baseline (or `equigen demo` for all of it, offline).",
+)
+console = Console(stderr=True)
+out = Console()
+
+# Options shared by the verbs. None means "not given": environment (EQUIGEN_*) then defaults apply.
+DataDir = typer.Option(None, "--data-dir", "-d", help="Working folder of one dataset build [env EQUIGEN_DATA_DIR; default ./equigen-data].")
+MusicBrainzUrl = typer.Option(None, "--musicbrainz-url", help="MusicBrainz base URL: the real service, a mirror, or the simulator [default https://musicbrainz.org].")
+CoverartUrl = typer.Option(None, "--coverart-url", help="Cover Art Archive base URL [default https://coverartarchive.org].")
+Contact = typer.Option(None, "--contact", help="E-mail or URL for the User-Agent; required by MusicBrainz for non-local use [env EQUIGEN_CONTACT].")
+Taxonomy = typer.Option(None, "--taxonomy", help="Genre taxonomy TOML (default: the built-in manifests/genres.toml).")
+Seed = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"equigen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def _settings(**flags):
+    from equigen.config import load_settings
+
+    return load_settings(**flags)
+
+
+@app.command()
+def fetch(
+    data_dir: Optional[Path] = DataDir,
+    musicbrainz_url: Optional[str] = MusicBrainzUrl,
+    coverart_url: Optional[str] = CoverartUrl,
+    contact: Optional[str] = Contact,
+    taxonomy: Optional[Path] = Taxonomy,
+    per_genre: int = typer.Option(4000, "--per-genre", help="Target covers per genre (discovery aims at per_genre x oversample candidates)."),
+    oversample: float = typer.Option(1.5, "--oversample", help="Candidates to discover per target cover, to absorb missing art, duplicates and the artist cap."),
+    genres: Optional[List[str]] = typer.Option(None, "--genre", help="Only these genres (repeatable)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Simultaneous cover downloads [default 32]."),
+    thumbnail: Optional[int] = typer.Option(None, "--thumbnail", help="Cover Art Archive thumbnail size: 250, 500 or 1200 [default 500]."),
+    mb_interval: Optional[float] = typer.Option(None, "--mb-interval", help="Seconds between MusicBrainz requests [default 1.0; lower only for your own mirror]."),
+    include_types: Optional[List[str]] = typer.Option(None, "--include-secondary", help="Keep these secondary types (compilation, live, soundtrack, ...) which are skipped by default."),
+    skip_discovery: bool = typer.Option(False, "--skip-discovery", help="Only download covers already in the catalog."),
+    skip_download: bool = typer.Option(False, "--skip-download", help="Only discover release groups."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Rebuild a published dataset: fetch exactly the items of this manifest.parquet (sha256 checked)."),
+) -> None:
+    """Harvest release groups (MusicBrainz search by genre tag) and their front covers (Cover Art Archive).
+
+    Resumable: re-running continues discovery from stored offsets and downloads only pending and failed covers.
+    """
+    from equigen.fetch import run_fetch
+
+    settings = _settings(data_dir=data_dir, musicbrainz_url=musicbrainz_url, coverart_url=coverart_url, contact=contact,
+                         concurrency=concurrency, thumbnail=thumbnail, mb_interval=mb_interval, taxonomy_path=taxonomy)
+    run_fetch(settings, per_genre=per_genre, oversample=oversample, genres=genres, include_secondary=include_types,
+              discover=not skip_discovery, download=not skip_download, manifest=manifest, console=console)
+
+
+@app.command()
+def dedup(
+    data_dir: Optional[Path] = DataDir,
+    threshold: Optional[int] = typer.Option(None, "--threshold", help="Max pHash Hamming distance for near-duplicates (default chosen on the simulator's planted duplicates; see README)."),
+) -> None:
+    """Find exact (sha256) and near (pHash) duplicate covers, cluster them, pick one canonical cover per cluster."""
+    from equigen.curate import run_dedup
+
+    run_dedup(_settings(data_dir=data_dir), threshold=threshold, console=console)
+
+
+@app.command()
+def balance(
+    data_dir: Optional[Path] = DataDir,
+    per_genre: int = typer.Option(4000, "--per-genre", help="Exactly this many covers per genre."),
+    seed: int = Seed,
+    artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%]."),
+    allow_short: bool = typer.Option(False, "--allow-short", help="Keep genres that cannot reach --per-genre (with all they have) instead of failing."),
+) -> None:
+    """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
+    from equigen.curate import run_balance
+
+    run_balance(_settings(data_dir=data_dir), per_genre=per_genre, seed=seed, artist_cap=artist_cap,
+                allow_short=allow_short, console=console)
+
+
+@app.command()
+def split(
+    data_dir: Optional[Path] = DataDir,
+    ratios: str = typer.Option("0.70,0.15,0.15", "--ratios", help="train,validation,test fractions."),
+    seed: int = Seed,
+    shard_rows: int = typer.Option(2000, "--shard-rows", help="Rows per Parquet shard."),
+) -> None:
+    """Split the balanced selection by artist and duplicate-cluster groups, stratified by genre; write the dataset."""
+    from equigen.dataset import run_split
+
+    run_split(_settings(data_dir=data_dir), ratios=_parse_ratios(ratios), seed=seed, shard_rows=shard_rows, console=console)
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise EquigenError(f"--ratios must be three comma-separated numbers, got {text!r}") from None
+    if len(parts) != 3 or any(p <= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise EquigenError(f"--ratios must be three positive fractions summing to 1, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+@app.command()
+def verify(
+    dataset_dir: Path = typer.Argument(..., help="A dataset folder written by `equigen split` (the one holding data/ and README.md)."),
+    radius: Optional[int] = typer.Option(None, "--radius", help="pHash distance counted as a near-duplicate leak [default: dedup's threshold]."),
+) -> None:
+    """Audit a dataset folder, trusting nothing stored: counts, artist and near-duplicate leakage, decoding, checksums, schema."""
+    from equigen.verify import run_verify
+
+    ok = run_verify(dataset_dir, radius=radius, console=console)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def baseline(
+    data_dir: Optional[Path] = DataDir,
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder [default <data-dir>/dataset]."),
+    models: str = typer.Option("resnet50,efficientnet_b0", "--models", help="Comma-separated torchvision resnet*/efficientnet_b* names."),
+    epochs: int = typer.Option(10, "--epochs"),
+    image_size: int = typer.Option(128, "--image-size"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd."),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without validation macro-F1 improvement."),
+    seed: int = Seed,
+    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes decoding images."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Local torchvision ImageNet state dict to start from (nothing is downloaded)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name under <data-dir>/runs/ [default: a timestamp]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (bf16 where supported)."),
+) -> None:
+    """Train and compare image classifiers (ResNet vs EfficientNet) on the dataset's shards; write metrics, plots and a report."""
+    from equigen.baseline import BaselineConfig, run_baseline
+
+    settings = _settings(data_dir=data_dir)
+    cfg = BaselineConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), epochs=epochs,
+                         image_size=image_size, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                         label_smoothing=label_smoothing, patience=patience, seed=seed, workers=workers,
+                         weights=weights, resume=resume, run_name=name, device=device, amp=amp)
+    result = run_baseline(dataset or settings.dataset_dir, settings.runs_dir, cfg)
+    out.print(f"report: {result['report']}")
+
+
+@app.command()
+def demo(
+    data_dir: Path = typer.Option(Path("./equigen-demo"), "--data-dir", "-d", help="Working folder for the demo build."),
+    per_genre: int = typer.Option(40, "--per-genre", help="Covers per genre in the demo dataset."),
+    epochs: int = typer.Option(3, "--epochs", help="Baseline epochs per model."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the demo folder first instead of resuming."),
+) -> None:
+    """Run the whole pipeline offline against the built-in simulator: fetch, dedup, balance, split, verify, baseline."""
+    from equigen.demo import run_demo
+
+    run_demo(data_dir, per_genre=per_genre, epochs=epochs, fresh=fresh, console=console)
+
+
+@app.command()
+def simulate(
+    port: int = typer.Option(8080, "--port", help="Port on 127.0.0.1 to serve on."),
+    seed: int = Seed,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    cover_px: Optional[int] = typer.Option(None, "--cover-px", help="Serve every cover at this side (small for quick tests) instead of the requested thumbnail size."),
+) -> None:
+    """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops)."""
+    from equigen.simulator import serve_forever
+
+    serve_forever(port=port, seed=seed, host=host, cover_px=cover_px)
+
+
+def main() -> None:
+    try:
+        app()  # standalone: click prints usage errors itself (exit 2)
+    except EquigenError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted: the catalog is consistent; re-run the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
