@@ -1,0 +1,63 @@
+"""Shared fixtures: a simulator world harvested once per session by the real fetch code over sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from equigen.config import load_settings
+from equigen.fetch import run_fetch
+from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
+
+HARVEST_SEED = 11
+HARVEST_PER_GENRE = 8
+HARVEST_OVERSAMPLE = 3.0  # 47 MusicBrainz requests on this world: enough to judge the 1/s rule
+
+
+def quiet_console() -> Console:
+    return Console(stderr=True, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def harvest_sim():
+    """A small simulator world (64 px covers) served on a free loopback port for the whole session."""
+    with simulator_in_thread(world_config=WorldConfig.small(seed=HARVEST_SEED), sim_config=SimConfig()) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def _harvest(harvest_sim, tmp_path_factory):
+    data_dir: Path = tmp_path_factory.mktemp("harvest")
+    settings = load_settings(data_dir=data_dir, musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url)
+    stats = run_fetch(settings, per_genre=HARVEST_PER_GENRE, oversample=HARVEST_OVERSAMPLE, console=quiet_console())
+    return settings, stats
+
+
+@pytest.fixture(scope="session")
+def harvested(_harvest):
+    """Settings of a data folder holding a finished `equigen fetch --per-genre 8 --oversample 3` of the small world.
+
+    Treat it as read-only: copy it (copy_harvest) before running stages that write.
+    """
+    return _harvest[0]
+
+
+@pytest.fixture(scope="session")
+def harvest_stats(_harvest):
+    return _harvest[1]
+
+
+def copy_harvest(settings, dest: Path):
+    """A private copy of a harvested data folder, for tests that modify it."""
+    import dataclasses
+    import shutil
+
+    shutil.copytree(settings.data_dir, dest)
+    return dataclasses.replace(settings, data_dir=dest)
+
+
+@pytest.fixture
+def harvest_copy(harvested, tmp_path):
+    return copy_harvest(harvested, tmp_path / "data")

@@ -1,0 +1,83 @@
+"""The cover downloader's guards, over real sockets against the simulator's planted traps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from equigen.coverart import MAX_REDIRECTS, cover_url, download_cover
+from equigen.errors import EquigenError
+from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
+
+UA = {"User-Agent": "equigen/test ( tests@example.org )"}
+
+
+@pytest.fixture(scope="module")
+def trap_sim():
+    with simulator_in_thread(world_config=WorldConfig.small(seed=4),
+                             sim_config=SimConfig(bad_redirect=True, redirect_loop=True)) as sim:
+        yield sim
+
+
+def _download(sim, mbid: str, max_bytes: int = 10_000_000, attempts: int = 3):
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            return await download_cover(session, cover_url(sim.url, mbid, 500), headers=UA, max_bytes=max_bytes,
+                                        max_attempts=attempts, backoff=0.01)
+    return asyncio.run(go())
+
+
+def test_redirect_to_non_http_scheme_is_refused(trap_sim):
+    out = _download(trap_sim, trap_sim.planted["bad_redirect"])
+    assert out.status == "failed" and "non-http" in out.error and out.data is None
+    assert out.attempts == 1, "a refused redirect is not retried"
+
+
+def test_endless_redirects_stop_after_the_limit(trap_sim):
+    before = len(trap_sim.log)
+    out = _download(trap_sim, trap_sim.planted["redirect_loop"])
+    assert out.status == "failed" and f"more than {MAX_REDIRECTS} redirects" in out.error
+    hops = [e for e in trap_sim.log[before:] if e.service != "sim"]
+    assert len(hops) == MAX_REDIRECTS + 1
+
+
+def test_oversize_body_is_capped_without_reading_it_all(trap_sim):
+    mbid = trap_sim.world.truth()["broken"]["oversize"][0]
+    out = _download(trap_sim, mbid)
+    assert out.status == "bad_image" and "exceeds the cap" in out.error
+
+
+def test_byte_cap_applies_to_ordinary_covers_too(trap_sim):
+    mbid = next(rg.mbid for rg in trap_sim.world.release_groups
+                if rg.art == "ok" and not rg.flaky and rg.findable and rg.mbid not in trap_sim.planted.values())
+    assert _download(trap_sim, mbid).status == "ok"
+    assert _download(trap_sim, mbid, max_bytes=100).status == "bad_image"
+
+
+def test_redirect_chain_is_followed_to_the_image(trap_sim):
+    mbid = next(rg.mbid for rg in trap_sim.world.release_groups
+                if rg.art == "ok" and not rg.flaky and rg.mbid not in trap_sim.planted.values())
+    out = _download(trap_sim, mbid)
+    assert out.status == "ok" and out.data == trap_sim.world.cover_bytes(mbid, 500)
+    assert "/ia/" in out.final_url
+
+
+def test_no_art_is_404_and_not_retried(trap_sim):
+    mbid = next(rg.mbid for rg in trap_sim.world.release_groups if rg.art == "none")
+    out = _download(trap_sim, mbid)
+    assert (out.status, out.http_status, out.attempts) == ("no_art", 404, 1)
+
+
+def test_flaky_cover_fails_after_too_few_attempts():
+    with simulator_in_thread(world_config=WorldConfig.small(seed=4), sim_config=SimConfig(flaky_failures=2)) as sim:
+        mbid = sim.world.truth()["flaky"][0]
+        first = _download(sim, mbid, attempts=2)
+        assert first.status == "failed" and first.attempts == 2
+        assert _download(sim, mbid, attempts=2).status == "ok"  # the next run gets it
+
+
+def test_invalid_mbid_never_reaches_a_url():
+    with pytest.raises(EquigenError):
+        cover_url("http://127.0.0.1:1", "../../etc/passwd", 500)
