@@ -38,8 +38,8 @@ class RateLimiter:
             delay = self._next - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            # a hair over the interval, so network jitter never lands two requests in one second
-            self._next = loop.time() + self.interval + 0.01
+            # 50 ms over the interval: scheduling jitter on a busy machine must never land two requests in one second
+            self._next = loop.time() + self.interval + 0.05
 
     def push_back(self, seconds: float) -> None:
         """Delay the next request (after a 503), for every caller."""

@@ -1,0 +1,385 @@
+"""The MusicBrainz + Cover Art Archive simulator, exercised over real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import itertools
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import imagehash
+import pytest
+import requests
+from PIL import Image
+
+from equigen.mbids import VARIOUS_ARTISTS, is_mbid
+from equigen.simulator import BROKEN_KINDS, SimConfig, World, WorldConfig, simulator_in_thread
+from equigen.simulator.server import parse_query
+
+UA = {"User-Agent": "equigen-tests/0.1 ( tests@example.org )"}
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """A small world without the rate limit, for shape and paging tests."""
+    with simulator_in_thread(WorldConfig.small(SEED), SimConfig(rate_limit=0)) as handle:
+        yield handle
+
+
+def search(handle, query: str, **params) -> requests.Response:
+    return requests.get(f"{handle.url}/ws/2/release-group", headers=UA,
+                        params={"query": query, "fmt": "json", **params}, timeout=10)
+
+
+def expected(world: World, query: str) -> set[str]:
+    predicate = parse_query(query)
+    return {rg.mbid for rg in world.release_groups if predicate(rg)}
+
+
+def usable(world: World):
+    return [rg for rg in world.release_groups if rg.art == "ok" and not rg.flaky]
+
+
+# ---- MusicBrainz ----------------------------------------------------------------------------------
+
+def test_search_json_shape(sim):
+    body = search(sim, 'tag:"rock" AND primarytype:album', limit=100).json()
+    assert body["created"].endswith("Z") and body["offset"] == 0
+    groups = body["release-groups"]
+    assert 0 < len(groups) == min(body["count"], 100)
+    assert body["count"] == len(expected(sim.world, 'tag:"rock" AND primarytype:album'))
+    for rg in groups:
+        assert is_mbid(rg["id"]) and rg["primary-type"] == "Album" and rg["score"] == 100
+        assert "rock" in [t["name"] for t in rg["tags"]]
+        assert all(isinstance(t["count"], int) for t in rg["tags"])
+        credit = rg["artist-credit"][0]
+        assert is_mbid(credit["artist"]["id"]) and credit["artist"]["sort-name"]
+        assert is_mbid(rg["releases"][0]["id"])
+        if "secondary-types" in rg:  # omitted when empty, like the real service
+            assert rg["secondary-types"] and len(rg["secondary-type-ids"]) == len(rg["secondary-types"])
+    assert any("secondary-types" not in rg for rg in groups)
+    untagged = [rg for rg in sim.world.release_groups if not rg.tags and rg.primary_type == "Album"]
+    shown = search(sim, f"rgid:{untagged[0].mbid}").json()["release-groups"][0]
+    assert "tags" not in shown and shown["id"] == untagged[0].mbid
+
+
+def test_search_paging_is_stable_and_complete(sim):
+    query = "tag:rock AND primarytype:album AND NOT secondarytype:compilation"
+    want = expected(sim.world, query)
+    assert len(want) > 20
+    seen, counts, offset = [], set(), 0
+    while True:
+        body = search(sim, query, limit=7, offset=offset).json()
+        counts.add(body["count"])
+        assert body["offset"] == offset
+        if not body["release-groups"]:
+            break
+        seen += [rg["id"] for rg in body["release-groups"]]
+        offset += 7
+    assert counts == {len(want)}
+    assert len(seen) == len(set(seen)) and set(seen) == want
+    for rg in sim.world.release_groups:
+        if rg.mbid in want:
+            assert "Compilation" not in rg.secondary_types
+
+
+def test_search_query_forms_and_limits(sim):
+    lower = search(sim, "TAG:Rock and PRIMARYTYPE:album").json()["count"]
+    assert lower == search(sim, 'tag:"rock" AND primarytype:"Album"').json()["count"] > 0
+    assert search(sim, "primarytype:album", limit=500).json()["release-groups"].__len__() == 100
+    assert len(search(sim, "primarytype:album").json()["release-groups"]) == 25  # the default limit
+    for bad in ('tag:"rock', "nosuchfield:x", "tag:rock AND", "(tag:rock"):
+        response = search(sim, bad)
+        assert response.status_code == 400 and "error" in response.json(), bad
+    assert search(sim, "tag:rock", limit="ten").status_code == 400
+
+
+def test_lookup(sim):
+    rg = next(r for r in sim.world.release_groups if r.tags)
+    url = f"{sim.url}/ws/2/release-group/{rg.mbid}"
+    body = requests.get(url, params={"inc": "artist-credits tags", "fmt": "json"}, headers=UA, timeout=10).json()
+    assert body["id"] == rg.mbid and body["title"] == rg.title
+    assert [(t["name"], t["count"]) for t in body["tags"]] == list(rg.tags)
+    assert body["artist-credit"][0]["artist"]["id"] == rg.artist.mbid
+    assert isinstance(body["secondary-types"], list)  # the lookup always has the list
+    bare = requests.get(url, params={"fmt": "json"}, headers=UA, timeout=10).json()
+    assert "tags" not in bare and "artist-credit" not in bare
+    invalid = requests.get(f"{sim.url}/ws/2/release-group/not-a-uuid", params={"fmt": "json"}, headers=UA, timeout=10)
+    assert invalid.status_code == 400
+    unknown = requests.get(f"{sim.url}/ws/2/release-group/{'0' * 8}-0000-4000-8000-{'0' * 12}",
+                           params={"fmt": "json"}, headers=UA, timeout=10)
+    assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize("agent", [None, "", "python-requests/2.31", "Python/3.11 aiohttp/3.9", "aiohttp/3.9",
+                                   "python-urllib3/2.2"])
+def test_generic_user_agent_is_forbidden(sim, agent):
+    host, port = sim.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)  # sends no User-Agent unless given
+    conn.request("GET", "/ws/2/release-group?query=tag%3Arock&fmt=json",
+                 headers={"User-Agent": agent} if agent is not None else {})
+    response = conn.getresponse()
+    assert response.status == 403 and "error" in json.loads(response.read())
+    conn.close()
+
+
+def test_rate_limit_one_per_second():
+    with simulator_in_thread(WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2)) as handle:
+        assert search(handle, "tag:rock").status_code == 200
+        rejected = search(handle, "tag:rock")
+        assert rejected.status_code == 503 and rejected.headers["Retry-After"] == "1" and "error" in rejected.json()
+        other = requests.get(f"{handle.url}/ws/2/release-group", params={"query": "tag:rock", "fmt": "json"},
+                             headers={"User-Agent": "another-client/1.0 ( x@example.org )"}, timeout=10)
+        assert other.status_code == 200  # the limit is per client
+        time.sleep(0.6)
+        assert search(handle, "tag:rock").status_code == 503  # still inside the window of the first
+        time.sleep(0.45)  # rejections did not use up the allowance: 1.05 s after the first is fine
+        assert search(handle, "tag:rock").status_code == 200
+        statuses = [e.status for e in handle.musicbrainz_log() if e.user_agent == UA["User-Agent"]]
+        assert statuses == [200, 503, 503, 200]
+    with simulator_in_thread(WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2),
+                             SimConfig(rate_limit=0, mb_error_rate=1.0, retry_after=False)) as handle:
+        response = search(handle, "tag:rock")
+        assert response.status_code == 503 and "Retry-After" not in response.headers
+
+
+def test_bad_mbid_knob():
+    with simulator_in_thread(WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2),
+                             SimConfig(rate_limit=0, bad_mbid=True)) as handle:
+        first = search(handle, "tag:rock", limit=5).json()
+        ids = [rg["id"] for rg in first["release-groups"]]
+        assert ids[0] == "../../etc/passwd" and all(is_mbid(i) for i in ids[1:])
+        assert first["count"] == len(expected(handle.world, "tag:rock")) + 1
+        later = [rg["id"] for rg in search(handle, "tag:rock", limit=100, offset=5).json()["release-groups"]]
+        assert all(is_mbid(i) for i in later)
+        assert set(ids[1:] + later) == expected(handle.world, "tag:rock")  # paging past it loses nothing
+
+
+# ---- Cover Art Archive ----------------------------------------------------------------------------
+
+def test_cover_redirect_chain(sim):
+    rg = usable(sim.world)[0]
+    first = requests.get(f"{sim.url}/release-group/{rg.mbid}/front-500", allow_redirects=False, timeout=10)
+    assert first.status_code == 307
+    assert re.fullmatch(rf"{sim.url}/download/mbid-{rg.release_mbid}/mbid-{rg.release_mbid}-\d+_thumb500\.jpg",
+                        first.headers["Location"])
+    second = requests.get(first.headers["Location"], allow_redirects=False, timeout=10)
+    assert second.status_code == 302
+    assert re.fullmatch(rf"{sim.url}/ia/\d+/items/mbid-{rg.release_mbid}/mbid-{rg.release_mbid}-\d+_thumb500\.jpg",
+                        second.headers["Location"])
+    assert second.headers["Location"] == sim.world.image_url(sim.url, rg.mbid, 500)
+    final = requests.get(second.headers["Location"], timeout=10)
+    assert final.status_code == 200 and final.headers["Content-Type"] == "image/jpeg"
+    assert int(final.headers["Content-Length"]) == len(final.content)
+    assert final.content == sim.world.cover_bytes(rg.mbid, 500)
+    assert Image.open(io.BytesIO(final.content)).size == (64, 64)  # cover_px of the small world
+    full = requests.get(f"{sim.url}/release-group/{rg.mbid}/front", allow_redirects=False, timeout=10)
+    assert full.headers["Location"].endswith(f"-{rg.image_id}.jpg")
+    index = requests.get(f"{sim.url}/release-group/{rg.mbid}", timeout=10).json()
+    image = index["images"][0]
+    assert image["front"] and image["types"] == ["Front"] and set(image["thumbnails"]) >= {"250", "500", "1200"}
+    assert requests.get(image["thumbnails"]["250"], timeout=10).content == sim.world.cover_bytes(rg.mbid, 250)
+
+
+def test_cover_errors(sim):
+    no_art = next(rg for rg in sim.world.release_groups if rg.art == "none")
+    for path in (f"/release-group/{no_art.mbid}/front-500", f"/release-group/{no_art.mbid}"):
+        response = requests.get(sim.url + path, timeout=10)
+        assert response.status_code == 404 and "image" not in response.headers["Content-Type"]
+    unknown = f"{'1' * 8}-1111-4111-8111-{'1' * 12}"
+    assert requests.get(f"{sim.url}/release-group/{unknown}/front-250", timeout=10).status_code == 404
+    assert requests.get(f"{sim.url}/release-group/not-an-mbid/front-250", timeout=10).status_code == 400
+    upper = sim.world.release_groups[0].mbid.upper()  # MBIDs are lower case
+    assert requests.get(f"{sim.url}/release-group/{upper}/front-250", timeout=10).status_code == 400
+
+
+def test_faithful_sizes_without_cover_px():
+    world = World.build(WorldConfig.small(SEED, cover_px=None))
+    rg = usable(world)[0]
+    for size in (250, 500, 1200):
+        assert Image.open(io.BytesIO(world.cover_bytes(rg.mbid, size))).size == (size, size)
+
+
+def test_broken_covers_are_served_as_specified(sim):
+    world = sim.world
+    first = {kind: next(rg for rg in world.release_groups if rg.art == kind) for kind in BROKEN_KINDS}
+    for rg in first.values():
+        assert rg.findable and rg.genre in world.taxonomy.tags  # a harvesting client will meet them
+
+    def fetch(kind: str, **kw) -> requests.Response:
+        return requests.get(f"{sim.url}/release-group/{first[kind].mbid}/front-500", timeout=30, **kw)
+
+    truncated = fetch("truncated")
+    assert truncated.status_code == 200 and truncated.content[:2] == b"\xff\xd8"
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(truncated.content)).load()
+    html = fetch("html")
+    assert html.headers["Content-Type"] == "image/jpeg" and html.content.lstrip().lower().startswith(b"<!doctype html")
+    bomb = fetch("bomb")
+    assert bomb.content[:8] == b"\x89PNG\r\n\x1a\n" and len(bomb.content) < 100_000
+    assert struct.unpack(">II", bomb.content[16:24]) == (30000, 30000)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bomb.content))
+    tiny = fetch("tiny")
+    assert Image.open(io.BytesIO(tiny.content)).size == (16, 16)
+    with fetch("oversize", stream=True) as oversize:
+        assert int(oversize.headers["Content-Length"]) > 10_000_000
+        received = sum(len(chunk) for chunk in oversize.iter_content(1 << 20))
+    assert received == world.config.oversize_bytes
+
+
+def test_flaky_fails_exactly_n_times_then_succeeds():
+    def attempts(handle, rg) -> list[int]:
+        url = handle.world.image_url(handle.url, rg.mbid, 250)
+        out = []
+        for _ in range(5):
+            try:
+                out.append(requests.get(url, timeout=10).status_code)
+            except requests.ConnectionError:
+                out.append(0)  # dropped on purpose
+        return out
+
+    config = WorldConfig.small(SEED)
+    runs = []
+    for failures in (2, 2, 3):
+        with simulator_in_thread(config, SimConfig(flaky_failures=failures)) as handle:
+            flaky = [rg for rg in handle.world.release_groups if rg.flaky][:6]
+            runs.append([attempts(handle, rg) for rg in flaky])
+            assert all(e.status == 0 for e in handle.log if e.status not in (200, 500, 502, 503))
+    for failures, run in zip((2, 2, 3), runs):
+        for seq in run:
+            assert all(s != 200 for s in seq[:failures]) and seq[failures:] == [200] * (5 - failures), seq
+    assert runs[0] == runs[1]  # deterministic across fresh simulators
+    assert 0 in itertools.chain.from_iterable(itertools.chain.from_iterable(runs))  # some drops happen
+
+
+def test_planted_redirect_faults():
+    with simulator_in_thread(WorldConfig.small(SEED), SimConfig(bad_redirect=True, redirect_loop=True)) as handle:
+        bad = requests.get(f"{handle.url}/release-group/{handle.planted['bad_redirect']}/front-500",
+                           allow_redirects=False, timeout=10)
+        assert bad.status_code == 307 and bad.headers["Location"].startswith("ftp://")
+        with pytest.raises(requests.TooManyRedirects):
+            requests.get(f"{handle.url}/release-group/{handle.planted['redirect_loop']}/front-500", timeout=10)
+        truth = requests.get(f"{handle.url}/__sim__/truth", timeout=10).json()
+        assert truth["planted"] == handle.planted
+
+
+# ---- the world ------------------------------------------------------------------------------------
+
+def test_world_is_deterministic():
+    a, b = World.build(WorldConfig.small(7)), World.build(WorldConfig.small(7))
+    assert a.release_groups == b.release_groups
+    sample = [rg.mbid for rg in a.release_groups if rg.art != "none"][:40]
+    assert all(a.cover_bytes(m, 250) == b.cover_bytes(m, 250) for m in sample)
+    c = World.build(WorldConfig.small(8))
+    assert {rg.mbid for rg in a.release_groups}.isdisjoint(rg.mbid for rg in c.release_groups)
+
+
+def test_world_contents():
+    world = World.build(WorldConfig.small(SEED))
+    rgs = world.release_groups
+    assert all(is_mbid(rg.mbid) and is_mbid(rg.release_mbid) and is_mbid(rg.artist.mbid) for rg in rgs)
+    various = [rg for rg in rgs if rg.artist.mbid == VARIOUS_ARTISTS]
+    assert various and any(rg.secondary_types == ("Compilation",) for rg in various)
+    assert any(rg.secondary_types == () for rg in various)
+    labels = {rg.genre for rg in rgs}
+    assert set(world.taxonomy.genres) <= labels and {"ambiguous", "unlabelled"} <= labels
+    assert 0.02 < sum(not rg.tags for rg in rgs) / len(rgs) < 0.09
+    assert 0.06 < sum(rg.art == "none" for rg in rgs) / len(rgs) < 0.14
+    assert {"Album", "EP", "Single"} == {rg.primary_type for rg in rgs}
+    dates = {len(rg.first_release_date or "") for rg in rgs}
+    assert dates == {0, 4, 7, 10}
+    counts = sorted(sum(rg.artist is a for rg in rgs) for a in world.artists[:-1])
+    assert counts[0] == 1 and counts[-1] >= 8  # long-tailed
+
+
+def test_planted_duplicates_are_close_and_distinct_covers_far():
+    world = World.build(WorldConfig.small(SEED, cover_px=None))
+
+    def phash(mbid: str):
+        return imagehash.phash(Image.open(io.BytesIO(world.cover_bytes(mbid, 250))))
+
+    duplicates = world.truth()["duplicates"]
+    distances: dict[str, list[int]] = {}
+    for pair in duplicates:
+        distances.setdefault(pair["transform"], []).append(phash(pair["mbid"]) - phash(pair["source_mbid"]))
+    assert set(distances) == {"reencode", "resize", "border", "brightness"}
+    assert any(p["same_artist"] for p in duplicates) and any(not p["same_artist"] for p in duplicates)
+    print({k: (max(v), round(sum(v) / len(v), 1)) for k, v in distances.items()})
+    for transform in ("reencode", "resize", "brightness"):
+        assert max(distances[transform]) <= 10, (transform, distances[transform])
+    assert max(distances["border"]) <= 16, distances["border"]
+    involved = {p["mbid"] for p in duplicates} | {p["source_mbid"] for p in duplicates}
+    sample = [rg.mbid for rg in world.release_groups if rg.art == "ok" and rg.mbid not in involved][:150]
+    hashes = [phash(m) for m in sample]
+    closest = min(a - b for a, b in itertools.combinations(hashes, 2))
+    assert closest > 12, closest
+
+
+def test_default_world_is_big_enough_for_per_genre_40():
+    world = World.build(WorldConfig())
+    truth = world.truth()
+    assert truth["various_artists_mbid"] == VARIOUS_ARTISTS
+    assert set(truth["genres"]) == set(world.taxonomy.genres)
+    for genre, row in truth["genres"].items():
+        assert row["usable_capped"] >= 40 and row["artists"] >= 30, (genre, row)
+        assert row["usable"] >= 90, (genre, row)
+        assert row["total"] == row["no_art"] + sum(row["broken"].values()) + row["duplicates"] + row["usable"]
+    sizes = sorted(row["total"] for row in truth["genres"].values())
+    assert sizes[-1] > 3 * sizes[0]  # uneven genre popularity
+    assert all(len(truth["broken"][kind]) >= 1 for kind in BROKEN_KINDS)
+    assert truth["findable_ambiguous"] > 0 and truth["findable_unlabelled"] > 0
+    assert len(truth["duplicates"]) > 100 and len(truth["flaky"]) > 100
+
+
+def test_cover_render_is_fast_and_cached():
+    world = World.build(WorldConfig.small(SEED, cover_px=None))
+    mbids = [rg.mbid for rg in usable(world)][:30]
+    start = time.perf_counter()
+    world.prerender(500, mbids)
+    per_cover = (time.perf_counter() - start) / len(mbids)
+    assert per_cover < 0.05, per_cover  # a few ms normally; generous for loaded CI machines
+    assert all(world.cached_cover(m, 500) is world.cover_bytes(m, 500) for m in mbids)
+
+
+# ---- logging and the process entry point ----------------------------------------------------------
+
+def test_request_log(sim):
+    before = time.time()
+    search(sim, "tag:jazz")
+    requests.get(f"{sim.url}/release-group/not-an-mbid/front-500", headers=UA, timeout=10)
+    mb = sim.musicbrainz_log()[-1]
+    assert mb.path == "/ws/2/release-group" and "query=tag" in mb.query_string and mb.status == 200
+    assert mb.user_agent == UA["User-Agent"] and mb.method == "GET" and before <= mb.t <= time.time()
+    assert all(e.service == "musicbrainz" for e in sim.musicbrainz_log())
+    caa = sim.log[-1]
+    assert caa.service == "coverart" and caa.status == 400
+    served = requests.get(f"{sim.url}/__sim__/log", timeout=10).json()
+    assert served[-1]["path"] == caa.path and served[-1]["status"] == 400
+    assert {"t", "method", "path", "query_string", "status", "user_agent", "service"} == set(served[-1])
+    assert requests.get(f"{sim.url}/__sim__/health", timeout=10).json()["status"] == "ok"
+
+
+def test_serve_forever_in_subprocess():
+    code = "from equigen.simulator import serve_forever; serve_forever(port=0, seed=1, cover_px=32)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)[0]
+        assert requests.get(f"{url}/__sim__/health", timeout=10).json()["status"] == "ok"
+        truth = requests.get(f"{url}/__sim__/truth", timeout=30).json()
+        assert truth["seed"] == 1 and truth["genres"]["Rock"]["usable_capped"] >= 40
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
