@@ -66,17 +66,24 @@ class Settings:
             raise EquigenError(f"--thumbnail must be one of {THUMBNAIL_SIZES}, got {self.thumbnail}")
         if self.concurrency < 1 or self.per_host < 1:
             raise EquigenError("--concurrency must be at least 1")
+        if self.contact and not re.fullmatch(r"[^\s()]+", self.contact):
+            raise EquigenError(f"--contact must be an e-mail address or URL without spaces, got {self.contact!r}")
+        return self
+
+    def for_musicbrainz(self) -> "Settings":
+        """Extra checks for commands that talk to MusicBrainz (their rules for non-local clients)."""
         mb_host = urlparse(self.musicbrainz_url).hostname
         if mb_host not in LOOPBACK_HOSTS and not self.contact:
             raise EquigenError(
                 "--contact (or EQUIGEN_CONTACT) is required for a non-local MusicBrainz: "
                 "their rules ask for a User-Agent with an e-mail or URL"
             )
-        if self.contact and not re.fullmatch(r"[^\s()]+", self.contact):
-            raise EquigenError(f"--contact must be an e-mail address or URL without spaces, got {self.contact!r}")
         if mb_host not in LOOPBACK_HOSTS and self.mb_interval < 1.0:
             raise EquigenError("--mb-interval below 1.0 s is only allowed against a local mirror")
         return self
+
+
+PATH_FIELDS = ("data_dir", "taxonomy_path")
 
 
 def _coerce(value: str, like):
@@ -86,8 +93,6 @@ def _coerce(value: str, like):
         return int(value)
     if isinstance(like, float):
         return float(value)
-    if isinstance(like, Path) or like is None:
-        return Path(value) if value else None
     return value
 
 
@@ -98,13 +103,13 @@ def load_settings(**flags) -> Settings:
     for f in fields(Settings):
         flag = flags.get(f.name)
         if flag is not None:
-            values[f.name] = Path(flag) if f.name in ("data_dir", "taxonomy_path") else flag
+            values[f.name] = Path(flag) if f.name in PATH_FIELDS else flag
             continue
         env = os.environ.get(f"EQUIGEN_{f.name.upper()}")
         if env is not None and env != "":
             default = getattr(base, f.name)
             try:
-                values[f.name] = Path(env) if f.name in ("data_dir", "taxonomy_path") else _coerce(env, default)
+                values[f.name] = Path(env) if f.name in PATH_FIELDS else _coerce(env, default)
             except ValueError:
                 raise EquigenError(f"environment variable EQUIGEN_{f.name.upper()}={env!r} is not a valid value") from None
     unknown = set(flags) - {f.name for f in fields(Settings)}

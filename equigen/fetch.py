@@ -58,6 +58,8 @@ def run_fetch(settings: Settings, per_genre: int = 4000, oversample: float = 1.5
               manifest: Path | None = None, console: Console | None = None) -> FetchStats:
     """Harvest until each genre holds per_genre x oversample candidates (or its tags run out)."""
     console = console or Console(stderr=True)
+    if manifest is None and discover:
+        settings = settings.for_musicbrainz()  # a manifest rebuild talks to the Cover Art Archive only
     if per_genre < 1 or oversample < 1:
         raise EquigenError("--per-genre must be at least 1 and --oversample at least 1.0")
     taxonomy = load_taxonomy(settings.taxonomy_path)

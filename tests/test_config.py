@@ -20,8 +20,12 @@ def test_flags_beat_environment_beat_defaults(monkeypatch, tmp_path):
 
 def test_real_musicbrainz_requires_contact_and_user_agent_carries_it(monkeypatch):
     monkeypatch.delenv("EQUIGEN_CONTACT", raising=False)
+    assert load_settings().contact is None  # offline verbs need no contact
     with pytest.raises(EquigenError, match="contact"):
-        load_settings()
+        load_settings().for_musicbrainz()
+    monkeypatch.setenv("EQUIGEN_CONTACT", "env@example.org")
+    assert load_settings().for_musicbrainz().contact == "env@example.org"
+    monkeypatch.delenv("EQUIGEN_CONTACT")
     s = load_settings(contact="me@example.org")
     assert s.user_agent.startswith("equigen/") and s.user_agent.endswith("( me@example.org )")
 
@@ -31,7 +35,7 @@ def test_real_musicbrainz_requires_contact_and_user_agent_carries_it(monkeypatch
 def test_bad_settings_are_one_line_errors(flags):
     flags.setdefault("contact", "me@example.org")
     with pytest.raises(EquigenError) as err:
-        load_settings(**flags)
+        load_settings(**flags).for_musicbrainz()
     assert "\n" not in str(err.value)
 
 

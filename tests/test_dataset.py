@@ -1,0 +1,237 @@
+"""`equigen split` and `equigen verify` end to end on a harvested simulator catalog."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conftest import copy_harvest, quiet_console
+from equigen.catalog import Catalog
+from equigen.curate import run_balance, run_dedup
+from equigen.dataset import MANIFEST, read_manifest, run_split
+from equigen.errors import EquigenError
+from equigen.mbids import VARIOUS_ARTISTS
+from equigen.shards import CHECKSUMS, SPLITS, shard_files
+from equigen.verify import run_verify, verify_checks
+
+PER_GENRE = 6
+SHARD_ROWS = 20
+
+
+@pytest.fixture(scope="module")
+def curated(harvested, tmp_path_factory):
+    settings = copy_harvest(harvested, tmp_path_factory.mktemp("split") / "data")
+    run_dedup(settings, console=quiet_console())
+    run_balance(settings, per_genre=PER_GENRE, seed=0, console=quiet_console())
+    return settings
+
+
+@pytest.fixture(scope="module")
+def published(curated):
+    summary = run_split(curated, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    return curated, summary
+
+
+def selection(settings) -> pd.DataFrame:
+    with Catalog(settings.catalog_path) as catalog:
+        return catalog.selection_frame()
+
+
+def test_counts_match_selection_and_catalog(published):
+    settings, summary = published
+    sel = selection(settings)
+    manifest = read_manifest(settings.dataset_dir / MANIFEST)
+    assert len(manifest) == len(sel) == sum(summary["split_sizes"].values())
+    assert (manifest.groupby("genre").size() == PER_GENRE).all()
+    assert summary["leakage"]["artists_in_several_splits"] == 0
+    assert summary["leakage"]["clusters_in_several_splits"] == 0
+    # The catalog stores the same splits the dataset was written with.
+    stored = sel.set_index("mbid")["split"]
+    assert manifest.set_index("release_group_mbid")["split"].sort_index().equals(stored.sort_index().rename("split"))
+    files = shard_files(settings.dataset_dir)
+    for split in SPLITS:
+        n = summary["split_sizes"][split]
+        assert len(files[split]) == -(-n // SHARD_ROWS)
+        assert sum(pq.ParquetFile(p).metadata.num_rows for p in files[split]) == n
+
+
+def test_layout(published):
+    root = published[0].dataset_dir
+    for name in ("README.md", "croissant.json", MANIFEST, CHECKSUMS, "plots/split_genre_counts.png",
+                 "plots/artist_sizes.png"):
+        assert (root / name).is_file(), name
+    assert not list(root.parent.glob(".dataset.*")), "no build folder left behind"
+    card = (root / "README.md").read_text()
+    assert card.startswith("---\n") and "image-classification" in card and "copyrighted" in card
+
+
+def test_deterministic_bytes(published, tmp_path):
+    settings, _ = published
+    first = {p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()}
+    run_split(settings, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    second = {p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()}
+    assert first.keys() == second.keys()
+    assert all(first[k] == second[k] for k in first), [str(k) for k in first if first[k] != second[k]]
+
+
+def test_datasets_round_trip(published, tmp_path):
+    import datasets
+
+    settings, summary = published
+    for args, kwargs in ((("parquet",), {"data_dir": str(settings.dataset_dir)}), ((str(settings.dataset_dir),), {})):
+        ds = datasets.load_dataset(*args, **kwargs, cache_dir=str(tmp_path / "hf"))
+        assert set(ds) == set(SPLITS)
+        assert {s: ds[s].num_rows for s in SPLITS} == summary["split_sizes"]
+        features = ds["train"].features
+        assert isinstance(features["image"], datasets.Image)
+        assert isinstance(features["label"], datasets.ClassLabel)
+        row = ds["train"][0]
+        assert isinstance(row["image"], Image.Image)
+        assert features["label"].int2str(row["label"]) == row["genre"]
+
+
+def test_croissant_validates_and_generates_records(published):
+    import mlcroissant as mlc
+
+    settings, summary = published
+    dataset = mlc.Dataset(jsonld=settings.dataset_dir / "croissant.json")   # raises on validation errors
+    records = list(dataset.records("covers"))
+    assert len(records) == sum(summary["split_sizes"].values())
+    splits = pd.Series([r["covers/split"].decode() for r in records]).value_counts().to_dict()
+    assert splits == summary["split_sizes"]
+    assert isinstance(records[0]["covers/image"], Image.Image)
+
+
+def test_verify_passes_on_a_good_dataset(published):
+    assert run_verify(published[0].dataset_dir, console=quiet_console()) is True
+
+
+def failed(dataset_dir: Path) -> set[str]:
+    _, checks, _ = verify_checks(dataset_dir)
+    return {c.name for c in checks if not c.ok}
+
+
+def rewrite(path: Path, table: pa.Table) -> None:
+    """Write a table with the same schema and writer options as the original shard."""
+    pq.write_table(table, path, compression="zstd")
+
+
+def test_verify_catches_a_planted_artist_leak(published, tmp_path):
+    root = tmp_path / "dataset"
+    shutil.copytree(published[0].dataset_dir, root)
+    files = shard_files(root)
+    train = pa.concat_tables(pq.read_table(p) for p in files["train"])
+    artists = pd.Series(train.column("artist_mbid").to_pylist())
+    repeated = artists[(artists != VARIOUS_ARTISTS) & artists.notna() & artists.duplicated(keep=False)]
+    assert len(repeated), "the harvested world should have an artist with two train covers"
+    moved = int(repeated.index[0])
+    moved_mbid = train.column("release_group_mbid")[moved].as_py()
+    # Move one of that artist's covers from train into the first test shard.
+    for path in files["train"]:
+        table = pq.read_table(path)
+        keep = [i for i, m in enumerate(table.column("release_group_mbid").to_pylist()) if m != moved_mbid]
+        rewrite(path, table.take(keep))
+    test_path = files["test"][0]
+    rewrite(test_path, pa.concat_tables([pq.read_table(test_path), train.slice(moved, 1)]))
+    problems = failed(root)
+    assert "artists in one split only (Various Artists excluded)" in problems
+    assert run_verify(root, console=quiet_console()) is False
+
+
+def test_verify_catches_a_near_duplicate_across_splits(published, tmp_path):
+    root = tmp_path / "dataset"
+    shutil.copytree(published[0].dataset_dir, root)
+    files = shard_files(root)
+    source = pq.read_table(files["train"][0]).slice(0, 1).to_pylist()[0]
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(source["image"]["bytes"])).convert("RGB").save(buffer, "JPEG", quality=60)
+    clone = dict(source, image={"bytes": buffer.getvalue(), "path": "clone.jpg"},
+                 release_group_mbid="00000000-0000-4000-8000-000000000000", artist_mbid=VARIOUS_ARTISTS)
+    test_path = files["test"][0]
+    table = pq.read_table(test_path)
+    rewrite(test_path, pa.concat_tables([table, pa.Table.from_pylist([clone], schema=table.schema)]))
+    problems = failed(root)
+    assert any(p.startswith("no near-duplicates across splits") for p in problems)
+    assert "sha256 column matches image bytes" in problems     # the clone kept the source's sha256
+
+
+def test_verify_catches_a_corrupted_shard(published, tmp_path):
+    root = tmp_path / "dataset"
+    shutil.copytree(published[0].dataset_dir, root)
+    shard = shard_files(root)["train"][0]
+    data = bytearray(shard.read_bytes())
+    for offset in range(len(data) // 3, len(data) // 3 + 64):
+        data[offset] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    problems = failed(root)
+    assert "checksums.sha256 matches every file" in problems
+    assert len(problems) >= 2        # and the shard itself: unreadable, or an image that no longer decodes
+    assert run_verify(root, console=quiet_console()) is False
+
+
+def test_verify_missing_folder(tmp_path):
+    with pytest.raises(EquigenError):
+        run_verify(tmp_path / "nope", console=quiet_console())
+
+
+def test_manifest_validation(published, tmp_path):
+    manifest = read_manifest(published[0].dataset_dir / MANIFEST)
+    assert {"split", "genre", "label", "sha256", "source_url", "year"} <= set(manifest.columns)
+    assert manifest["source_url"].notna().all()
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(EquigenError, match="not a readable Parquet"):
+        read_manifest(bad)
+    pq.write_table(pa.Table.from_pandas(manifest.drop(columns=["sha256"])), bad)
+    with pytest.raises(EquigenError, match="lacks columns"):
+        read_manifest(bad)
+    broken = manifest.assign(split=manifest["split"].where(manifest.index > 0, "holdout"))
+    pq.write_table(pa.Table.from_pandas(broken), bad)
+    with pytest.raises(EquigenError, match="split values"):
+        read_manifest(bad)
+    with pytest.raises(EquigenError, match="not found"):
+        read_manifest(tmp_path / "missing.parquet")
+
+
+def test_split_needs_a_selection(harvested, tmp_path):
+    settings = copy_harvest(harvested, tmp_path / "data")
+    with pytest.raises(EquigenError, match="equigen balance"):
+        run_split(settings, console=quiet_console())
+
+
+def test_split_refuses_an_empty_split(published, tmp_path):
+    settings = copy_harvest(published[0], tmp_path / "data")
+    before = (settings.dataset_dir / CHECKSUMS).read_bytes()
+    with Catalog(settings.catalog_path) as catalog:
+        catalog.replace_selection(catalog.selection_frame().iloc[:2][["mbid", "genre"]])
+    with pytest.raises(EquigenError, match="would be empty"):
+        run_split(settings, console=quiet_console())
+    assert (settings.dataset_dir / CHECKSUMS).read_bytes() == before
+
+
+def test_changed_image_fails_and_keeps_the_old_dataset(published, tmp_path):
+    settings = copy_harvest(published[0], tmp_path / "data")
+    before = (settings.dataset_dir / CHECKSUMS).read_bytes()
+    victim = settings.data_dir / selection(settings)["path"].iloc[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(EquigenError, match=victim.name):
+        run_split(settings, shard_rows=SHARD_ROWS, console=quiet_console())
+    assert (settings.dataset_dir / CHECKSUMS).read_bytes() == before
+    assert not list(settings.data_dir.glob(".dataset.*"))
+
+
+def test_manifest_selection_keeps_the_stored_splits(published, tmp_path):
+    settings = copy_harvest(published[0], tmp_path / "data")
+    shards_before = {p.name: p.read_bytes() for p in (settings.dataset_dir / "data").iterdir()}
+    with Catalog(settings.catalog_path) as catalog:
+        catalog.set_meta("selection_source", "manifest")     # as `equigen fetch --manifest` leaves it
+    run_split(settings, seed=123, shard_rows=SHARD_ROWS, console=quiet_console())
+    shards_after = {p.name: p.read_bytes() for p in (settings.dataset_dir / "data").iterdir()}
+    assert shards_after == shards_before
