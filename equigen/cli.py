@@ -152,28 +152,39 @@ def baseline(
     epochs: int = typer.Option(10, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
     batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (after warm-up, then cosine decay)."),
+    weight_decay: float = typer.Option(0.05, "--weight-decay"),
+    warmup_epochs: float = typer.Option(1.0, "--warmup-epochs"),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd."),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
     patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without validation macro-F1 improvement."),
     seed: int = Seed,
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes decoding images."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Local torchvision ImageNet state dict to start from (nothing is downloaded)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name from its last checkpoint."),
+    weights: Optional[List[str]] = typer.Option(None, "--weights", help="[MODEL=]PATH of a local torchvision ImageNet state dict to start from (repeatable; nothing is downloaded)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name (default: the newest) from its last checkpoint."),
+    max_train_batches: Optional[int] = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (quick smoke runs)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name under <data-dir>/runs/ [default: a timestamp]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (bf16 where supported)."),
 ) -> None:
-    """Train and compare image classifiers (ResNet vs EfficientNet) on the dataset's shards; write metrics, plots and a report."""
-    from equigen.baseline import BaselineConfig, run_baseline
+    """Train and compare image classifiers (ResNet vs EfficientNet) on the dataset's shards; write metrics, plots and a report.
+
+    Under `torchrun --nproc_per_node=K -m equigen.cli baseline ...` it trains with DistributedDataParallel.
+    """
+    import os
+
+    from equigen.baseline import BaselineConfig, parse_weights_option, run_baseline
 
     settings = _settings(data_dir=data_dir)
     cfg = BaselineConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), epochs=epochs,
                          image_size=image_size, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                         label_smoothing=label_smoothing, patience=patience, seed=seed, workers=workers,
-                         weights=weights, resume=resume, run_name=name, device=device, amp=amp)
+                         weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+                         patience=patience, seed=seed, workers=workers,
+                         weights=parse_weights_option(weights) if weights else None, resume=resume, run_name=name,
+                         device=device, amp=amp, max_train_batches=max_train_batches)
     result = run_baseline(dataset or settings.dataset_dir, settings.runs_dir, cfg)
-    out.print(f"report: {result['report']}")
+    if os.environ.get("RANK", "0") == "0":
+        out.print(f"report: {result['report']}")
 
 
 @app.command()

@@ -1,0 +1,111 @@
+"""Baseline classifiers (ResNet / EfficientNet) trained and compared on an EquiGen dataset.
+
+This module stays light: torch and torchvision are imported only when `run_baseline` runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from equigen.errors import EquigenError
+
+__all__ = ["BaselineConfig", "run_baseline", "parse_weights_option"]
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    models: tuple[str, ...] = ("resnet50", "efficientnet_b0")
+    epochs: int = 10
+    image_size: int = 128
+    batch_size: int = 64           # per process
+    lr: float = 1e-3               # peak learning rate, reached after warm-up
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"       # "adamw" or "sgd" (momentum 0.9, nesterov)
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    patience: int = 3              # epochs without a better validation macro-F1; 0 disables early stopping
+    seed: int = 0
+    workers: int = 2               # DataLoader decoding processes per training process
+    weights: Mapping[str, Path] | Path | None = None  # local torchvision ImageNet state dicts
+    resume: bool = False           # continue <run_dir>/<model>/last.pt (latest run if run_name is None)
+    device: str = "auto"           # "auto", "cpu", "cuda", "cuda:N", "mps"
+    amp: bool = True               # mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU
+    run_name: str | None = None    # folder under runs_dir; default: a timestamp
+    max_train_batches: int | None = None  # cap per epoch, for smoke runs
+
+    def validated(self) -> "BaselineConfig":
+        """Checks that need neither torch nor the disk."""
+        if not self.models:
+            raise EquigenError("--model: give at least one model")
+        if len(set(self.models)) != len(self.models):
+            raise EquigenError(f"--model: each model once, got {', '.join(self.models)}")
+        if self.epochs < 1:
+            raise EquigenError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.image_size < 16:
+            raise EquigenError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.batch_size < 1:
+            raise EquigenError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise EquigenError("--lr must be positive and --weight-decay non-negative")
+        if self.optimizer not in OPTIMIZERS:
+            raise EquigenError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1:
+            raise EquigenError("--warmup-epochs must be >= 0 and --label-smoothing in [0, 1)")
+        if self.patience < 0 or self.workers < 0:
+            raise EquigenError("--patience and --workers must be >= 0")
+        if self.max_train_batches is not None and self.max_train_batches < 1:
+            raise EquigenError(f"--max-train-batches must be at least 1, got {self.max_train_batches}")
+        if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in (".", "..")):
+            raise EquigenError(f"--run-name must be a plain folder name, got {self.run_name!r}")
+        if isinstance(self.weights, Path) and len(self.models) > 1:
+            raise EquigenError(f"one --weights file fits one architecture, but {len(self.models)} models were asked "
+                              f"for ({', '.join(self.models)}): train one model, or give MODEL=PATH for each")
+        if isinstance(self.weights, Mapping):
+            unknown = sorted(set(self.weights) - set(self.models))
+            if unknown:
+                raise EquigenError(f"--weights names models not being trained: {', '.join(unknown)}")
+        return self
+
+    def weights_for(self, model: str) -> Path | None:
+        if isinstance(self.weights, Mapping):
+            return self.weights.get(model)
+        return self.weights
+
+    def as_dict(self) -> dict:
+        """JSON-ready copy (paths as strings)."""
+        d = asdict(self)
+        d["models"] = list(self.models)
+        if isinstance(self.weights, Mapping):
+            d["weights"] = {k: str(v) for k, v in self.weights.items()}
+        elif self.weights is not None:
+            d["weights"] = str(self.weights)
+        return d
+
+
+def parse_weights_option(values: Sequence[str] | None) -> Mapping[str, Path] | Path | None:
+    """`--weights` values as BaselineConfig.weights: one bare PATH, or any number of MODEL=PATH."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return Path(values[0])
+    out: dict[str, Path] = {}
+    for v in values:
+        model, sep, path = v.partition("=")
+        if not sep or not model or not path:
+            raise EquigenError(f"--weights: expected MODEL=PATH when giving several, got {v!r}")
+        out[model] = Path(path)
+    return out
+
+
+def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> dict:
+    """Train, evaluate and compare `cfg.models`; returns {model: metrics, "report": Path, "run_dir": Path}.
+
+    Runs under torchrun unchanged (one process per GPU; only rank 0 writes and prints).
+    """
+    from equigen.baseline.train import run_baseline as _run
+
+    return _run(Path(dataset_dir), Path(runs_dir), cfg.validated(), progress=progress)

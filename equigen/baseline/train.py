@@ -1,0 +1,514 @@
+"""Train and evaluate the baseline models, in one process or under torchrun (DDP).
+
+    torchrun --nproc_per_node=K -m equigen.baseline.train --data-dir ./equigen-data --model resnet50
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from equigen.baseline import BaselineConfig, parse_weights_option
+from equigen.baseline import run_baseline as public_run_baseline
+from equigen.baseline.data import Splits, eval_loader, load_dataset, one_line, train_loader
+from equigen.baseline.models import build_model, check_model_name, check_weights_file, count_params
+from equigen.baseline.report import (
+    compute_metrics,
+    plot_confusion,
+    plot_learning_curves,
+    write_confusion_csv,
+    write_json,
+    write_report,
+)
+from equigen.errors import EquigenError
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (world 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EquigenError(f"--device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EquigenError("--device cuda: no CUDA GPU is available to torch on this machine")
+        return torch.device("cuda", local_rank if device.index is None else device.index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise EquigenError("--device mps: MPS is not available on this machine")
+    return device
+
+
+def setup(cfg: BaselineConfig) -> tuple[Dist, torch.device, bool]:
+    """Device and, under torchrun, the process group. Returns whether we created the group."""
+    env = os.environ
+    d = Dist(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+    device = resolve_device(cfg.device, d.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    created = False
+    if d.world > 1 and not dist.is_initialized():
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+        created = True
+    return d, device, created
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """RNG states as tensors and plain Python values, so checkpoints load with weights_only=True."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "random": random.getstate(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["random"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj, path: Path) -> None:
+    # An interrupted save must not destroy the previous checkpoint.
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LR factor per optimizer step: linear warm-up to 1, then cosine decay to 0."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def make_optimizer(model: nn.Module, cfg: BaselineConfig) -> torch.optim.Optimizer:
+    # Weight decay on weights only: decaying BatchNorm scales and biases hurts small-data training.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class Trainer:
+    """Everything one model's training needs; one instance per model."""
+
+    def __init__(self, name: str, splits: Splits, cfg: BaselineConfig, device: torch.device, d: Dist,
+                 model_dir: Path, bar: Progress | None, console: Console):
+        self.name, self.splits, self.cfg, self.device, self.d = name, splits, cfg, device, d
+        self.model_dir, self.bar, self.console = model_dir, bar, console
+        self.num_classes = len(splits.names)
+        cuda = device.type == "cuda"
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.amp_dtype = None
+        if cfg.amp and cuda:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        seed_everything(cfg.seed)  # same init on every rank and independent of the model order
+        self.model = build_model(name, self.num_classes, cfg.weights_for(name))
+        self.params = count_params(self.model)
+        self.model.to(device, memory_format=self.memory_format)
+        self.optimizer = make_optimizer(self.model, cfg)
+
+        workers, pin = cfg.workers, cuda
+        self.train_loader = train_loader(splits.train, cfg.batch_size, workers, cfg.seed, d.rank, d.world, pin)
+        self.val_loader, self.val_idx = eval_loader(splits.validation, cfg.batch_size, workers, d.rank, d.world, pin)
+        self.steps_per_epoch = len(self.train_loader)
+        if cfg.max_train_batches:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_train_batches)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
+            round(cfg.warmup_epochs * self.steps_per_epoch), cfg.epochs * self.steps_per_epoch))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+        self.history: list[dict] = []
+        self.best_epoch, self.best_f1, self.best_state = 0, -1.0, None
+        self.start_epoch = 1
+        if cfg.resume:
+            self._resume()
+        self.ddp = None
+        if d.world > 1:
+            self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
+
+    def close(self) -> None:
+        """Stop the persistent DataLoader workers now.
+
+        Left to the garbage collector (an error's traceback keeps them alive), each one's shutdown
+        waits out a 5 s timeout.
+        """
+        for loader in (self.train_loader, self.val_loader):
+            if loader._iterator is not None:  # torch keeps persistent workers' iterator here
+                loader._iterator._shutdown_workers()
+                loader._iterator = None
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _resume(self) -> None:
+        last = self.model_dir / "last.pt"
+        if not last.is_file():
+            self.log(f"{self.name}: no {last} to resume from; training from scratch")
+            return
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            self.best_state = torch.load(self.model_dir / "best.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # a checkpoint from another model/genre set, or a truncated file
+            raise EquigenError(f"cannot resume from {last}: {one_line(e)[:300]}") from None
+        self.history, self.best_epoch, self.best_f1 = ckpt["history"], ckpt["best_epoch"], ckpt["best_f1"]
+        self.start_epoch = ckpt["epoch"] + 1
+        set_rng_state(ckpt["rng"])
+        self.log(f"{self.name}: resuming after epoch {ckpt['epoch']} (best so far: epoch {self.best_epoch})")
+
+    def _save(self, epoch: int) -> None:
+        if not self.d.main:
+            return
+        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                     "epoch": epoch, "history": self.history, "best_epoch": self.best_epoch,
+                     "best_f1": self.best_f1, "rng": rng_state(), "config": self.cfg.as_dict()},
+                    self.model_dir / "last.pt")
+        if self.best_epoch == epoch:
+            save_atomic(self.best_state, self.model_dir / "best.pt")
+
+    # -- loops -----------------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if self.d.main:
+            self.console.print(msg, soft_wrap=True)  # one line per message, also in captured logs
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
+                y.to(self.device, non_blocking=True))
+
+    def _train_epoch(self, epoch: int, task) -> dict:
+        model = self.ddp or self.model
+        model.train()
+        self.train_loader.sampler.set_epoch(epoch)
+        # Accumulate on the device: a .item() per step would stall the GPU pipeline.
+        sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss * n, correct, n
+        start = time.perf_counter()
+        for step, (x, y) in enumerate(self.train_loader):
+            if step >= self.steps_per_epoch:
+                break
+            x, y = self._batch(x, y)
+            with self._autocast():
+                logits = model(x)
+                loss = self.criterion(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            sums[0] += loss.detach() * len(y)
+            sums[1] += (logits.argmax(1) == y).sum()
+            sums[2] += len(y)
+            if task is not None:
+                self.bar.update(task, advance=1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        if self.d.world > 1:
+            dist.all_reduce(sums)
+        loss_sum, correct, n = sums.tolist()
+        return {"train_loss": loss_sum / n, "train_acc": correct / n, "train_images": int(n),
+                "train_seconds": seconds, "lr": self.scheduler.get_last_lr()[0]}
+
+    @torch.no_grad()
+    def predict(self, loader, indices: np.ndarray, labels: np.ndarray, task=None) -> tuple[np.ndarray, float]:
+        """Softmax scores for the whole split (gathered from every rank, in dataset order) and the mean loss."""
+        self.model.eval()  # the unwrapped model: ranks may run different batch counts here
+        scores, loss_sum = [], 0.0
+        for x, y in loader:
+            x, y = self._batch(x, y)
+            with self._autocast():
+                logits = self.model(x).float()
+            loss_sum += self.criterion(logits, y).item() * len(y)
+            scores.append(logits.softmax(1).cpu().numpy())
+            if task is not None:
+                self.bar.update(task, advance=1)
+        local = np.concatenate(scores) if scores else np.zeros((0, self.num_classes), np.float32)
+        if self.d.world == 1:
+            return local, loss_sum / len(labels)
+        parts: list = [None] * self.d.world
+        dist.all_gather_object(parts, (indices, local, loss_sum))
+        order = np.concatenate([p[0] for p in parts])
+        full = np.empty((len(labels), self.num_classes), np.float32)
+        full[order] = np.concatenate([p[1] for p in parts])
+        return full, sum(p[2] for p in parts) / len(labels)
+
+    def _task(self, description: str, total: int):
+        if self.bar is None:
+            return None
+        return self.bar.add_task(description, total=total)
+
+    def _done(self, task) -> None:
+        if task is not None:
+            self.bar.remove_task(task)
+
+    def fit(self) -> None:
+        """Train until cfg.epochs or early stopping; keeps the best weights by validation macro-F1."""
+        cfg = self.cfg
+        epochs_task = self._task(f"{self.name} epochs", cfg.epochs)
+        if epochs_task is not None:
+            self.bar.update(epochs_task, completed=self.start_epoch - 1)
+        val_labels = self.splits.validation.labels
+        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            if cfg.patience and self.history and epoch - 1 - self.best_epoch >= cfg.patience:
+                self.log(f"{self.name}: no better validation macro-F1 for {cfg.patience} epochs; stopping early")
+                break
+            task = self._task(f"epoch {epoch} train", self.steps_per_epoch)
+            row = {"epoch": epoch, **self._train_epoch(epoch, task)}
+            self._done(task)
+            task = self._task(f"epoch {epoch} validate", len(self.val_loader))
+            scores, val_loss = self.predict(self.val_loader, self.val_idx, val_labels, task)
+            self._done(task)
+            pred = scores.argmax(1)
+            row.update(val_loss=val_loss, val_acc=float(accuracy_score(val_labels, pred)),
+                       val_macro_f1=float(f1_score(val_labels, pred, labels=range(self.num_classes),
+                                                   average="macro", zero_division=0)))
+            self.history.append(row)
+            if row["val_macro_f1"] > self.best_f1:
+                self.best_epoch, self.best_f1 = epoch, row["val_macro_f1"]
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self._save(epoch)
+            if epochs_task is not None:
+                self.bar.update(epochs_task, advance=1)
+            self.log(f"{self.name} epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
+                     f"acc {row['train_acc']:.3f} | val loss {val_loss:.4f} acc {row['val_acc']:.3f} "
+                     f"macro-F1 {row['val_macro_f1']:.3f} | {row['train_images'] / row['train_seconds']:.0f} img/s")
+        self._done(epochs_task)
+
+    def test(self) -> tuple[dict, np.ndarray]:
+        """Best-epoch weights on the test split: metrics and confusion matrix."""
+        self.model.load_state_dict(self.best_state)
+        loader, idx = eval_loader(self.splits.test, self.cfg.batch_size, self.cfg.workers, self.d.rank,
+                                  self.d.world, self.device.type == "cuda", persistent=False)
+        task = self._task(f"{self.name} test", len(loader))
+        scores, _ = self.predict(loader, idx, self.splits.test.labels, task)
+        self._done(task)
+        return compute_metrics(self.splits.test.labels, scores, self.splits.names)
+
+
+def resolve_run_dir(runs_dir: Path, cfg: BaselineConfig) -> Path:
+    """The run folder: --run-name, the newest run when resuming without one, else a fresh timestamp."""
+    if cfg.run_name:
+        run_dir = runs_dir / cfg.run_name
+        if run_dir.exists() and not cfg.resume and any(run_dir.iterdir()):
+            raise EquigenError(f"run {run_dir} already exists; add --resume to continue it or pick another --run-name")
+        return run_dir
+    if cfg.resume:
+        runs = [p.parent.parent for p in runs_dir.glob("*/*/last.pt")]
+        if not runs:
+            raise EquigenError(f"--resume: no run with a checkpoint in {runs_dir}; give --run-name")
+        return max(runs, key=lambda p: max(c.stat().st_mtime for c in p.glob("*/last.pt")))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir, n = runs_dir / stamp, 2
+    while run_dir.exists():
+        run_dir, n = runs_dir / f"{stamp}-{n}", n + 1
+    return run_dir
+
+
+def make_run_dir(runs_dir: Path, cfg: BaselineConfig) -> Path:
+    run_dir = resolve_run_dir(runs_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def on_rank0(d: Dist, fn):
+    """fn() on rank 0 only, its result (or its EquigenError) shared with every rank.
+
+    A rank-0-only error must reach the other ranks too, or they would wait for rank 0 forever.
+    """
+    try:
+        box = [(fn(), None) if d.main else None]
+    except EquigenError as e:
+        box = [(None, str(e))]
+    if d.world > 1:
+        dist.broadcast_object_list(box, src=0)
+    result, error = box[0]
+    if error is not None:
+        raise EquigenError(error)
+    return result
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+
+
+def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> dict:
+    """See equigen.baseline.run_baseline (the public entry point, which validates cfg first)."""
+    for name in cfg.models:  # fail before any folder is made or data read
+        check_model_name(name)
+        if cfg.weights_for(name) is not None:
+            check_weights_file(cfg.weights_for(name))
+    d, device, created_group = setup(cfg)
+    try:
+        splits = load_dataset(dataset_dir, cfg.image_size)
+        run_dir = on_rank0(d, lambda: make_run_dir(runs_dir, cfg))
+        context = {"dataset": str(dataset_dir), "genres": len(splits.names),
+                   "chance": 1.0 / len(splits.names),
+                   "images": {"train": len(splits.train), "validation": len(splits.validation),
+                              "test": len(splits.test)},
+                   "device": str(device) if d.world == 1 else f"{d.world} x {device.type}",
+                   "image_size": cfg.image_size, "epochs": cfg.epochs}
+        results: dict = {}
+        bar = _progress() if progress and d.main else None
+        console = bar.console if bar else Console(stderr=True)
+        if d.main:
+            console.print(f"run folder: {run_dir}", soft_wrap=True)
+        with bar or contextlib.nullcontext():
+            for name in cfg.models:
+                model_dir = run_dir / name
+                if d.main:
+                    model_dir.mkdir(parents=True, exist_ok=True)
+                d.barrier()
+                trainer = Trainer(name, splits, cfg, device, d, model_dir, bar, console)
+                try:
+                    trainer.fit()
+                    metrics, cm = trainer.test()
+                finally:
+                    trainer.close()
+                hist = trainer.history
+                images = sum(h["train_images"] for h in hist)
+                seconds = sum(h["train_seconds"] for h in hist)
+                metrics.update(model=name, best_epoch=trainer.best_epoch, best_val_macro_f1=trainer.best_f1,
+                               epochs_run=len(hist), train_images_per_s=images / seconds if seconds else 0.0,
+                               params=trainer.params, chance=context["chance"], images=context["images"],
+                               device=context["device"], config=cfg.as_dict())
+                results[name] = metrics
+                if d.main:
+                    write_outputs(model_dir, metrics, cm, hist, splits.names)
+        report = write_report(run_dir, results, splits.names, context) if d.main else run_dir / "report.md"
+        d.barrier()
+        return {**results, "report": report, "run_dir": run_dir}
+    except EquigenError as e:
+        # Raised in a DataLoader worker, the message arrives wrapped in the worker's traceback.
+        last = str(e).strip().splitlines()[-1]
+        raise EquigenError(last.removeprefix(f"{EquigenError.__module__}.{EquigenError.__name__}: ")) from None
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def write_outputs(model_dir: Path, metrics: dict, cm: np.ndarray, history: list[dict], names: list[str]) -> None:
+    name = metrics["model"]
+    write_json(model_dir / "metrics.json", metrics)
+    write_json(model_dir / "history.json", history)
+    write_confusion_csv(model_dir / "confusion_matrix.csv", cm, names)
+    plot_confusion(model_dir / "confusion_matrix.png", cm, names,
+                   f"{name}: test accuracy {metrics['accuracy']:.1%} (row-normalised)")
+    plot_learning_curves(model_dir / "learning_curves.png", history, metrics["best_epoch"], name)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, BaselineConfig]:
+    d = BaselineConfig()
+    p = argparse.ArgumentParser(prog="python -m equigen.baseline.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=Path("./equigen-data"),
+                   help="EquiGen data folder (dataset in DATA_DIR/dataset, runs in DATA_DIR/runs)")
+    p.add_argument("--dataset", type=Path, help="dataset folder (default: DATA_DIR/dataset)")
+    p.add_argument("--runs-dir", type=Path, help="where runs go (default: DATA_DIR/runs)")
+    p.add_argument("--model", dest="models", action="append",
+                   help=f"torchvision resnet*/efficientnet_b* name; repeat for several (default: {' '.join(d.models)})")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--patience", type=int, default=d.patience, help="0 disables early stopping")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
+                   help="local torchvision ImageNet state dict; MODEL=PATH per model when training several")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--run-name")
+    p.add_argument("--max-train-batches", type=int)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    a = p.parse_args(argv)
+    cfg = BaselineConfig(models=tuple(a.models or d.models), epochs=a.epochs, image_size=a.image_size,
+                         batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, optimizer=a.optimizer,
+                         warmup_epochs=a.warmup_epochs, label_smoothing=a.label_smoothing, patience=a.patience,
+                         seed=a.seed, workers=a.workers, weights=parse_weights_option(a.weights),
+                         resume=a.resume, device=a.device, amp=a.amp, run_name=a.run_name,
+                         max_train_batches=a.max_train_batches)
+    return a, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a, cfg = parse_args(argv)
+        result = public_run_baseline(a.dataset or a.data_dir / "dataset", a.runs_dir or a.data_dir / "runs", cfg,
+                                     progress=a.progress)
+    except EquigenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"report: {result['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
