@@ -192,12 +192,18 @@ def demo(
     data_dir: Path = typer.Option(Path("./equigen-demo"), "--data-dir", "-d", help="Working folder for the demo build."),
     per_genre: int = typer.Option(40, "--per-genre", help="Covers per genre in the demo dataset."),
     epochs: int = typer.Option(3, "--epochs", help="Baseline epochs per model."),
+    image_size: int = typer.Option(64, "--image-size", help="Baseline input size in pixels."),
+    models: str = typer.Option("resnet18,efficientnet_b0", "--models", help="Comma-separated torchvision models to compare."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo folder first instead of resuming."),
 ) -> None:
-    """Run the whole pipeline offline against the built-in simulator: fetch, dedup, balance, split, verify, baseline."""
+    """Run the whole pipeline offline against the built-in simulator: fetch, dedup, balance, split, verify, baseline.
+
+    Re-running resumes the fetch and recomputes the later stages (same seed, same dataset); --fresh starts clean.
+    """
     from equigen.demo import run_demo
 
-    run_demo(data_dir, per_genre=per_genre, epochs=epochs, fresh=fresh, console=console)
+    run_demo(data_dir, per_genre=per_genre, epochs=epochs, fresh=fresh, image_size=image_size,
+             models=tuple(m.strip() for m in models.split(",") if m.strip()), console=console)
 
 
 @app.command()

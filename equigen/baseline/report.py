@@ -69,7 +69,7 @@ def plot_confusion(path: Path, cm: np.ndarray, names: list[str], title: str) -> 
     ax.set_xlabel("Predicted genre")
     ax.set_ylabel("True genre")
     ax.set_title(title)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 
@@ -88,7 +88,7 @@ def plot_learning_curves(path: Path, history: list[dict], best_epoch: int, model
         ax.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 

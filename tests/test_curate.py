@@ -1,0 +1,88 @@
+"""The dedup and balance verbs on a real harvested catalog (simulator world fetched over sockets)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from equigen.catalog import Catalog
+from equigen.config import load_settings
+from equigen.curate import run_balance, run_dedup
+from equigen.errors import EquigenError
+from conftest import quiet_console
+
+
+def selection_count(settings) -> int:
+    with sqlite3.connect(settings.catalog_path) as con:
+        return con.execute("SELECT COUNT(*) FROM selection").fetchone()[0]
+
+
+def test_dedup_then_balance(harvest_copy, harvest_sim):
+    settings = harvest_copy
+    report = run_dedup(settings, console=quiet_console())
+    reports = settings.data_dir / "reports"
+    assert json.loads((reports / "dedup.json").read_text()) == report
+    with Image.open(reports / "dedup_pairs.png") as sheet:
+        assert sheet.width > 800
+    with Catalog(settings.catalog_path) as catalog:
+        covers, clusters = catalog.covers_frame("ok"), catalog.clusters_frame()
+    assert len(clusters) == len(covers) == report["covers"]
+    assert clusters.groupby("cluster_id")["is_canonical"].sum().eq(1).all()
+
+    # Every planted copy that was harvested together with its source lands in the source's cluster.
+    cluster_of = clusters.set_index("mbid")["cluster_id"]
+    planted = [d for d in harvest_sim.world.truth()["duplicates"]
+               if d["mbid"] in cluster_of and d["source_mbid"] in cluster_of]
+    assert planted, "the harvest should contain planted duplicates"
+    joined = sum(cluster_of[d["mbid"]] == cluster_of[d["source_mbid"]] for d in planted)
+    assert joined / len(planted) >= 0.9
+    assert report["items_dropped"] >= joined
+
+    result = run_balance(settings, per_genre=4, seed=1, console=quiet_console())
+    assert result["stored"] and not result["short_genres"]
+    with Catalog(settings.catalog_path) as catalog:
+        selection = catalog.selection_frame()
+    assert selection["is_canonical"].all()
+    assert selection.groupby("genre").size().eq(4).all()
+    assert (reports / "balance.png").is_file() and (reports / "balance.json").is_file()
+
+    # Same seed, same selection; a shortfall fails and leaves the stored selection alone.
+    run_balance(settings, per_genre=4, seed=1, console=quiet_console())
+    with Catalog(settings.catalog_path) as catalog:
+        pd.testing.assert_frame_equal(catalog.selection_frame(), selection)
+    with pytest.raises(EquigenError, match="--allow-short"):
+        run_balance(settings, per_genre=500, seed=1, console=quiet_console())
+    assert selection_count(settings) == len(selection)
+    short = run_balance(settings, per_genre=500, seed=1, allow_short=True, console=quiet_console())
+    assert short["stored"] and short["short_genres"]
+    assert selection_count(settings) == sum(row["selected"] for row in short["genres"])
+
+    # A new dedup clears the selection (clusters changed).
+    run_dedup(settings, threshold=0, console=quiet_console())
+    assert selection_count(settings) == 0
+
+
+def test_balance_needs_dedup(harvest_copy):
+    with pytest.raises(EquigenError, match="run `equigen dedup` first"):
+        run_balance(harvest_copy, per_genre=4, console=quiet_console())
+
+
+def test_missing_or_empty_catalog(tmp_path):
+    settings = load_settings(data_dir=tmp_path / "nothing-here")
+    with pytest.raises(EquigenError, match="run `equigen fetch` first"):
+        run_dedup(settings, console=quiet_console())
+    with pytest.raises(EquigenError, match="run `equigen fetch` first"):
+        run_balance(settings, console=quiet_console())
+    assert not settings.catalog_path.exists()
+    Catalog(settings.catalog_path).close()
+    with pytest.raises(EquigenError, match="run `equigen fetch` first"):
+        run_dedup(settings, console=quiet_console())
+
+
+def test_bad_threshold(harvest_copy):
+    with pytest.raises(EquigenError, match="--threshold"):
+        run_dedup(harvest_copy, threshold=65, console=quiet_console())
