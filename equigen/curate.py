@@ -94,7 +94,7 @@ def write_pairs_sheet(path: Path, data_dir: Path, covers: pd.DataFrame, examples
     by_mbid = covers.set_index("mbid")
     cols = 3
     rows = max(1, -(-len(examples) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 4.6, rows * 3.1), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 4.6, rows * 3.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, pair in zip(axes.flat, examples.itertuples(index=False)):
@@ -114,7 +114,7 @@ def write_pairs_sheet(path: Path, data_dir: Path, covers: pd.DataFrame, examples
     if examples.empty:
         axes[0, 0].text(0.5, 0.5, "no duplicates found", ha="center", va="center", fontsize=14)
     fig.suptitle(f"Duplicate pairs (threshold {threshold}): canonical cover left, dropped copy right", fontsize=13)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=3.5)  # room for the two caption lines under each pair
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
