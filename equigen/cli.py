@@ -191,7 +191,7 @@ def baseline(
 def demo(
     data_dir: Path = typer.Option(Path("./equigen-demo"), "--data-dir", "-d", help="Working folder for the demo build."),
     per_genre: int = typer.Option(40, "--per-genre", help="Covers per genre in the demo dataset."),
-    epochs: int = typer.Option(3, "--epochs", help="Baseline epochs per model."),
+    epochs: int = typer.Option(10, "--epochs", help="Baseline epochs per model (EfficientNet from scratch needs ~8 to leave chance)."),
     image_size: int = typer.Option(64, "--image-size", help="Baseline input size in pixels."),
     models: str = typer.Option("resnet18,efficientnet_b0", "--models", help="Comma-separated torchvision models to compare."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo folder first instead of resuming."),

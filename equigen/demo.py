@@ -23,7 +23,7 @@ DEMO_SEED = 0
 DEMO_RUN = "demo"
 
 
-def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 3, fresh: bool = False, image_size: int = 64,
+def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 10, fresh: bool = False, image_size: int = 64,
              models: tuple[str, ...] = ("resnet18", "efficientnet_b0"), console: Console | None = None) -> dict:
     from equigen.baseline import BaselineConfig, run_baseline
     from equigen.curate import run_balance, run_dedup
