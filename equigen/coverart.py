@@ -92,13 +92,18 @@ async def _get_following(session, url: str, headers: dict, max_bytes: int) -> tu
             length = resp.content_length
             if length is not None and length > max_bytes:
                 raise Refused("bad_image", f"body of {length} bytes exceeds the cap of {max_bytes}", 200)
+            if length is not None:
+                # Declared size within the cap: one read, no per-chunk loop (aiohttp stops at the
+                # declared length; a connection closed early gives fewer bytes or a payload error).
+                data = await resp.read()
+                if len(data) != length:
+                    raise Retryable(f"body cut short: {len(data)} of {length} bytes", 200)
+                return 200, data, current
             chunks, total = [], 0
             async for chunk in resp.content.iter_chunked(1 << 16):
                 total += len(chunk)
                 if total > max_bytes:
                     raise Refused("bad_image", f"body exceeds the cap of {max_bytes} bytes", 200)
                 chunks.append(chunk)
-            if length is not None and total != length:
-                raise Retryable(f"body cut short: {total} of {length} bytes", 200)
             return 200, b"".join(chunks), current
     raise Refused("failed", f"more than {MAX_REDIRECTS} redirects from {url}", None)

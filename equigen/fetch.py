@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import multiprocessing
+import os
+import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +27,7 @@ from rich.table import Table
 
 from equigen.catalog import Catalog, CoverResult
 from equigen.config import Settings
-from equigen.coverart import Outcome, cover_url, download_cover
+from equigen.coverart import cover_url, download_cover
 from equigen.errors import EquigenError
 from equigen.images import BadImage, inspect_image
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
@@ -33,6 +36,10 @@ from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy
 
 FLUSH_EVERY = 64          # cover results per catalog transaction
 FLUSH_SECONDS = 0.5
+# Validation, hashing and storing run in worker processes, so they don't compete with the event loop
+# for the GIL (measured by benchmarks/bench_download.py: threads left the second core half idle).
+# A run with fewer covers than this uses threads instead (no process start-up for small runs).
+PROCESS_POOL_MIN_COVERS = 256
 
 
 @dataclass
@@ -120,7 +127,7 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
         disable=not console.is_terminal,  # logs and pipes get the summary table only
     )
-    with progress, ThreadPoolExecutor(max_workers=2) as pool:
+    with progress, _validation_pool(0 if discover else len(enqueued)) as pool:
         async with aiohttp.ClientSession(timeout=timeout, connector=mb_connector) as mb_session, \
                 aiohttp.ClientSession(timeout=timeout, connector=caa_connector) as caa_session:
             mb = MusicBrainzClient(mb_session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
@@ -214,7 +221,9 @@ class _Downloader:
             outcome = await download_cover(self.session, url, headers=self.headers, max_bytes=self.settings.max_bytes,
                                            max_attempts=self.settings.max_attempts)
             if outcome.status == "ok":
-                result = await loop.run_in_executor(self.pool, self._validate_and_store, mbid, url, outcome)
+                result = await loop.run_in_executor(self.pool, validate_and_store, self.settings.data_dir,
+                                                    self.settings.max_pixels, self.settings.min_side, mbid, url,
+                                                    outcome.http_status, outcome.data)
             else:
                 result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
             self.pending.append((result, outcome.attempts))
@@ -232,16 +241,6 @@ class _Downloader:
             if len(self.pending) >= FLUSH_EVERY:
                 self.flush()
 
-    def _validate_and_store(self, mbid: str, url: str, outcome: Outcome) -> CoverResult:
-        data = outcome.data or b""
-        try:
-            info = inspect_image(data, self.settings.max_pixels, self.settings.min_side)
-        except BadImage as exc:
-            return CoverResult(mbid, "bad_image", outcome.http_status, str(exc)[:300], bytes=len(data), source_url=url)
-        path = store_image(self.settings.data_dir, info.sha256, info.ext, data)
-        return CoverResult(mbid, "ok", outcome.http_status, None, info.sha256, info.phash, info.width, info.height,
-                           len(data), info.format, path, url)
-
     async def flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
@@ -251,6 +250,41 @@ class _Downloader:
         if self.pending:
             batch, self.pending = self.pending, []
             self.catalog.record_covers(batch)
+
+
+def validate_and_store(data_dir: Path, max_pixels: int, min_side: int, mbid: str, url: str,
+                       http_status: int | None, data: bytes | None) -> CoverResult:
+    """Validate and hash downloaded bytes and store them (runs in a worker process or thread)."""
+    data = data or b""
+    try:
+        info = inspect_image(data, max_pixels, min_side)
+    except BadImage as exc:
+        return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
+    path = store_image(data_dir, info.sha256, info.ext, data)
+    return CoverResult(mbid, "ok", http_status, None, info.sha256, info.phash, info.width, info.height,
+                       len(data), info.format, path, url)
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle (it flushes the catalog); workers just finish or get shut down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _validation_pool(expected: int) -> Executor:
+    """Worker processes (one per core) for a download-only run of `expected` >= PROCESS_POOL_MIN_COVERS covers;
+    else two threads (discovery paces downloads at one search page a second, which threads keep up with).
+
+    forkserver, not fork: the parent runs an event loop and threads (fork would copy held locks).
+    """
+    workers = os.cpu_count() or 1
+    if expected < PROCESS_POOL_MIN_COVERS or workers < 2:
+        return ThreadPoolExecutor(max_workers=2)
+    try:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["equigen.images", "equigen.storage", "equigen.catalog"])
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    except (ValueError, OSError, NotImplementedError):  # no forkserver on this platform
+        return ThreadPoolExecutor(max_workers=2)
 
 
 def _status_info(by_status: dict) -> str:

@@ -1,0 +1,246 @@
+"""Cover download throughput: our fetch download stage vs img2dataset, against the same local server.
+
+    python benchmarks/bench_download.py [--concurrency 32] [--repeat 2] [--limit N] [--smoke] [--ours-only]
+
+Server: the simulator in its own process (benchmarks/_sim_server.py) with the benchmark world's
+covers (500 px JPEGs, ~54 kB) preloaded, request logging and the MusicBrainz rate limit off.
+URLs: the Cover Art Archive ones, {base}/release-group/<mbid>/front-500, each answered by
+307 -> 302 -> image (3 HTTP requests per cover); both tools fetch the same covers (art ok, not
+flaky, resolved to a genre: ~9,300).
+
+- ours: `run_fetch(settings, discover=False)` on a catalog holding those release groups (inserted
+  beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
+  in the content-addressed image folder, record in SQLite. --concurrency downloads at a time.
+- img2dataset (in its own venv, /work/bench-venv, since it pins older pandas/albumentations):
+  output_format files, resize_mode no, skip_reencode (so it decodes to validate but keeps the bytes),
+  sha256 on (its default), exif off, retries 0, processes_count x thread_count = --concurrency
+  (2 x 16), 500 URLs per shard so both processes get work.
+Both are timed by wall clock from process start to exit (interpreter start and imports included);
+ours also reports its own busy-time rate. CPU: each tool's CPU seconds (ours: the process;
+img2dataset: its process tree) and the server's, over the same window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+NAME = "bench_download"
+BENCH_VENV = Path(os.environ.get("EQUIGEN_BENCH_VENV", "/work/bench-venv"))
+
+I2D_SCRIPT = r"""
+import json, sys
+from img2dataset import download
+a = json.loads(sys.argv[1])
+download(url_list=a["urls"], input_format="txt", output_folder=a["out"], output_format="files",
+         resize_mode="no", skip_reencode=True, processes_count=a["processes"], thread_count=a["threads"],
+         number_sample_per_shard=a["per_shard"], timeout=30, retries=0, extract_exif=False,
+         compute_hash="sha256", enable_wandb=False, distributor="multiprocessing")
+"""
+
+OURS_SCRIPT = r"""
+import json, sys, time
+t0 = time.monotonic()
+from rich.console import Console
+from equigen.config import load_settings
+import equigen.fetch
+from equigen.fetch import run_fetch
+a = json.loads(sys.argv[1])
+if a.get("threads"):  # the pre-change validation pool: 2 threads
+    equigen.fetch.PROCESS_POOL_MIN_COVERS = 1 << 62
+settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
+                         concurrency=a["concurrency"], per_host=a["concurrency"])
+stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))
+print(json.dumps({"downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed, "bytes": stats.bytes,
+                  "by_status": stats.by_status, "busy_s": stats.download_seconds, "fetch_wall_s": stats.wall_seconds,
+                  "rate_busy": stats.covers_per_second, "process_s": time.monotonic() - t0}))
+"""
+
+
+def ensure_img2dataset(install: bool) -> Path | None:
+    py = BENCH_VENV / "bin" / "python"
+    if py.exists() and subprocess.run([py, "-c", "import img2dataset"], capture_output=True).returncode == 0:
+        return py
+    if not install:
+        return None
+    print(f"[bench] creating {BENCH_VENV} with img2dataset ...", file=sys.stderr, flush=True)
+    if not py.exists():
+        subprocess.run(["python3", "-m", "venv", str(BENCH_VENV)], check=True)
+    r = subprocess.run([py, "-m", "pip", "install", "-q", "img2dataset"], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"[bench] img2dataset install failed:\n{r.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return py
+
+
+def start_server(smoke: bool, limit: int):
+    cmd = [sys.executable, str(C.BENCH_DIR / "_sim_server.py")] + (["--smoke"] if smoke else []) + \
+          (["--limit", str(limit)] if limit else [])
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError("the simulator server did not start")
+    return proc, json.loads(line)
+
+
+def cpu_of(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores, /proc/stat)."""
+    with open("/proc/stat") as fh:
+        v = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_child(cmd: list, server_pid: int, env=None) -> dict:
+    """Wall time; client CPU = the whole machine's busy time minus the server's (worker processes of
+    a process pool are not reaped children, so rusage would miss them; other load on the machine
+    would count here too, which machine_busy_before in the results guards against)."""
+    s0, m0, c0, t0 = cpu_of(server_pid), machine_busy_s(), children_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    server = cpu_of(server_pid) - s0
+    out = {"wall_s": wall, "cpu_s": machine_busy_s() - m0 - server, "rusage_children_cpu_s": children_cpu() - c0,
+           "server_cpu_s": server, "rc": proc.returncode}
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        raise RuntimeError(f"{cmd[:3]} failed with {proc.returncode}")
+    out["stdout"] = proc.stdout
+    return out
+
+
+def run_ours(url: str, world, mbids: list[str], concurrency: int, work: Path, server_pid: int,
+             threads: bool = False) -> dict:
+    from equigen.catalog import Catalog, ReleaseGroup
+
+    data_dir = work / "ours"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    groups = []
+    for m in mbids:
+        rg = world.by_mbid[m]
+        groups.append(ReleaseGroup(rg.mbid, rg.title, rg.primary_type, rg.secondary_types, rg.first_release_date,
+                                   rg.artist.mbid, rg.artist.name, rg.tags, rg.genre))
+    with Catalog(data_dir / "catalog.sqlite") as cat:
+        cat.add_release_groups(groups, found_via="benchmark")
+    arg = json.dumps({"data_dir": str(data_dir), "url": url, "concurrency": concurrency, "threads": threads})
+    res = timed_child([sys.executable, "-c", OURS_SCRIPT, arg], server_pid)
+    res.update(json.loads(res.pop("stdout").strip().splitlines()[-1]))
+    res["covers_per_s"] = res["ok"] / res["wall_s"]
+    return res
+
+
+def run_img2dataset(py: Path, urls: list[str], concurrency: int, work: Path, server_pid: int) -> dict:
+    out_dir = work / "img2dataset"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    url_file = work / "urls.txt"
+    url_file.write_text("\n".join(urls) + "\n")
+    processes = min(2, concurrency)
+    arg = json.dumps({"urls": str(url_file), "out": str(out_dir), "processes": processes,
+                      "threads": max(1, concurrency // processes),
+                      "per_shard": max(10, min(500, len(urls) // (4 * processes)))})
+    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
+    res = timed_child([str(py), "-c", I2D_SCRIPT, arg], server_pid, env=env)
+    res.pop("stdout")
+    ok = failed = 0
+    for f in out_dir.glob("*_stats.json"):
+        s = json.loads(f.read_text())
+        ok += s.get("successes", 0)
+        failed += s.get("failed_to_download", 0) + s.get("failed_to_resize", 0)
+    res.update(ok=ok, failed=failed, covers_per_s=ok / res["wall_s"])
+    return res
+
+
+def main() -> None:
+    p = C.parser(__doc__)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--limit", type=int, default=0, help="use only the first N covers")
+    p.add_argument("--thread-pool-too", action="store_true",
+                   help="also run ours with the old 2-thread validation pool (the before/after of the change)")
+    args = p.parse_args()
+    if args.smoke:
+        args.limit, args.repeat, args.concurrency = args.limit or 60, 1, 8
+    world = C.bench_world(args.smoke)
+    genres = set(world.taxonomy.genres)
+    pool = C.usable_mbids(world, distinct=False)
+    if args.limit:
+        pool = pool[:args.limit]
+    mbids = [m for m in pool if world.by_mbid[m].genre in genres]
+    work = C.WORK / ("download-smoke" if args.smoke else "download")
+    work.mkdir(parents=True, exist_ok=True)
+    py = None if args.ours_only else ensure_img2dataset(not args.no_install)
+
+    server, info = start_server(args.smoke, args.limit)
+    try:
+        url = info["url"]
+        from equigen.coverart import cover_url
+
+        urls = [cover_url(url, m, 500) for m in mbids]
+        runs = {"ours": [], "img2dataset": [], "ours_threads": []}
+        for _ in range(args.repeat):
+            if args.thread_pool_too:
+                runs["ours_threads"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid, True))
+                print("ours (threads)", {k: v for k, v in runs["ours_threads"][-1].items() if k != "by_status"},
+                      flush=True)
+            runs["ours"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid))
+            print("ours", {k: v for k, v in runs["ours"][-1].items() if k != "by_status"}, flush=True)
+            if py is not None:
+                runs["img2dataset"].append(run_img2dataset(py, urls, args.concurrency, work, server.pid))
+                print("img2dataset", runs["img2dataset"][-1], flush=True)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+
+    cores = os.cpu_count() or 1
+    best = {k: max(v, key=lambda r: r["covers_per_s"]) for k, v in runs.items() if v}
+    o = best["ours"]
+    n = len(mbids)
+    ours_txt = (f"{o['covers_per_s']:.0f} covers/s ({o['ok']}/{n} ok in {o['wall_s']:.1f} s wall; "
+                f"busy-time rate {o['rate_busy']:.0f}/s; client CPU {o['cpu_s'] / o['wall_s']:.2f} cores, "
+                f"server {o['server_cpu_s'] / o['wall_s']:.2f} cores)")
+    goal = ">= 2x img2dataset and >= 1,000 covers/s"
+    details = {"covers": n, "concurrency": args.concurrency, "cores": cores, "runs": runs,
+               "server_cpu_share_ours": o["server_cpu_s"] / (o["wall_s"] * cores)}
+    if "ours_threads" in best:
+        details["ours_threads_best_covers_per_s"] = best["ours_threads"]["covers_per_s"]
+    rows = []
+    if "img2dataset" in best:
+        i = best["img2dataset"]
+        details["server_cpu_share_img2dataset"] = i["server_cpu_s"] / (i["wall_s"] * cores)
+        ratio = o["covers_per_s"] / i["covers_per_s"] if i["covers_per_s"] else None
+        rows.append(C.row(
+            f"Download {n:,} CAA covers (500 px, 307->302->image), concurrency {args.concurrency}",
+            ours_txt,
+            f"{i['covers_per_s']:.0f} covers/s ({i['ok']}/{n} ok in {i['wall_s']:.1f} s; client CPU "
+            f"{i['cpu_s'] / i['wall_s']:.2f} cores, server {i['server_cpu_s'] / i['wall_s']:.2f} cores; "
+            f"img2dataset {C.version_of_in(BENCH_VENV, 'img2dataset')})",
+            ratio, goal, bool(ratio is not None and ratio >= 2 and o["covers_per_s"] >= 1000),
+            f"best of {args.repeat}; server shares the {cores} cores "
+            f"({details['server_cpu_share_ours']:.0%} of machine CPU during ours)"))
+    else:
+        rows.append(C.row(f"Download {n:,} CAA covers (ours only)", ours_txt, "-", None, goal,
+                          bool(o["covers_per_s"] >= 1000) and None))
+    C.write_results(NAME, rows, args, details)
+
+
+if __name__ == "__main__":
+    main()

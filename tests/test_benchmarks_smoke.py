@@ -1,0 +1,62 @@
+"""Each benchmark script runs end to end at toy size (--smoke) in a subprocess.
+
+The anchor side is skipped (importorskip) when its package isn't installed; our side always runs
+(--ours-only). Smoke results go to benchmarks/work/smoke/, never benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+SMOKE_OUT = BENCH / "work" / "smoke"
+
+# script -> modules its anchors need (importorskip'd for the full smoke run)
+SCRIPTS = {
+    "bench_phash": ["imagehash", "imagededup"],
+    "bench_near_dup": ["faiss", "pybktree", "imagededup"],
+    "bench_split": ["sklearn"],
+    "bench_loader": ["torchvision"],
+    "bench_dedup_quality": ["imagededup"],
+    "bench_download": [],  # img2dataset lives in its own venv: checked below
+}
+
+
+def img2dataset_venv_ready() -> bool:
+    import os
+
+    py = Path(os.environ.get("EQUIGEN_BENCH_VENV", "/work/bench-venv")) / "bin" / "python"
+    return py.exists() and subprocess.run([str(py), "-c", "import img2dataset"], capture_output=True).returncode == 0
+
+
+def run_smoke(name: str, *extra: str) -> dict:
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--no-install", *extra],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    doc = json.loads((SMOKE_OUT / f"{name}.json").read_text())
+    assert doc["smoke"] is True and doc["rows"], doc
+    for row in doc["rows"]:
+        assert row["comparison"] and row["ours"] and row["goal"]
+    return doc
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_ours_smoke(name):
+    doc = run_smoke(name, "--ours-only")
+    assert doc["ours_only"] is True
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_full_smoke(name):
+    for module in SCRIPTS[name]:
+        pytest.importorskip(module)
+    if name == "bench_download" and not img2dataset_venv_ready():
+        pytest.skip("img2dataset is not installed in its benchmark venv (EQUIGEN_BENCH_VENV, /work/bench-venv)")
+    doc = run_smoke(name)
+    assert doc["ours_only"] is False
+    assert any(row["anchor"] != "-" for row in doc["rows"])
