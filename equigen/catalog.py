@@ -173,24 +173,8 @@ class Catalog:
         self, genre: str, tag: str, groups: Sequence[ReleaseGroup], next_offset: int, total: int, exhausted: bool
     ) -> int:
         """Store one search page and the paging cursor in one transaction; return how many were new."""
-        now = time.time()
         with self.transaction():
-            before = self.conn.total_changes
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO release_groups(mbid, title, primary_type, secondary_types, first_release_date,"
-                " artist_mbid, artist_name, tags, genre, found_via, discovered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
-                     g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre,
-                     f"{genre}/{tag}", now)
-                    for g in groups
-                ],
-            )
-            new = self.conn.total_changes - before
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
-                [(g.mbid, now) for g in groups],
-            )
+            new = self._insert_groups(groups, f"{genre}/{tag}")
             self.conn.execute(
                 "UPDATE discovery SET next_offset = ?, total = ?, exhausted = ? WHERE genre = ? AND tag = ?",
                 (next_offset, total, int(exhausted), genre, tag),
@@ -203,21 +187,28 @@ class Catalog:
 
     def add_release_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> None:
         """Insert release groups (and pending covers) outside tag paging, e.g. from a manifest."""
-        now = time.time()
         with self.transaction():
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO release_groups(mbid, title, primary_type, secondary_types, first_release_date,"
-                " artist_mbid, artist_name, tags, genre, found_via, discovered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
-                     g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre, found_via, now)
-                    for g in groups
-                ],
-            )
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
-                [(g.mbid, now) for g in groups],
-            )
+            self._insert_groups(groups, found_via)
+
+    def _insert_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> int:
+        """New release groups and their pending covers (inside the caller's transaction); how many were new."""
+        now = time.time()
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO release_groups(mbid, title, primary_type, secondary_types, first_release_date,"
+            " artist_mbid, artist_name, tags, genre, found_via, discovered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
+                 g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre, found_via, now)
+                for g in groups
+            ],
+        )
+        new = self.conn.total_changes - before
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
+            [(g.mbid, now) for g in groups],
+        )
+        return new
 
     # --- covers ---------------------------------------------------------------------------
     def covers_to_fetch(self, genres: Iterable[str] | None = None) -> list[str]:
