@@ -43,7 +43,7 @@ def main() -> None:
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(log_requests=False)) as sim:
         s = load_settings(data_dir=work, musicbrainz_url=sim.url, coverart_url=sim.url, thumbnail=250)
         t = time.monotonic()
-        run_fetch(s, per_genre=a.per_genre, oversample=2.0, console=console)
+        run_fetch(s, per_genre=a.per_genre, console=console)
         times["fetch"] = time.monotonic() - t
     t = time.monotonic()
     run_dedup(s, console=console)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +20,8 @@ class BalanceResult:
     per_genre: int
     artist_cap: int
     seed: int
+    min_confidence: float = 0.0
+    below_confidence: dict[str, int] = field(default_factory=dict)   # genre -> covers left out for it
 
     def short_genres(self) -> list[str]:
         return short_genres(self.table)
@@ -45,12 +47,15 @@ def _keys(seed: int, scope: str, names: pd.Series) -> np.ndarray:
 
 
 def select_balanced(
-    rows: pd.DataFrame, genres: Sequence[str], per_genre: int, seed: int, artist_cap: int | None = None
+    rows: pd.DataFrame, genres: Sequence[str], per_genre: int, seed: int, artist_cap: int | None = None,
+    min_confidence: float = 0.0,
 ) -> BalanceResult:
     """Choose up to `per_genre` covers for each genre.
 
-    rows: mbid, genre, artist_mbid, is_canonical, and optionally status (then only 'ok' rows count).
-    Eligible: canonical cluster members whose genre is in `genres` ('ambiguous'/'unlabelled' never are).
+    rows: mbid, genre, artist_mbid, is_canonical, and optionally status (then only 'ok' rows count)
+    and label_confidence (needed when min_confidence > 0).
+    Eligible: canonical cluster members whose genre is in `genres` ('ambiguous'/'unlabelled' never are)
+    and, when min_confidence > 0, whose label_confidence is at least min_confidence (unknown: not eligible).
     Rule, per genre: each artist's covers are shuffled by a seeded hash of (seed, genre, mbid) and
     the artists by a seeded hash of (seed, genre, artist); then covers are dealt round-robin -- every
     artist's first cover, then every artist's second, ... -- stopping at the artist cap (default
@@ -62,11 +67,24 @@ def select_balanced(
     cap = default_artist_cap(per_genre) if artist_cap is None else int(artist_cap)
     if per_genre < 0 or cap < 1:
         raise ValueError(f"per_genre must be >= 0 and artist_cap >= 1, got {per_genre}, {cap}")
+    min_confidence = float(min_confidence)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence}")
     wanted = [g for g in genres if g not in NO_GENRE]
     df = rows.sort_values("mbid", kind="stable")
     ok = df["is_canonical"].astype(bool) & df["genre"].isin(wanted)
     if "status" in df:
         ok &= df["status"] == "ok"
+    below = pd.Series(False, index=df.index)
+    if min_confidence > 0:
+        if "label_confidence" in df:
+            confidence = pd.to_numeric(df["label_confidence"], errors="coerce").astype("float64")
+        else:
+            confidence = pd.Series(np.nan, index=df.index)
+        below = ok & ~(confidence >= min_confidence)   # NaN (unknown) compares False: not eligible
+        ok &= ~below
+    below_counts = df.loc[below, "genre"].value_counts()
+    below_confidence = {g: int(below_counts.get(g, 0)) for g in wanted}
     df = df.loc[ok, ["mbid", "genre", "artist_mbid"]].copy()
     df["artist"] = df["artist_mbid"].where(df["artist_mbid"].notna() & (df["artist_mbid"] != ""), "mbid:" + df["mbid"])
 
@@ -86,4 +104,5 @@ def select_balanced(
     order = {g: i for i, g in enumerate(wanted)}
     selected = selected.sort_values(["genre", "mbid"], key=lambda c: c.map(order) if c.name == "genre" else c)
     table_df = pd.DataFrame(table, columns=["genre", "eligible", "usable", "selected", "shortfall"])
-    return BalanceResult(selected.reset_index(drop=True), table_df, per_genre, cap, seed)
+    return BalanceResult(selected.reset_index(drop=True), table_df, per_genre, cap, seed, min_confidence,
+                         below_confidence)

@@ -10,15 +10,16 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
 
 from equigen.errors import EquigenError
+from equigen.records import CoverResult, ReleaseGroup
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# v2: label evidence (label_votes, label_confidence), discovery order (seq), the fetch plan.
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +34,10 @@ CREATE TABLE IF NOT EXISTS release_groups (
     tags TEXT NOT NULL DEFAULT '[]',              -- JSON list of [name, count]
     genre TEXT NOT NULL,                          -- a genre name, 'ambiguous' or 'unlabelled'
     found_via TEXT,                               -- 'genre/tag' that first found it
-    discovered_at REAL NOT NULL
+    discovered_at REAL NOT NULL,
+    label_votes INTEGER,                          -- genre votes over every mapped tag
+    label_confidence REAL,                        -- the leading genre's share of label_votes
+    seq INTEGER                                   -- discovery order: fetch downloads in this order
 );
 CREATE INDEX IF NOT EXISTS rg_genre ON release_groups(genre);
 CREATE TABLE IF NOT EXISTS discovery (
@@ -58,7 +62,8 @@ CREATE TABLE IF NOT EXISTS covers (
     format TEXT,
     path TEXT,                                    -- relative to the data folder
     source_url TEXT,
-    updated_at REAL
+    updated_at REAL,
+    planned_round INTEGER                         -- the fetch round that chose to try it (NULL: not yet)
 );
 CREATE INDEX IF NOT EXISTS covers_status ON covers(status);
 CREATE TABLE IF NOT EXISTS clusters (
@@ -67,6 +72,10 @@ CREATE TABLE IF NOT EXISTS clusters (
     is_canonical INTEGER NOT NULL,
     conflict INTEGER NOT NULL DEFAULT 0           -- cluster members carry different genres
 );
+CREATE TABLE IF NOT EXISTS fetch_plan (
+    genre TEXT PRIMARY KEY,
+    attempt_upto INTEGER NOT NULL                 -- this round: try the first N eligible candidates
+);
 CREATE TABLE IF NOT EXISTS selection (
     mbid TEXT PRIMARY KEY REFERENCES covers(mbid),
     genre TEXT NOT NULL,
@@ -74,36 +83,16 @@ CREATE TABLE IF NOT EXISTS selection (
 );
 """
 
+POST_MIGRATION = "CREATE INDEX IF NOT EXISTS rg_seq ON release_groups(genre, seq)"
+MIGRATE_1_TO_2 = (
+    "ALTER TABLE release_groups ADD COLUMN label_votes INTEGER",
+    "ALTER TABLE release_groups ADD COLUMN label_confidence REAL",
+    "ALTER TABLE release_groups ADD COLUMN seq INTEGER",
+    "UPDATE release_groups SET seq = rowid",
+    "ALTER TABLE covers ADD COLUMN planned_round INTEGER",
+)
+
 COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "failed")
-
-
-@dataclass(frozen=True)
-class ReleaseGroup:
-    mbid: str
-    title: str
-    primary_type: str | None
-    secondary_types: tuple[str, ...]
-    first_release_date: str | None
-    artist_mbid: str | None
-    artist_name: str | None
-    tags: tuple[tuple[str, int], ...]
-    genre: str
-
-
-@dataclass(frozen=True)
-class CoverResult:
-    mbid: str
-    status: str
-    http_status: int | None = None
-    error: str | None = None
-    sha256: str | None = None
-    phash: str | None = None
-    width: int | None = None
-    height: int | None = None
-    bytes: int | None = None
-    format: str | None = None
-    path: str | None = None
-    source_url: str | None = None
 
 
 class Catalog:
@@ -122,13 +111,21 @@ class Catalog:
                     if stmt.strip():
                         self.conn.execute(stmt)
                 self.conn.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                stored = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+                version = int(stored) if str(stored).isdigit() else -1
+                if version < 1:
+                    raise sqlite3.DatabaseError(f"damaged schema_version {str(stored)[:20]!r}")
+                if version == 1:
+                    for stmt in MIGRATE_1_TO_2:
+                        self.conn.execute(stmt)
+                    self.conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+                if version <= SCHEMA_VERSION:
+                    self.conn.execute(POST_MIGRATION)
         except sqlite3.DatabaseError as exc:
             raise EquigenError(f"cannot open catalog {self.path}: {exc}") from None
         except OSError as exc:
             raise EquigenError(f"cannot create catalog in {self.path.parent}: {exc.strerror or exc}") from None
-        version = int(self.get_meta("schema_version", "0"))
         if version > SCHEMA_VERSION:
             raise EquigenError(f"catalog {self.path} was written by a newer equigen (schema {version})")
 
@@ -171,8 +168,8 @@ class Catalog:
 
     def record_page(
         self, genre: str, tag: str, groups: Sequence[ReleaseGroup], next_offset: int, total: int, exhausted: bool
-    ) -> int:
-        """Store one search page and the paging cursor in one transaction; return how many were new."""
+    ) -> list[tuple[ReleaseGroup, int]]:
+        """Store one search page and the paging cursor in one transaction; return the new groups with their seq."""
         with self.transaction():
             new = self._insert_groups(groups, f"{genre}/{tag}")
             self.conn.execute(
@@ -180,6 +177,13 @@ class Catalog:
                 (next_offset, total, int(exhausted), genre, tag),
             )
         return new
+
+    def skip_tags(self, genre: str, tags: Sequence[str]) -> None:
+        """Mark never-searched tags as done without a request (an exhaustive search already covered them)."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE discovery SET exhausted = 1 WHERE genre = ? AND tag = ? AND next_offset = 0",
+                [(genre, t) for t in tags])
 
     def genre_counts(self) -> dict[str, int]:
         """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""
@@ -190,25 +194,106 @@ class Catalog:
         with self.transaction():
             self._insert_groups(groups, found_via)
 
-    def _insert_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> int:
-        """New release groups and their pending covers (inside the caller's transaction); how many were new."""
+    def _insert_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> list[tuple[ReleaseGroup, int]]:
+        """New release groups and their pending covers (inside the caller's transaction); the new ones with seq."""
         now = time.time()
         before = self.conn.total_changes
+        seq = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM release_groups").fetchone()[0]
         self.conn.executemany(
             "INSERT OR IGNORE INTO release_groups(mbid, title, primary_type, secondary_types, first_release_date,"
-            " artist_mbid, artist_name, tags, genre, found_via, discovered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " artist_mbid, artist_name, tags, genre, found_via, discovered_at, label_votes, label_confidence, seq)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
-                 g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre, found_via, now)
-                for g in groups
+                 g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre, found_via, now,
+                 g.label_votes, g.label_confidence, seq + i)
+                for i, g in enumerate(groups, 1)
             ],
         )
-        new = self.conn.total_changes - before
+        if self.conn.total_changes == before:
+            new = []
+        else:
+            stored = dict(self.conn.execute(
+                f"SELECT mbid, seq FROM release_groups WHERE seq > ? AND mbid IN ({','.join('?' * len(groups))})",
+                [seq, *[g.mbid for g in groups]]).fetchall())
+            new = [(g, stored[g.mbid]) for g in groups if g.mbid in stored]
         self.conn.executemany(
             "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
             [(g.mbid, now) for g in groups],
         )
         return new
+
+    def relabel(self, label) -> int:
+        """Re-resolve every discovered release group's label from its stored tags (a new taxonomy).
+
+        `label(tags)` -> Label. Rows a manifest published keep their published label. When any label
+        changes, clusters, the selection and the fetch plan are dropped: they were decided on old labels.
+        Returns how many release groups changed genre.
+        """
+        rows = self.conn.execute(
+            "SELECT mbid, tags, genre, label_votes, label_confidence FROM release_groups"
+            " WHERE found_via IS NULL OR found_via NOT LIKE 'manifest:%'").fetchall()
+        updates, changed = [], 0
+        for mbid, tags, genre, votes, confidence in rows:
+            try:
+                pairs = [(str(n), int(c)) for n, c in json.loads(tags)]
+            except (ValueError, TypeError):
+                pairs = []
+            verdict = label(pairs)
+            new_conf = round(verdict.confidence, 6)
+            if (verdict.genre, verdict.votes, new_conf) != (genre, votes, confidence):
+                updates.append((verdict.genre, verdict.votes, new_conf, mbid))
+                changed += verdict.genre != genre
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE release_groups SET genre = ?, label_votes = ?, label_confidence = ? WHERE mbid = ?", updates)
+            if changed:
+                self.conn.execute("DELETE FROM selection")
+                self.conn.execute("DELETE FROM clusters")
+                self.conn.execute("DELETE FROM fetch_plan")
+                self.conn.execute("UPDATE covers SET planned_round = NULL WHERE status = 'pending'")
+        return changed
+
+    # --- the fetch plan (see planning.py) -------------------------------------------------
+    def planning_rows(self, genres: Sequence[str]) -> pd.DataFrame:
+        """Every release group of `genres` with its cover's state: the input of the fetch plan."""
+        genres = list(genres)
+        return pd.read_sql_query(
+            "SELECT r.mbid, r.genre, r.artist_mbid, r.label_confidence, r.seq, c.status, c.sha256,"
+            " c.planned_round FROM release_groups r JOIN covers c USING (mbid)"
+            f" WHERE r.genre IN ({','.join('?' * len(genres))}) ORDER BY r.seq",
+            self.conn, params=genres)
+
+    def load_plan(self) -> tuple[int, dict[str, int], str | None, bool]:
+        """(round, quota per genre, plan key, round finished) of the stored fetch plan."""
+        quota = dict(self.conn.execute("SELECT genre, attempt_upto FROM fetch_plan").fetchall())
+        return (int(self.get_meta("fetch_round", "0")), quota, self.get_meta("fetch_plan_key"),
+                self.get_meta("fetch_round_done", "0") == self.get_meta("fetch_round", "0"))
+
+    def start_round(self, round_no: int, quota: dict[str, int], key: str) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM fetch_plan")
+            self.conn.executemany("INSERT INTO fetch_plan(genre, attempt_upto) VALUES (?, ?)", list(quota.items()))
+            for k, v in (("fetch_round", str(round_no)), ("fetch_plan_key", key)):
+                self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (k, v))
+
+    def finish_round(self, round_no: int) -> None:
+        self.set_meta("fetch_round_done", str(round_no))
+
+    def mark_planned(self, mbids: Sequence[str], round_no: int) -> None:
+        with self.transaction():
+            self.conn.executemany("UPDATE covers SET planned_round = ? WHERE mbid = ?", [(round_no, m) for m in mbids])
+
+    def reopen_unfinished(self) -> None:
+        """Before a fetch with a new plan: failed covers get another chance, unstarted plans are dropped."""
+        with self.transaction():
+            self.conn.execute("UPDATE covers SET status = 'pending', planned_round = NULL WHERE status = 'failed'")
+            self.conn.execute("UPDATE covers SET planned_round = NULL WHERE status = 'pending'")
+
+    def planned_pending(self, round_no: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid)"
+            " WHERE c.planned_round = ? AND c.status IN ('pending', 'failed') ORDER BY r.seq", (round_no,))]
 
     # --- covers ---------------------------------------------------------------------------
     def covers_to_fetch(self, genres: Iterable[str] | None = None) -> list[str]:
@@ -255,7 +340,7 @@ class Catalog:
         """One row per cover joined with its release group: the input of dedup, balance and split."""
         sql = (
             "SELECT c.mbid, r.title, r.primary_type, r.secondary_types, r.first_release_date, r.artist_mbid,"
-            " r.artist_name, r.tags, r.genre, c.status, c.attempts, c.http_status, c.error, c.sha256, c.phash,"
+            " r.artist_name, r.tags, r.genre, r.label_votes, r.label_confidence, r.seq, c.status, c.attempts, c.http_status, c.error, c.sha256, c.phash,"
             " c.width, c.height, c.bytes, c.format, c.path, c.source_url"
             " FROM covers c JOIN release_groups r USING (mbid)"
         )
@@ -301,6 +386,7 @@ class Catalog:
         """The selection joined with covers, release groups and clusters."""
         return pd.read_sql_query(
             "SELECT s.mbid, s.genre, s.split, r.title, r.first_release_date, r.artist_mbid, r.artist_name,"
+            " r.label_votes, r.label_confidence,"
             " c.sha256, c.phash, c.width, c.height, c.bytes, c.format, c.path, c.source_url,"
             " k.cluster_id, k.is_canonical"
             " FROM selection s JOIN covers c USING (mbid) JOIN release_groups r USING (mbid)"

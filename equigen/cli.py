@@ -42,8 +42,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log retries, backoffs and fetch rounds (-v); also every request and redirect (-vv)."),
 ) -> None:
-    pass
+    import logging
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
 def _settings(**flags):
@@ -59,8 +65,10 @@ def fetch(
     coverart_url: Optional[str] = CoverartUrl,
     contact: Optional[str] = Contact,
     taxonomy: Optional[Path] = Taxonomy,
-    per_genre: int = typer.Option(4000, "--per-genre", help="Target covers per genre (discovery aims at per_genre x oversample candidates)."),
-    oversample: float = typer.Option(1.5, "--oversample", help="Candidates to discover per target cover, to absorb missing art, duplicates and the artist cap."),
+    per_genre: int = typer.Option(4000, "--per-genre", help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (ok, distinct, labelled, within the artist cap) plus --margin."),
+    margin: float = typer.Option(0.05, "--margin", help="Extra usable covers per genre, as a fraction of --per-genre, for near-duplicates that dedup will drop (replaces the old --oversample)."),
+    artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="The artist cap balance will apply [default max(2, ceil(per_genre/100))]; covers beyond it are not downloaded."),
+    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Only count (and download) release groups whose label confidence (the winning genre's share of tag votes) is at least this; use the same value with balance."),
     genres: Optional[List[str]] = typer.Option(None, "--genre", help="Only these genres (repeatable)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Simultaneous cover downloads [default 32]."),
     thumbnail: Optional[int] = typer.Option(None, "--thumbnail", help="Cover Art Archive thumbnail size: 250, 500 or 1200 [default 500]."),
@@ -70,15 +78,19 @@ def fetch(
     skip_download: bool = typer.Option(False, "--skip-download", help="Only discover release groups."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Rebuild a published dataset: fetch exactly the items of this manifest.parquet (sha256 checked)."),
 ) -> None:
-    """Harvest release groups (MusicBrainz search by genre tag) and their front covers (Cover Art Archive).
+    """Harvest release groups (MusicBrainz search by genre tag) and their front covers (Cover Art Archive) until every genre can be balanced.
 
-    Resumable: re-running continues discovery from stored offsets and downloads only pending and failed covers.
+    Each genre searches its broad tag names first, then subgenre names while it is still short, and
+    downloads covers in rounds until it holds --per-genre usable covers plus --margin, or its tags run
+    out (then one 'short:' line says so). Resumable: re-running the same command continues where a
+    killed run stopped and ends with the same catalog.
     """
     from equigen.fetch import run_fetch
 
     settings = _settings(data_dir=data_dir, musicbrainz_url=musicbrainz_url, coverart_url=coverart_url, contact=contact,
                          concurrency=concurrency, thumbnail=thumbnail, mb_interval=mb_interval, taxonomy_path=taxonomy)
-    run_fetch(settings, per_genre=per_genre, oversample=oversample, genres=genres, include_secondary=include_types,
+    run_fetch(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap, min_confidence=min_confidence,
+              genres=genres, include_secondary=include_types,
               discover=not skip_discovery, download=not skip_download, manifest=manifest, console=console)
 
 
@@ -100,12 +112,13 @@ def balance(
     seed: int = Seed,
     artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%]."),
     allow_short: bool = typer.Option(False, "--allow-short", help="Keep genres that cannot reach --per-genre (with all they have) instead of failing."),
+    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Only covers whose label confidence (the winning genre's share of the release group's MusicBrainz genre tag votes, 0 to 1) is at least this; above 0, covers of unknown confidence are left out too [default 0: every labelled cover]."),
 ) -> None:
     """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
     from equigen.curate import run_balance
 
     run_balance(_settings(data_dir=data_dir), per_genre=per_genre, seed=seed, artist_cap=artist_cap,
-                allow_short=allow_short, console=console)
+                allow_short=allow_short, min_confidence=min_confidence, console=console)
 
 
 @app.command()
@@ -212,11 +225,20 @@ def simulate(
     seed: int = Seed,
     host: str = typer.Option("127.0.0.1", "--host"),
     cover_px: Optional[int] = typer.Option(None, "--cover-px", help="Serve every cover at this side (small for quick tests) instead of the requested thumbnail size."),
+    art_coverage: Optional[float] = typer.Option(None, "--art-coverage", min=0.0, max=1.0, help="Share of release groups (0-1) with a front cover, the same in every genre, e.g. 0.5 [default: spread from 0.90 down to 0.45 over the genres in a seeded order; see /__sim__/truth]."),
+    thin: Optional[List[str]] = typer.Option(None, "--thin", help="Make this genre thin: only --thin-artists artists, so a harvest cannot fill it (repeatable; genre names as in the taxonomy, any case)."),
+    thin_artists: Optional[int] = typer.Option(None, "--thin-artists", min=1, help="Artists in each --thin genre [default 12]."),
+    artists: Optional[int] = typer.Option(None, "--artists", min=100, help="Artists in the world [default 3000: enough for fetch --per-genre 40]; about 12000 hold --per-genre 150 at 50 %% art coverage."),
 ) -> None:
-    """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops)."""
+    """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops).
+
+    Tags come from MusicBrainz's genre vocabulary (thin votes, spelling variants, non-genre tags) and
+    tag search is tokenized as on the real service (tag:"metal" also finds "death metal").
+    """
     from equigen.simulator import serve_forever
 
-    serve_forever(port=port, seed=seed, host=host, cover_px=cover_px)
+    serve_forever(port=port, seed=seed, host=host, cover_px=cover_px, art_coverage=art_coverage,
+                  thin_genres=tuple(thin) if thin else None, thin_artists=thin_artists, n_artists=artists)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ hashes and stores the bytes (images.py, storage.py) and records the result (cata
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlparse
@@ -14,6 +15,8 @@ from urllib.parse import urljoin, urlparse
 import aiohttp
 
 from equigen.mbids import require_mbid
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -68,7 +71,9 @@ async def download_cover(session: aiohttp.ClientSession, url: str, *, headers: d
                 return Outcome("ok", attempt, 200, data=data, final_url=final_url)
             return Outcome("failed", attempt, status, final_url=final_url, error=f"HTTP {status}")
         if attempt < max_attempts:
-            await asyncio.sleep(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+            delay = backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            logger.info("cover %s: %s; retry %d of %d in %.1f s", url, last_error[:80], attempt, max_attempts - 1, delay)
+            await asyncio.sleep(delay)
     return Outcome("failed", max_attempts, last_status, error=last_error[:300] or "failed")
 
 
@@ -83,6 +88,7 @@ async def _get_following(session, url: str, headers: dict, max_bytes: int) -> tu
                 nxt = urljoin(current, location)
                 if urlparse(nxt).scheme not in ("http", "https"):
                     raise Refused("failed", f"refused redirect to non-http(s) URL {nxt[:80]}", resp.status)
+                logger.debug("redirect %d %s -> %s", resp.status, current, nxt)
                 current = nxt
                 continue
             if resp.status in RETRYABLE_STATUS:

@@ -202,7 +202,9 @@ def write_balance_plot(path: Path, result: BalanceResult) -> None:
     table = result.table
     x = np.arange(len(table))
     fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(table) + 2), 4.8))
-    ax.bar(x - 0.2, table["eligible"], 0.4, label="eligible (canonical, labelled)", color="#9bb7d4")
+    eligible = "eligible (canonical, labelled" + (f", confidence >= {result.min_confidence:g})"
+                                                  if result.min_confidence > 0 else ")")
+    ax.bar(x - 0.2, table["eligible"], 0.4, label=eligible, color="#9bb7d4")
     ax.bar(x + 0.2, table["selected"], 0.4, label="selected", color="#1f4e79")
     ax.axhline(result.per_genre, color="firebrick", linestyle="--", linewidth=1.2,
                label=f"target {result.per_genre}")
@@ -233,17 +235,20 @@ def _balance_table(result: BalanceResult) -> Table:
 
 
 def run_balance(settings: Settings, per_genre: int = 4000, seed: int = 0, artist_cap: int | None = None,
-                allow_short: bool = False, console: Console | None = None) -> dict:
+                allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
     """Select per_genre canonical covers per fetched genre and store the selection.
 
     A genre that cannot reach per_genre fails the run (catalog untouched) unless allow_short:
     then short genres keep all their usable covers. Writes reports/balance.{json,png} either way.
+    min_confidence > 0: only covers whose label_confidence is at least that are eligible.
     """
     console = console or Console(stderr=True)
     if per_genre < 1:
         raise EquigenError(f"--per-genre must be at least 1, got {per_genre}")
     if artist_cap is not None and artist_cap < 1:
         raise EquigenError(f"--artist-cap must be at least 1, got {artist_cap}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise EquigenError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
     with _open_catalog(settings) as catalog:
         clusters = catalog.clusters_frame()
         if clusters.empty:
@@ -255,23 +260,30 @@ def run_balance(settings: Settings, per_genre: int = 4000, seed: int = 0, artist
             raise EquigenError(f"{stale} covers were fetched after the last dedup: run `equigen dedup` again")
         genres = _balance_genres(catalog, settings)
         rows = covers.merge(clusters, on="mbid", validate="one_to_one")
-        result = select_balanced(rows, genres, per_genre, seed, artist_cap)
+        result = select_balanced(rows, genres, per_genre, seed, artist_cap, min_confidence=min_confidence)
         short = result.short_genres()
 
         reports = _reports_dir(settings)
-        report = {"per_genre": per_genre, "seed": seed, "artist_cap": result.artist_cap, "allow_short": allow_short,
+        report = {"per_genre": per_genre, "seed": seed, "artist_cap": result.artist_cap,
+                  "min_confidence": result.min_confidence, "allow_short": allow_short,
                   "stored": not short or allow_short, "short_genres": short,
+                  "below_min_confidence": result.below_confidence,
                   "genres": result.table.to_dict(orient="records")}
         _write_json(reports / "balance.json", report)
         write_balance_plot(reports / "balance.png", result)
         console.print(_balance_table(result))
+        if result.min_confidence > 0:
+            console.print(f"--min-confidence {result.min_confidence:g}: {sum(result.below_confidence.values())} "
+                          "canonical covers with lower or unknown label confidence were not eligible")
         if short and not allow_short:
+            lower = ", lower --min-confidence" if result.min_confidence > 0 else ""
             raise EquigenError(
                 f"{len(short)} genre(s) cannot reach {per_genre} covers ({', '.join(short)}): fetch more, lower "
-                f"--per-genre, raise --artist-cap, or pass --allow-short to keep them short")
+                f"--per-genre, raise --artist-cap{lower}, or pass --allow-short to keep them short")
         catalog.replace_selection(result.selected)
         catalog.set_meta("selection_source", "balance")
-        catalog.set_meta("balance", json.dumps({k: report[k] for k in ("per_genre", "seed", "artist_cap")}))
+        catalog.set_meta("balance", json.dumps(
+            {k: report[k] for k in ("per_genre", "seed", "artist_cap", "min_confidence")}))
     console.print(f"selected {len(result.selected)} covers; "
                   f"reports: {reports / 'balance.json'}, {reports / 'balance.png'}")
     return report

@@ -6,7 +6,7 @@ Layout of <data_dir>/dataset (built in a temporary sibling folder and swapped in
     manifest.parquet                         every item with its Cover Art Archive URL (no images)
     croissant.json                           Croissant 1.0 metadata
     README.md                                dataset card (YAML front matter for the Hub)
-    plots/split_genre_counts.png, plots/artist_sizes.png
+    plots/split_genre_counts.png, plots/artist_sizes.png, plots/label_confidence.png
     checksums.sha256                         sha256sum of every other file
 """
 
@@ -44,11 +44,14 @@ PRETTY_NAME = "EquiGen album covers by genre"
 
 # Manifest contract: column -> Arrow type. Strings may be null except where the reader requires them.
 MANIFEST_COLUMNS = {
-    "split": pa.string(), "genre": pa.string(), "label": pa.int64(), "release_group_mbid": pa.string(),
+    "split": pa.string(), "genre": pa.string(), "label": pa.int64(),
+    "label_votes": pa.int32(), "label_confidence": pa.float32(), "release_group_mbid": pa.string(),
     "artist_mbid": pa.string(), "artist_name": pa.string(), "title": pa.string(), "year": pa.int32(),
     "sha256": pa.string(), "phash": pa.string(), "width": pa.int32(), "height": pa.int32(),
     "source_url": pa.string(),
 }
+# Columns a manifest written before they existed lacks: read as unknown (null).
+OPTIONAL_MANIFEST_COLUMNS = ("label_votes", "label_confidence")
 
 
 def run_split(
@@ -63,7 +66,8 @@ def run_split(
     started = time.perf_counter()
     if shard_rows < 1:
         raise EquigenError(f"--shard-rows must be at least 1, got {shard_rows}")
-    genres_all = load_taxonomy(settings.taxonomy_path).genres
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    genres_all = taxonomy.genres
     if not settings.catalog_path.is_file():
         raise EquigenError(f"no catalog at {settings.catalog_path}: run `equigen fetch` first")
     with Catalog(settings.catalog_path) as catalog:
@@ -97,7 +101,8 @@ def run_split(
         try:
             written = write_dataset(build, items, genres, settings.data_dir, shard_rows)
             write_plots(build, items, genres)
-            write_card(build, items, genres, report, stats, written, ratios, seed, shard_rows)
+            write_card(build, items, genres, report, stats, written, ratios, seed, shard_rows,
+                       ambiguity_ratio=taxonomy.ambiguity_ratio)
             write_croissant(build, items, genres)
             write_checksums(build)
             _swap_in(build, target)
@@ -128,6 +133,9 @@ def dataset_items(selection: pd.DataFrame, assignment: pd.Series, genres: list[s
         "split": selection["mbid"].map(assignment),
         "label": selection["genre"].map(label_of).astype("int64"),
         "genre": selection["genre"],
+        # float32 here already, as in the shards: a rebuild from the manifest sees the very same values.
+        "label_votes": pd.to_numeric(selection["label_votes"], errors="coerce").astype("Int32"),
+        "label_confidence": pd.to_numeric(selection["label_confidence"], errors="coerce").astype("Float32"),
         "release_group_mbid": selection["mbid"],
         "artist_mbid": selection["artist_mbid"],
         "artist_name": selection["artist_name"],
@@ -163,6 +171,31 @@ def leakage_stats(selection: pd.DataFrame, assignment: pd.Series) -> dict:
         "artists_in_several_splits": int((artist_splits > 1).sum()),
         "clusters_in_several_splits": int((cluster_splits > 1).sum()),
     }
+
+
+def label_confidence_table(items: pd.DataFrame, genres: list[str]) -> pd.DataFrame:
+    """Per genre (in `genres` order): how strongly MusicBrainz tag votes back the published labels.
+
+    Columns: covers, known (covers whose evidence is known), median_votes, median_confidence,
+    min_confidence, full (share of known covers with confidence 1.0), below_075 (share below 0.75).
+    Shares are fractions; statistics of a genre without known evidence are NaN.
+    """
+    votes = pd.to_numeric(items["label_votes"], errors="coerce").astype("float64")
+    confidence = pd.to_numeric(items["label_confidence"], errors="coerce").astype("float64")
+    rows = []
+    for genre in genres:
+        mine = (items["genre"] == genre).to_numpy()
+        conf = confidence[mine].dropna()
+        rows.append({
+            "genre": genre, "covers": int(mine.sum()), "known": len(conf),
+            "median_votes": float(votes[mine].median()) if votes[mine].notna().any() else np.nan,
+            "median_confidence": float(conf.median()) if len(conf) else np.nan,
+            "min_confidence": float(conf.min()) if len(conf) else np.nan,
+            "full": float((conf >= 1.0).mean()) if len(conf) else np.nan,
+            "below_075": float((conf < 0.75).mean()) if len(conf) else np.nan,
+        })
+    return pd.DataFrame(rows, columns=["genre", "covers", "known", "median_votes", "median_confidence",
+                                       "min_confidence", "full", "below_075"])
 
 
 # --- writers ------------------------------------------------------------------------------
@@ -205,18 +238,31 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
         raise EquigenError(f"manifest {path} not found") from None
     except (pa.ArrowException, OSError) as exc:
         raise EquigenError(f"manifest {path} is not a readable Parquet file: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names and c not in OPTIONAL_MANIFEST_COLUMNS]
     if missing:
         raise EquigenError(f"manifest {path} lacks columns {missing}")
+    for name in OPTIONAL_MANIFEST_COLUMNS:
+        if name not in table.column_names:   # an older manifest: the label's evidence is unknown
+            table = table.append_column(name, pa.nulls(table.num_rows, MANIFEST_COLUMNS[name]))
     for name, dtype in MANIFEST_COLUMNS.items():
         actual = table.schema.field(name).type
-        if not (actual == dtype or (pa.types.is_integer(dtype) and pa.types.is_integer(actual))
+        if not (actual == dtype or pa.types.is_null(actual)
+                or (pa.types.is_integer(dtype) and pa.types.is_integer(actual))
+                or (pa.types.is_floating(dtype) and (pa.types.is_floating(actual) or pa.types.is_integer(actual)))
                 or (pa.types.is_string(dtype) and pa.types.is_large_string(actual))):
             raise EquigenError(f"manifest {path}: column {name} is {actual}, expected {dtype}")
     frame = table.select(list(MANIFEST_COLUMNS)).to_pandas()
-    for name in ("label", "year", "width", "height"):
-        frame[name] = frame[name].astype("Int64" if name == "label" else "Int32")
+    try:
+        for name in ("label", "year", "width", "height", "label_votes"):
+            frame[name] = frame[name].astype("Int64" if name == "label" else "Int32")
+    except (TypeError, ValueError, OverflowError):
+        raise EquigenError(f"manifest {path}: column {name} has values out of its integer range") from None
+    frame["label_confidence"] = frame["label_confidence"].astype("Float64")
     problems = []
+    if (frame["label_votes"] < 0).any():
+        problems.append("negative label_votes")
+    if not frame["label_confidence"].between(0, 1).fillna(True).all():
+        problems.append("label_confidence values outside [0, 1]")
     if not frame["split"].isin(SPLITS).all():
         problems.append(f"split values outside {list(SPLITS)}")
     if not frame["release_group_mbid"].map(is_mbid).all():
@@ -272,14 +318,113 @@ def write_plots(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
     fig.tight_layout()
     fig.savefig(folder / "artist_sizes.png", dpi=100, metadata={"Software": None})
 
+    write_label_confidence_plot(folder / "label_confidence.png", items, genres)
+
+
+def write_label_confidence_plot(path: Path, items: pd.DataFrame, genres: list[str]) -> None:
+    """Per genre box plots of label_confidence (left) and label_votes (right, log axis); PNG, no timestamps."""
+    import inspect
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    votes = pd.to_numeric(items["label_votes"], errors="coerce").astype("float64")
+    confidence = pd.to_numeric(items["label_confidence"], errors="coerce").astype("float64")
+    by_genre = [(items["genre"] == g).to_numpy() for g in genres]
+    conf_data = [confidence[m].dropna().to_numpy() for m in by_genre]
+    vote_data = [votes[m].dropna().to_numpy() for m in by_genre]
+    unknown = int(confidence.isna().sum())
+    fig = Figure(figsize=(10, 0.4 * len(genres) + 1.8))
+    left, right = fig.subplots(1, 2, sharey=True)
+    positions = np.arange(len(genres))
+    # Matplotlib 3.10 replaced vert=False by orientation="horizontal" (vert is deprecated from 3.11).
+    horizontal = ({"orientation": "horizontal"} if "orientation" in inspect.signature(Axes.boxplot).parameters
+                  else {"vert": False})
+    style = dict(**horizontal, widths=0.6, patch_artist=True, showfliers=True, manage_ticks=False,
+                 medianprops={"color": "black"}, flierprops={"markersize": 3, "alpha": 0.5})
+    for ax, data, color in ((left, conf_data, "#4c72b0"), (right, vote_data, "#dd8452")):
+        shown = [i for i, d in enumerate(data) if len(d)]   # a genre without known evidence gets no box
+        if shown:
+            boxes = ax.boxplot([data[i] for i in shown], positions=positions[shown], **style)
+            for patch in boxes["boxes"]:
+                patch.set_facecolor(color)
+                patch.set_alpha(0.6)
+        ax.set_yticks(positions, [f"{g} (n={len(d)})" for g, d in zip(genres, conf_data)])
+        ax.set_ylim(len(genres) - 0.5, -0.5)   # first genre on top
+        ax.grid(axis="x", alpha=0.3)
+    left.set_xlim(0, 1.02)
+    left.axvline(0.75, color="firebrick", linestyle=":", linewidth=1)
+    left.set_xlabel("label_confidence (winning genre's share of the votes)")
+    known = [d for d in vote_data if len(d)]
+    if known and all(d.min() > 0 for d in known):
+        right.set_xscale("log")
+        right.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        right.xaxis.set_major_formatter(ScalarFormatter())
+        right.xaxis.set_minor_formatter(NullFormatter())
+    right.set_xlabel("label_votes (genre tag votes, log axis)")
+    title = "Label evidence per genre"
+    if unknown:
+        title += f" ({unknown} covers with unknown evidence left out)"
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+
 
 def _q(text: str) -> str:
     """A YAML double-quoted scalar (JSON string syntax is valid YAML)."""
     return json.dumps(str(text), ensure_ascii=False)
 
 
+def _label_confidence_section(items: pd.DataFrame, genres: list[str], ambiguity_ratio: float) -> str:
+    """The card's "Label confidence" section: what the two columns mean and their distribution per genre."""
+    stats = label_confidence_table(items, genres)
+
+    def num(value: float, fmt: str) -> str:
+        return "n/a" if pd.isna(value) else format(value, fmt)
+
+    def votes(value: float) -> str:
+        return "n/a" if pd.isna(value) else f"{value:.1f}".removesuffix(".0")
+
+    def pct(value: float) -> str:
+        return "n/a" if pd.isna(value) else f"{100 * value:.1f} %"
+
+    table = ["| genre | covers | median votes | median confidence | min confidence | confidence 1.0 "
+             "| confidence < 0.75 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in stats.itertuples(index=False):
+        table.append(f"| {row.genre} | {row.covers} | {votes(row.median_votes)} | "
+                     f"{num(row.median_confidence, '.3f')} | {num(row.min_confidence, '.3f')} | {pct(row.full)} | "
+                     f"{pct(row.below_075)} |")
+    overall = label_confidence_table(items.assign(genre="all"), ["all"]).iloc[0]
+    table.append(f"| **all** | {overall.covers} | {votes(overall.median_votes)} | "
+                 f"{num(overall.median_confidence, '.3f')} | {num(overall.min_confidence, '.3f')} | "
+                 f"{pct(overall.full)} | {pct(overall.below_075)} |")
+    unknown = int(overall.covers - overall.known)
+    note = (f"\n\n{unknown} covers have unknown evidence (null in both columns): they come from a catalog or a "
+            "manifest written before EquiGen recorded it, and are left out of the statistics." if unknown else "")
+    return f"""## Label confidence
+
+Each release group's genre comes from its MusicBrainz community tags, and every item publishes that
+evidence in two columns (in the shards and in `{MANIFEST}`):
+
+- `label_votes` (int32): the tag votes summed over every tag that maps to one of the genres (the
+  winner's and all the others');
+- `label_confidence` (float32): the winning genre's share of those votes, from 0 to 1; 1.0 means every
+  mapped vote went to the published genre.
+
+Ambiguous release groups, whose runner-up genre has at least {100 * ambiguity_ratio:g} % of the winner's
+votes, are never included, nor are release groups without a mapped tag vote. `equigen balance
+--min-confidence X` builds a dataset from covers with confidence of at least X only; filter on these
+columns to train on the most certain labels or to study label noise. Per genre, over the covers whose
+evidence is known:
+
+{chr(10).join(table)}{note}
+
+![Label confidence and votes per genre]({PLOTS_DIR}/label_confidence.png)"""
+
+
 def write_card(out: Path, items: pd.DataFrame, genres: list[str], report: dict, stats: dict, written: dict,
-               ratios, seed: int, shard_rows: int) -> None:
+               ratios, seed: int, shard_rows: int, ambiguity_ratio: float = 0.8) -> None:
     """README.md: Hub YAML front matter (configs, dataset_info) and the dataset card."""
     download_size = sum(p.stat().st_size for w in written.values() for p in w["files"])
     dataset_size = sum(w["num_bytes"] for w in written.values())
@@ -383,11 +528,13 @@ Worst deviation of a genre's split share from the target ratio: **{report['worst
 
 ![Covers per artist]({PLOTS_DIR}/artist_sizes.png)
 
+{_label_confidence_section(items, genres, ambiguity_ratio)}
+
 ## Files
 
 - `{DATA_DIR}/{{split}}-NNNNN-of-NNNNN.parquet`: `image` (original bytes + file name), `label`
-  (ClassLabel), `genre`, `release_group_mbid`, `artist_mbid`, `artist_name`, `title`, `year`, `phash`,
-  `sha256`, `width`, `height`.
+  (ClassLabel), `genre`, `label_votes`, `label_confidence`, `release_group_mbid`, `artist_mbid`,
+  `artist_name`, `title`, `year`, `phash`, `sha256`, `width`, `height`.
 - `{MANIFEST}`: every item with its split and Cover Art Archive `source_url`, no images.
 - `croissant.json`: Croissant 1.0 metadata. `checksums.sha256`: `sha256sum -c checksums.sha256`.
 
@@ -437,7 +584,7 @@ CROISSANT_CONTEXT = {
     "subField": "cr:subField", "transform": "cr:transform", "equivalentProperty": "cr:equivalentProperty",
     "samplingRate": "cr:samplingRate",
 }
-_CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Integer"}
+_CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Integer", "float32": "sc:Float"}
 
 
 def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
@@ -459,6 +606,9 @@ def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
 
     descriptions = {
         "genre": "Genre name (the ClassLabel name of label).",
+        "label_votes": ("MusicBrainz genre tag votes of the release group, summed over every tag mapped to one "
+                        "of the genres (empty when unknown)."),
+        "label_confidence": ("The winning genre's share of label_votes, from 0 to 1 (empty when unknown)."),
         "release_group_mbid": "MusicBrainz release group MBID.", "artist_mbid": "MusicBrainz artist MBID.",
         "artist_name": "Artist credit name.", "title": "Release group title.",
         "year": "Year of the first release (may be empty).", "phash": "64-bit perceptual hash, 16 hex digits.",

@@ -52,7 +52,7 @@ def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 10, fresh: bool 
         console.print(f"simulator (MusicBrainz + Cover Art Archive look-alike) at {sim.url}")
         settings = load_settings(data_dir=data_dir, musicbrainz_url=sim.url, coverart_url=sim.url, thumbnail=250)
         stage("fetch")
-        run_fetch(settings, per_genre=per_genre, oversample=2.0, console=console)
+        run_fetch(settings, per_genre=per_genre, console=console)
         done("fetch")
     stage("dedup")
     run_dedup(settings, console=console)

@@ -1,38 +1,57 @@
-"""`equigen fetch`: discovery (MusicBrainz) and cover download (Cover Art Archive), resumable.
+"""`equigen fetch`: discovery (MusicBrainz) and cover download (Cover Art Archive) until every genre
+can be balanced, resumable.
 
-Discovery and downloads run together in one event loop: every page of search results is stored
-with its paging cursor in one transaction and its new covers are queued for download at once.
-Cover results are stored after the image file is in place, in small batches: a kill loses at most
-the last batch's bookkeeping, and those covers are simply downloaded again (same bytes, same path).
+Fetch works in rounds (the decisions are pure functions in planning.py): plan how many covers
+each genre still needs to try, search tags for the genres that lack candidates, download the
+chosen covers, then plan again from what the downloads gave. Discovery and downloads run together
+in one event loop: every page of search results is stored with its paging cursor in one
+transaction and its chosen covers are queued for download at once. Cover results are stored after
+the image file is in place, in small batches: a kill loses at most the last batch's bookkeeping,
+and those covers are simply downloaded again (same bytes, same path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import math
 import multiprocessing
 import os
 import signal
 import time
+from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import asynccontextmanager as contextmanager_async
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import aiohttp
+import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from equigen.catalog import Catalog, CoverResult
+from equigen.balance import default_artist_cap
+from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.coverart import cover_url, download_cover
 from equigen.errors import EquigenError
 from equigen.images import BadImage, inspect_image
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
+from equigen.planning import (FINAL_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
+                               usable_by_genre)
+from equigen.records import CoverResult
 from equigen.storage import ensure_writable, store_image
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy
+from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PER_GENRE = 4000
+DEFAULT_MARGIN = 0.05     # 5 % more usable covers than balance needs: near-duplicates dedup will drop
 
 FLUSH_EVERY = 64          # cover results per catalog transaction
 FLUSH_SECONDS = 0.5
@@ -53,22 +72,62 @@ class FetchStats:
     download_seconds: float = 0.0
     wall_seconds: float = 0.0
     new_release_groups: int = 0
+    malformed: int = 0        # search results skipped as not usable release groups
+    rounds: int = 0
     by_status: dict = field(default_factory=dict)
+    usable: dict = field(default_factory=dict)     # genre -> covers balance can use (see planning.usable_by_genre)
+    shortfalls: dict = field(default_factory=dict)  # genre -> covers missing for --per-genre when its tags ran out
+    stored: int = 0           # ok covers in the catalog's target genres after the run
+    published: int = 0        # covers balance --per-genre will publish (per genre: min(per_genre, usable))
 
     @property
     def covers_per_second(self) -> float:
         return self.downloaded / self.download_seconds if self.download_seconds > 0 else 0.0
 
+    @property
+    def stored_per_published(self) -> float:
+        return self.stored / self.published if self.published else 0.0
 
-def run_fetch(settings: Settings, per_genre: int = 4000, oversample: float = 1.5, genres: Sequence[str] | None = None,
+
+@dataclass(frozen=True)
+class Goal:
+    """What `balance` will ask of the harvest: fetch stops when every genre can meet it."""
+    per_genre: int
+    margin: float = DEFAULT_MARGIN       # extra usable covers for near-duplicates that dedup will drop
+    artist_cap: int | None = None        # None: balance's default for per_genre
+    min_confidence: float = 0.0
+
+    @property
+    def cap(self) -> int:
+        return default_artist_cap(self.per_genre) if self.artist_cap is None else self.artist_cap
+
+    @property
+    def target(self) -> int:
+        return math.ceil(self.per_genre * (1 + self.margin))
+
+
+def run_fetch(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: float = DEFAULT_MARGIN,
+              artist_cap: int | None = None, min_confidence: float = 0.0, genres: Sequence[str] | None = None,
               include_secondary: Sequence[str] | None = None, discover: bool = True, download: bool = True,
               manifest: Path | None = None, console: Console | None = None) -> FetchStats:
-    """Harvest until each genre holds per_genre x oversample candidates (or its tags run out)."""
+    """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its tags run out.
+
+    Usable: ok, distinct by sha256, labelled (confidence >= min_confidence), within the artist cap
+    balance applies; the target adds `margin` for near-duplicates. `discover=False` only downloads
+    the covers already in the catalog (all of them).
+    """
     console = console or Console(stderr=True)
     if manifest is None and discover:
         settings = settings.for_musicbrainz()  # a manifest rebuild talks to the Cover Art Archive only
-    if per_genre < 1 or oversample < 1:
-        raise EquigenError("--per-genre must be at least 1 and --oversample at least 1.0")
+    if per_genre < 1:
+        raise EquigenError(f"--per-genre must be at least 1, got {per_genre}")
+    if not 0 <= margin <= 10:
+        raise EquigenError(f"--margin must be between 0 and 10 (a fraction: 0.05 = 5 %), got {margin}")
+    if artist_cap is not None and artist_cap < 1:
+        raise EquigenError(f"--artist-cap must be at least 1, got {artist_cap}")
+    if not 0 <= min_confidence <= 1:
+        raise EquigenError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+    goal = Goal(per_genre, margin, artist_cap, min_confidence)
     taxonomy = load_taxonomy(settings.taxonomy_path)
     targets = _target_genres(taxonomy, genres)
     ensure_writable(settings.data_dir)
@@ -78,24 +137,58 @@ def run_fetch(settings: Settings, per_genre: int = 4000, oversample: float = 1.5
             from equigen.rebuild import run_manifest_fetch
 
             return run_manifest_fetch(settings, catalog, taxonomy, manifest, console)
-        catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.tags[g])
-        target = math.ceil(per_genre * oversample)
+        _relabel_if_taxonomy_changed(catalog, taxonomy, console)
+        catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
-        stats = asyncio.run(_harvest(settings, catalog, taxonomy, targets, target, skipped, discover, download, console))
+        if discover:
+            stats = asyncio.run(_harvest(settings, catalog, taxonomy, targets, goal, skipped, download, console))
+        else:
+            stats = asyncio.run(download_catalog_covers(settings, catalog, targets, console))
         stats.wall_seconds = time.monotonic() - started
+        _final_counts(catalog, targets, goal, stats)
         catalog.set_meta("last_fetch", json.dumps({
-            "per_genre": per_genre, "oversample": oversample, "genres": list(targets), "mb_requests": stats.mb_requests,
-            "downloaded": stats.downloaded, "wall_seconds": round(stats.wall_seconds, 2),
-            "covers_per_second": round(stats.covers_per_second, 1),
+            "per_genre": per_genre, "margin": margin, "artist_cap": goal.cap, "min_confidence": min_confidence,
+            "genres": list(targets), "mb_requests": stats.mb_requests, "rounds": stats.rounds,
+            "malformed": stats.malformed, "downloaded": stats.downloaded, "stored": stats.stored,
+            "published": stats.published, "wall_seconds": round(stats.wall_seconds, 2),
+            "covers_per_second": round(stats.covers_per_second, 1), "shortfalls": stats.shortfalls,
         }))
-        console.print(summary_table(catalog, taxonomy))
+        console.print(summary_table(catalog, taxonomy, stats.usable, goal if discover else None))
         console.print(
             f"wall {stats.wall_seconds:.1f} s | MusicBrainz requests {stats.mb_requests} | "
             f"covers downloaded {stats.downloaded} ({stats.covers_per_second:.1f}/s, {stats.bytes / 1e6:.1f} MB) | "
             f"new release groups {stats.new_release_groups}"
+            + (f" | malformed results skipped {stats.malformed}" if stats.malformed else ""),
+            highlight=False,
         )
-        _warn_short(catalog, targets, per_genre, console)
+        if discover:
+            console.print(
+                f"covers stored {stats.stored} for {stats.published} to publish: "
+                f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds)", highlight=False)
+            for genre, missing in stats.shortfalls.items():
+                console.print(
+                    f"[yellow]short:[/] {escape(genre)}: every tag searched, {stats.usable.get(genre, 0)} usable covers "
+                    f"for --per-genre {per_genre} (short by {missing}); balance with a lower --per-genre or "
+                    f"--allow-short", highlight=False)
     return stats
+
+
+def _taxonomy_fingerprint(taxonomy: Taxonomy) -> str:
+    payload = json.dumps([sorted(taxonomy.tag_to_genre.items()), taxonomy.ambiguity_ratio, taxonomy.min_votes])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _relabel_if_taxonomy_changed(catalog: Catalog, taxonomy: Taxonomy, console: Console) -> None:
+    """A catalog harvested under another taxonomy gets every label re-resolved from its stored tags."""
+    fingerprint = _taxonomy_fingerprint(taxonomy)
+    stored = catalog.get_meta("taxonomy_fingerprint")
+    if stored != fingerprint:
+        if stored is not None or catalog.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone():
+            changed = catalog.relabel(taxonomy.label)
+            if changed:
+                console.print(f"the taxonomy changed: {changed} release groups relabelled from their stored tags; "
+                              "run dedup and balance again after this fetch")
+        catalog.set_meta("taxonomy_fingerprint", fingerprint)
 
 
 def _target_genres(taxonomy: Taxonomy, genres: Sequence[str] | None) -> tuple[str, ...]:
@@ -108,17 +201,17 @@ def _target_genres(taxonomy: Taxonomy, genres: Sequence[str] | None) -> tuple[st
     return tuple(by_lower[g.lower()] for g in genres)
 
 
-async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, targets: tuple[str, ...], target: int,
-                   skipped: tuple[str, ...], discover: bool, download: bool, console: Console) -> FetchStats:
-    stats = FetchStats()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    enqueued: set[str] = set()
-    target_set = set(targets)
-    if download:
-        for mbid in catalog.covers_to_fetch(targets):
-            enqueued.add(mbid)
-            queue.put_nowait(mbid)
+def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats: FetchStats) -> None:
+    rows = catalog.planning_rows(targets)
+    stats.usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
+    stats.stored = int((rows["status"] == "ok").sum())
+    stats.published = sum(min(goal.per_genre, n) for n in stats.usable.values())
+    stats.shortfalls = {g: goal.per_genre - n for g, n in stats.usable.items() if n < goal.per_genre}
 
+
+@contextmanager_async
+async def _clients(settings: Settings, console: Console, total: int, download: bool, pool_size: int):
+    """Sessions, the download workers and the progress display shared by a harvest and a download-only run."""
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
     mb_connector = aiohttp.TCPConnector(limit=2)
     caa_connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host, ttl_dns_cache=300)
@@ -127,69 +220,184 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
         disable=not console.is_terminal,  # logs and pipes get the summary table only
     )
-    with progress, _validation_pool(0 if discover else len(enqueued)) as pool:
+    stats = FetchStats()
+    with progress, _validation_pool(pool_size) as pool:
         async with aiohttp.ClientSession(timeout=timeout, connector=mb_connector) as mb_session, \
                 aiohttp.ClientSession(timeout=timeout, connector=caa_connector) as caa_session:
             mb = MusicBrainzClient(mb_session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
-            dl_task = progress.add_task("covers", total=len(enqueued), info="", visible=download)
-
-            def enqueue(mbids):
-                fresh = [m for m in mbids if m not in enqueued]
-                enqueued.update(fresh)
-                for m in fresh:
-                    queue.put_nowait(m)
-                progress.update(dl_task, total=len(enqueued))
-
-            downloader = _Downloader(settings, catalog, caa_session, pool, stats, progress, dl_task)
-            workers = [asyncio.create_task(downloader.worker(queue)) for _ in range(settings.concurrency)] if download else []
-            flusher = asyncio.create_task(downloader.flush_periodically())
-            t0 = time.monotonic()
+            task = progress.add_task("covers", total=total, info="", visible=download)
+            downloader = _Downloader(settings, None, caa_session, pool, stats, progress, task)
             try:
-                if discover:
-                    await _discover(mb, catalog, taxonomy, targets, target, skipped, progress,
-                                    enqueue if download else None, target_set, stats)
-                stats.discovery_seconds = time.monotonic() - t0
-                for _ in workers:
-                    queue.put_nowait(None)
-                await asyncio.gather(*workers)
+                yield mb, downloader, progress, stats
             finally:
-                for w in workers:
-                    w.cancel()
-                flusher.cancel()
-                await asyncio.gather(*workers, flusher, return_exceptions=True)
-                downloader.flush()
+                await downloader.stop()
                 stats.mb_requests = mb.requests
                 stats.download_seconds = downloader.active_seconds()
+
+
+async def download_catalog_covers(settings: Settings, catalog: Catalog, targets: Sequence[str], console: Console) -> FetchStats:
+    """Download every pending or failed cover of `targets` already in the catalog (no discovery)."""
+    mbids = catalog.covers_to_fetch(targets)
+    async with _clients(settings, console, len(mbids), True, len(mbids)) as (_mb, downloader, _progress, stats):
+        downloader.catalog = catalog
+        downloader.start()
+        downloader.enqueue(mbids)
+        await downloader.drain()
     return stats
 
 
-async def _discover(mb: MusicBrainzClient, catalog: Catalog, taxonomy: Taxonomy, targets, target: int, skipped,
-                    progress: Progress, enqueue, target_set: set, stats: FetchStats) -> None:
-    """Page through each genre's tags until the genre holds `target` candidates or its tags run out."""
-    progress_rows = catalog.discovery_progress()
-    cursor = {(r.genre, r.tag): (int(r.next_offset), bool(r.exhausted)) for r in progress_rows.itertuples()}
-    counts = catalog.genre_counts()
-    tasks = {g: progress.add_task(f"discover {g}", total=target, completed=min(counts.get(g, 0), target), info="")
-             for g in targets}
-    for genre in targets:
-        for tag in taxonomy.tags[genre]:
-            offset, exhausted = cursor.get((genre, tag), (0, False))
-            while not exhausted and counts.get(genre, 0) < target:
-                progress.update(tasks[genre], info=f"tag {tag!r} @ {offset}")
-                page = await mb.search_tag(tag, offset, taxonomy.resolve, skipped)
-                offset += page.returned
-                exhausted = page.returned == 0 or offset >= page.count
-                stats.new_release_groups += catalog.record_page(genre, tag, page.groups, offset, page.count, exhausted)
-                counts = catalog.genre_counts()
-                for g in targets:
-                    progress.update(tasks[g], completed=min(counts.get(g, 0), target))
-                if enqueue is not None:
-                    enqueue([g.mbid for g in page.groups if g.genre in target_set])
-        progress.update(tasks[genre], info="done" if counts.get(genre, 0) >= target else "tags exhausted")
+async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, targets: tuple[str, ...], goal: Goal,
+                   skipped: tuple[str, ...], download: bool, console: Console) -> FetchStats:
+    """Rounds of (plan -> discover while short -> download the chosen covers) until no genre needs more.
+
+    Each round's quota and chosen covers are stored before anything is fetched for them, so a killed
+    run resumes the same round and ends exactly where an uninterrupted run ends.
+    """
+    key = json.dumps({"goal": [goal.target, goal.cap, goal.min_confidence], "genres": list(targets),
+                      "skipped": list(skipped), "taxonomy": _taxonomy_fingerprint(taxonomy)})
+    round_no, quota, stored_key, finished = catalog.load_plan()
+    resuming = stored_key == key and not finished and bool(quota)
+    if not resuming:
+        catalog.reopen_unfinished()
+    discovery = _Discovery(catalog, taxonomy, targets, skipped)
+    async with _clients(settings, console, 0, download, 0) as (mb, downloader, progress, stats):
+        downloader.catalog = catalog
+        if download:
+            downloader.start()
+        bars = {g: progress.add_task(f"usable {g}", total=goal.target, info="") for g in targets}
+        spent: set[str] = set()   # genres whose every tag has been searched
+        t0 = time.monotonic()
+        while True:
+            rows = catalog.planning_rows(targets)
+            usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
+            # Spent: no tag left to search and no untried candidate that an artist slot admits.
+            probe = RoundSelector.start(rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence)
+            exhausted = {g for g in spent if probe.untried(g) == 0}
+            for g in targets:
+                progress.update(bars[g], completed=min(usable[g], goal.target),
+                                info="short: tags spent" if g in exhausted and usable[g] < goal.target else "")
+            if not resuming:
+                tried = rows[rows["planned_round"].notna() & rows["status"].isin(FINAL_STATUSES)].groupby("genre").size()
+                quota = plan_round([GenreProgress(g, usable[g], int(tried.get(g, 0)), g in exhausted) for g in targets],
+                                   goal.target)
+                if not any(quota.values()):
+                    break
+                round_no += 1
+                catalog.start_round(round_no, quota, key)
+            resuming = False
+            stats.rounds += 1
+            logger.info("fetch round %d: quota %s", round_no, {g: n for g, n in quota.items() if n})
+            selector = RoundSelector.start(rows, round_no, quota, goal.cap, goal.min_confidence)
+            if download:
+                downloader.enqueue(catalog.planned_pending(round_no))
+
+            def choose() -> None:
+                chosen = selector.choose()
+                if chosen:
+                    catalog.mark_planned(chosen, round_no)
+                    if download:
+                        downloader.enqueue(chosen)
+
+            choose()
+            for genre in targets:
+                while selector.short(genre):
+                    page = await discovery.next_page(mb, genre, progress, bars[genre])
+                    if page is None:
+                        spent.add(genre)
+                        break
+                    stats.malformed += page.malformed
+                    stats.new_release_groups += len(page.new)
+                    selector.add(page.new)
+                    choose()
+            stats.discovery_seconds = time.monotonic() - t0
+            if not download:
+                catalog.reopen_unfinished()  # discovery only: the chosen covers stay untried candidates
+                break
+            before = dict(stats.by_status)
+            await downloader.drain()
+            catalog.finish_round(round_no)
+            _check_cover_archive(before, stats.by_status, settings)
+    return stats
+
+
+def _check_cover_archive(before: dict, after: dict, settings: Settings) -> None:
+    """A round whose every cover failed to download means the Cover Art Archive is unreachable: stop."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    tried = sum(delta.values())
+    if tried >= 20 and delta.get("failed", 0) == tried:
+        raise EquigenError(f"all {tried} cover downloads of the last round failed: is the Cover Art Archive at "
+                           f"{settings.coverart_url} reachable? Re-run the same command to resume")
+
+
+@dataclass
+class _Page:
+    new: list           # new candidates (records with mbid, genre, artist_mbid, seq, label_confidence)
+    malformed: int
+
+
+@dataclass
+class _Candidate:
+    mbid: str
+    genre: str
+    artist_mbid: str | None
+    seq: int
+    label_confidence: float | None
+
+
+class _Discovery:
+    """Tag searches for short genres: which tag next (planning.next_search), paging, storing each page."""
+
+    def __init__(self, catalog: Catalog, taxonomy: Taxonomy, targets, skipped) -> None:
+        self.catalog, self.taxonomy, self.skipped = catalog, taxonomy, skipped
+        progress = catalog.discovery_progress()
+        self.cursors: dict[tuple[str, str], Cursor] = {
+            (r.genre, r.tag): Cursor(int(r.next_offset), None if pd.isna(r.total) else int(r.total), bool(r.exhausted))
+            for r in progress.itertuples()}
+        self.seen: Counter = Counter()
+        for (tags_json,) in catalog.conn.execute("SELECT tags FROM release_groups"):
+            self._count_tags(tags_json)
+
+    def _count_tags(self, tags) -> None:
+        try:
+            pairs = json.loads(tags) if isinstance(tags, str) else tags
+            self.seen.update({normalize_tag(str(p[0])) for p in pairs})
+        except (ValueError, TypeError, IndexError):
+            pass
+
+    def exhausted_searches(self) -> list[str]:
+        return [t for (_, t), c in self.cursors.items() if c.exhausted and c.total is not None]
+
+    async def next_page(self, mb: MusicBrainzClient, genre: str, progress, bar) -> _Page | None:
+        tags = self.taxonomy.search_names(genre)
+        cursors = {t: self.cursors.get((genre, t), Cursor()) for t in tags}
+        done = self.exhausted_searches()
+        tag = next_search(tags, self.taxonomy.broad_names(genre), cursors, self.seen, done)
+        if tag is None:
+            covered = [t for t in tags if not cursors[t].exhausted]  # all subsumed by exhaustive searches
+            if covered:
+                self.catalog.skip_tags(genre, covered)
+                for t in covered:
+                    self.cursors[(genre, t)] = Cursor(0, None, True)
+                logger.info("%s: %d tags not searched: exhaustive searches already returned them (%s...)",
+                            genre, len(covered), ", ".join(covered[:3]))
+            return None
+        cursor = cursors[tag]
+        progress.update(bar, info=f"search {tag!r} @ {cursor.next_offset}")
+        page = await mb.search_tag(tag, cursor.next_offset, self.taxonomy.label, self.skipped)
+        offset = cursor.next_offset + page.returned
+        exhausted = page.returned == 0 or offset >= page.count
+        new = self.catalog.record_page(genre, tag, page.groups, offset, page.count, exhausted)
+        self.cursors[(genre, tag)] = Cursor(offset, page.count, exhausted)
+        for group in page.groups:
+            self.seen.update({normalize_tag(n) for n, _ in group.tags})
+        return _Page([_Candidate(g.mbid, g.genre, g.artist_mbid, seq, g.label_confidence) for g, seq in new],
+                     page.malformed)
 
 
 class _Downloader:
-    def __init__(self, settings: Settings, catalog: Catalog, session, pool, stats: FetchStats, progress, task):
+    """Concurrent cover downloads from a queue; results reach the catalog in batches."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None, session, pool, stats: FetchStats, progress, task):
         self.settings = settings
         self.catalog = catalog
         self.session = session
@@ -197,6 +405,10 @@ class _Downloader:
         self.stats = stats
         self.progress = progress
         self.task = task
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.enqueued: set[str] = set()
+        self.workers: list[asyncio.Task] = []
+        self.flusher: asyncio.Task | None = None
         self.pending: list[tuple[CoverResult, int]] = []
         self.headers = {"User-Agent": settings.user_agent}
         # Busy time (at least one download in flight): the honest denominator for covers/s
@@ -205,18 +417,53 @@ class _Downloader:
         self.busy_since = 0.0
         self.busy_seconds = 0.0
 
+    def start(self) -> None:
+        self.workers = [asyncio.create_task(self.worker()) for _ in range(self.settings.concurrency)]
+        self.flusher = asyncio.create_task(self.flush_periodically())
+
+    def enqueue(self, mbids) -> None:
+        fresh = [m for m in mbids if m not in self.enqueued]
+        self.enqueued.update(fresh)
+        for m in fresh:
+            self.queue.put_nowait(m)
+        self.progress.update(self.task, total=len(self.enqueued))
+
+    async def drain(self) -> None:
+        """Wait until every queued cover has its result (a worker's error is raised here)."""
+        join = asyncio.ensure_future(self.queue.join())
+        while not join.done():
+            await asyncio.wait([join, *self.workers], return_when=asyncio.FIRST_COMPLETED)
+            for w in self.workers:
+                if w.done() and not w.cancelled() and w.exception() is not None:
+                    join.cancel()
+                    raise w.exception()
+        self.flush()
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            w.cancel()
+        if self.flusher is not None:
+            self.flusher.cancel()
+        await asyncio.gather(*self.workers, *([self.flusher] if self.flusher else []), return_exceptions=True)
+        self.flush()
+
     def active_seconds(self) -> float:
         return self.busy_seconds + (time.monotonic() - self.busy_since if self.in_flight else 0.0)
 
-    async def worker(self, queue: asyncio.Queue) -> None:
-        loop = asyncio.get_running_loop()
+    async def worker(self) -> None:
         while True:
-            mbid = await queue.get()
-            if mbid is None:
-                return
-            if self.in_flight == 0:
-                self.busy_since = time.monotonic()
-            self.in_flight += 1
+            mbid = await self.queue.get()
+            try:
+                await self._one(mbid)
+            finally:
+                self.queue.task_done()
+
+    async def _one(self, mbid: str) -> None:
+        loop = asyncio.get_running_loop()
+        if self.in_flight == 0:
+            self.busy_since = time.monotonic()
+        self.in_flight += 1
+        try:
             url = cover_url(self.settings.coverart_url, mbid, self.settings.thumbnail)
             outcome = await download_cover(self.session, url, headers=self.headers, max_bytes=self.settings.max_bytes,
                                            max_attempts=self.settings.max_attempts)
@@ -226,20 +473,21 @@ class _Downloader:
                                                     outcome.http_status, outcome.data)
             else:
                 result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
-            self.pending.append((result, outcome.attempts))
-            self.stats.downloaded += 1
-            self.stats.by_status[result.status] = self.stats.by_status.get(result.status, 0) + 1
-            if result.status == "ok":
-                self.stats.ok += 1
-                self.stats.bytes += result.bytes or 0
-            else:
-                self.stats.failed += 1
+        finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self.busy_seconds += time.monotonic() - self.busy_since
-            self.progress.update(self.task, advance=1, info=_status_info(self.stats.by_status))
-            if len(self.pending) >= FLUSH_EVERY:
-                self.flush()
+        self.pending.append((result, outcome.attempts))
+        self.stats.downloaded += 1
+        self.stats.by_status[result.status] = self.stats.by_status.get(result.status, 0) + 1
+        if result.status == "ok":
+            self.stats.ok += 1
+            self.stats.bytes += result.bytes or 0
+        else:
+            self.stats.failed += 1
+        self.progress.update(self.task, advance=1, info=_status_info(self.stats.by_status))
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
 
     async def flush_periodically(self) -> None:
         while True:
@@ -247,7 +495,7 @@ class _Downloader:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
+        if self.pending and self.catalog is not None:
             batch, self.pending = self.pending, []
             self.catalog.record_covers(batch)
 
@@ -292,8 +540,8 @@ def _status_info(by_status: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(bad.items())) if bad else ""
 
 
-def summary_table(catalog: Catalog, taxonomy: Taxonomy) -> Table:
-    """Per genre: candidates and cover statuses (ambiguous and unlabelled as their own rows)."""
+def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = None, goal: Goal | None = None) -> Table:
+    """Per genre: candidates, cover statuses and (for a harvest) usable covers against the target."""
     frame = catalog.status_table()
     pivot = frame.pivot_table(index="genre", columns="status", values="n", aggfunc="sum", fill_value=0)
     columns = ["ok", "no_art", "bad_image", "failed", "pending"]
@@ -302,6 +550,8 @@ def summary_table(catalog: Catalog, taxonomy: Taxonomy) -> Table:
     table.add_column("candidates", justify="right")
     for c in columns:
         table.add_column(c, justify="right")
+    if goal is not None:
+        table.add_column(f"usable (target {goal.target})", justify="right")
     totals = [0] * (len(columns) + 1)
     for genre in list(taxonomy.genres) + [AMBIGUOUS, UNLABELLED]:
         row = pivot.loc[genre] if genre in pivot.index else None
@@ -309,15 +559,10 @@ def summary_table(catalog: Catalog, taxonomy: Taxonomy) -> Table:
         cand = int(row.sum()) if row is not None else 0
         totals = [a + b for a, b in zip(totals, [cand] + values)]
         style = "dim" if genre in (AMBIGUOUS, UNLABELLED) else None
-        table.add_row(genre, str(cand), *map(str, values), style=style)
-    table.add_row("total", *map(str, totals), style="bold")
+        extra = []
+        if goal is not None:
+            extra = [str(usable[genre]) if usable and genre in usable else ""]
+        table.add_row(escape(genre), str(cand), *map(str, values), *extra, style=style)
+    table.add_row("total", *map(str, totals), *([str(sum((usable or {}).values()))] if goal is not None else []),
+                  style="bold")
     return table
-
-
-def _warn_short(catalog: Catalog, targets, per_genre: int, console: Console) -> None:
-    ok = catalog.status_table()
-    ok = ok[ok.status == "ok"].set_index("genre")["n"].to_dict()
-    short = [f"{g} ({ok.get(g, 0)})" for g in targets if ok.get(g, 0) < per_genre]
-    if short:
-        console.print(f"[yellow]note:[/] fewer than {per_genre} ok covers in: {', '.join(short)}; "
-                      "re-run fetch with a larger --oversample, or balance with --allow-short")

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import aiohttp
 
-from equigen.catalog import ReleaseGroup
 from equigen.errors import EquigenError
 from equigen.mbids import require_mbid
+from equigen.records import ReleaseGroup
+from equigen.taxonomy import Label
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # the most MusicBrainz search returns per request
 DEFAULT_SKIPPED_SECONDARY = ("compilation", "live", "soundtrack")
@@ -53,6 +57,7 @@ class SearchPage:
     offset: int
     groups: list[ReleaseGroup]    # parsed, filtered, genre-resolved
     returned: int                 # items in the raw page (before filtering), drives paging
+    malformed: int = 0            # items skipped because they were not usable release groups
 
 
 def tag_query(tag: str) -> str:
@@ -61,25 +66,72 @@ def tag_query(tag: str) -> str:
     return f'tag:"{escaped}" AND primarytype:album'
 
 
-def parse_release_group(raw: dict, resolve: Callable[[Iterable[tuple[str, int]]], str]) -> ReleaseGroup:
-    """One ws/2 JSON release group -> ReleaseGroup; invalid MBIDs raise EquigenError."""
-    mbid = require_mbid(raw.get("id"), "release-group MBID from MusicBrainz")
-    credits = raw.get("artist-credit") or []
-    artist = (credits[0].get("artist") or {}) if credits else {}
-    artist_mbid = artist.get("id")
-    if artist_mbid is not None:
-        require_mbid(artist_mbid, "artist MBID from MusicBrainz")
-    tags = tuple((str(t.get("name", "")).lower(), int(t.get("count") or 0)) for t in raw.get("tags") or [])
+MAX_TEXT = 1000      # characters kept of a title or an artist name
+MAX_TAGS = 500       # tags kept per release group
+MAX_TAG_NAME = 200   # characters of a tag name
+
+
+class MalformedItem(ValueError):
+    """One search result that is not a usable release group (skipped and counted, never fatal)."""
+
+
+def _text(value, limit: int = MAX_TEXT) -> str | None:
+    return str(value)[:limit] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+
+
+def _tags(raw_tags) -> tuple[tuple[str, int], ...]:
+    if raw_tags is None:
+        return ()
+    if not isinstance(raw_tags, list):
+        raise MalformedItem("tags is not a list")
+    out = []
+    for tag in raw_tags[:MAX_TAGS]:
+        if not isinstance(tag, dict) or not isinstance(tag.get("name"), str):
+            raise MalformedItem("a tag without a name")
+        count = tag.get("count", 0)
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or count != count:
+            raise MalformedItem(f"tag {tag['name'][:40]!r} has a non-numeric count")
+        out.append((tag["name"][:MAX_TAG_NAME].strip().lower(), int(count)))
+    return tuple(out)
+
+
+def parse_release_group(raw: dict, label: Callable[[Iterable[tuple[str, int]]], Label]) -> ReleaseGroup:
+    """One ws/2 JSON release group -> ReleaseGroup with its label and evidence.
+
+    Raises MalformedItem for anything that is not a release group we can trust: not an object, an id
+    or artist id that is not an MBID (it never reaches a URL or a path), malformed tags.
+    Field shapes follow real answers (tests/fixtures/musicbrainz/): `secondary-types` and `tags` are
+    omitted when empty, `artist-credit` is a list of {name, artist: {id, name}}.
+    """
+    if not isinstance(raw, dict):
+        raise MalformedItem("a search result that is not an object")
+    try:
+        mbid = require_mbid(raw.get("id"), "release-group MBID from MusicBrainz")
+        credits = raw.get("artist-credit") or []
+        first = credits[0] if isinstance(credits, list) and credits and isinstance(credits[0], dict) else {}
+        artist = first.get("artist") if isinstance(first.get("artist"), dict) else {}
+        artist_mbid = artist.get("id")
+        if artist_mbid is not None:
+            artist_mbid = require_mbid(artist_mbid, "artist MBID from MusicBrainz")
+    except EquigenError as exc:
+        raise MalformedItem(str(exc)) from None
+    secondary = raw.get("secondary-types") or []
+    if not isinstance(secondary, list):
+        raise MalformedItem("secondary-types is not a list")
+    tags = _tags(raw.get("tags"))
+    verdict = label(tags)
     return ReleaseGroup(
         mbid=mbid,
-        title=str(raw.get("title") or ""),
-        primary_type=raw.get("primary-type"),
-        secondary_types=tuple(raw.get("secondary-types") or ()),
-        first_release_date=raw.get("first-release-date") or None,
+        title=_text(raw.get("title")) or "",
+        primary_type=_text(raw.get("primary-type"), 40),
+        secondary_types=tuple(t for t in (_text(x, 40) for x in secondary[:20]) if t),
+        first_release_date=_text(raw.get("first-release-date"), 10) or None,
         artist_mbid=artist_mbid,
-        artist_name=artist.get("name") or (credits[0].get("name") if credits else None),
+        artist_name=_text(artist.get("name")) or _text(first.get("name")),
         tags=tags,
-        genre=resolve(tags),
+        genre=verdict.genre,
+        label_votes=verdict.votes,
+        label_confidence=round(verdict.confidence, 6),
     )
 
 
@@ -108,6 +160,7 @@ class MusicBrainzClient:
         for attempt in range(self.max_retries + 1):
             await self.limiter.wait()
             self.requests += 1
+            logger.debug("MusicBrainz GET %s %s", path, params)
             if self.on_request:
                 self.on_request()
             try:
@@ -115,6 +168,8 @@ class MusicBrainzClient:
                     if resp.status == 503 or resp.status >= 500:
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
                         delay = retry_after if retry_after is not None else _backoff(attempt)
+                        logger.info("MusicBrainz answered %d for %s; backing off %.1f s (retry %d of %d)",
+                                    resp.status, path, delay, attempt + 1, self.max_retries)
                         self.limiter.push_back(delay)
                         continue
                     body = await resp.read()
@@ -129,10 +184,12 @@ class MusicBrainzClient:
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 if attempt >= 2:
                     raise EquigenError(f"cannot reach MusicBrainz at {self.base_url}: {_describe(exc)}") from None
-                self.limiter.push_back(_backoff(attempt))
+                delay = _backoff(attempt)
+                logger.info("MusicBrainz connection error (%s); retrying in %.1f s", _describe(exc), delay)
+                self.limiter.push_back(delay)
         raise EquigenError(f"MusicBrainz at {self.base_url} kept answering 503 after {self.max_retries} retries; try later")
 
-    async def search_tag(self, tag: str, offset: int, resolve, skipped_secondary=DEFAULT_SKIPPED_SECONDARY,
+    async def search_tag(self, tag: str, offset: int, label, skipped_secondary=DEFAULT_SKIPPED_SECONDARY,
                          limit: int = PAGE_SIZE) -> SearchPage:
         data = await self.get_json(
             "/ws/2/release-group", {"query": tag_query(tag), "limit": str(limit), "offset": str(offset), "fmt": "json"}
@@ -140,18 +197,29 @@ class MusicBrainzClient:
         raw_groups = data.get("release-groups")
         if not isinstance(raw_groups, list) or not isinstance(data.get("count"), int):
             raise EquigenError(f"MusicBrainz at {self.base_url} sent an unexpected search answer (no count/release-groups)")
-        parsed = [parse_release_group(g, resolve) for g in raw_groups]
+        parsed, malformed = [], 0
+        for raw in raw_groups:
+            try:
+                parsed.append(parse_release_group(raw, label))
+            except MalformedItem as exc:
+                malformed += 1
+                logger.warning("skipped a malformed release group in the answer to %s @ %d: %s",
+                               tag_query(tag), offset, exc)
         return SearchPage(
             count=data["count"],
             offset=offset,
             groups=[g for g in parsed if keep(g, skipped_secondary)],
             returned=len(raw_groups),
+            malformed=malformed,
         )
 
-    async def lookup(self, mbid: str, resolve) -> ReleaseGroup:
+    async def lookup(self, mbid: str, label) -> ReleaseGroup:
         require_mbid(mbid, "release-group MBID")
         data = await self.get_json(f"/ws/2/release-group/{mbid}", {"inc": "artist-credits tags", "fmt": "json"})
-        return parse_release_group(data, resolve)
+        try:
+            return parse_release_group(data, label)
+        except MalformedItem as exc:
+            raise EquigenError(f"MusicBrainz sent a malformed release group for {mbid}: {exc}") from None
 
 
 def _retry_after(value: str | None) -> float | None:

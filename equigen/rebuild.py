@@ -17,21 +17,30 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from equigen.catalog import Catalog, ReleaseGroup
+from equigen.catalog import Catalog
 from equigen.config import THUMBNAIL_SIZES, Settings
 from equigen.errors import EquigenError
+from equigen.records import ReleaseGroup
 from equigen.taxonomy import Taxonomy
 
 MANIFEST_SOURCE = "manifest"
 
 
 def manifest_release_groups(manifest: pd.DataFrame) -> list[ReleaseGroup]:
-    """Release groups as the manifest describes them (genre as published, not re-resolved)."""
+    """Release groups as the manifest describes them (genre and its evidence as published, not re-resolved).
+
+    label_votes / label_confidence are None where the manifest does not know them (an older manifest).
+    """
+    def value(row, name: str, kind):
+        v = getattr(row, name, None)
+        return None if v is None or pd.isna(v) else kind(v)
+
     return [
         ReleaseGroup(mbid=r.release_group_mbid, title=r.title or "", primary_type="Album", secondary_types=(),
                      first_release_date=None if pd.isna(r.year) else str(int(r.year)),
                      artist_mbid=None if pd.isna(r.artist_mbid) else r.artist_mbid,
-                     artist_name=None if pd.isna(r.artist_name) else r.artist_name, tags=(), genre=r.genre)
+                     artist_name=None if pd.isna(r.artist_name) else r.artist_name, tags=(), genre=r.genre,
+                     label_votes=value(r, "label_votes", int), label_confidence=value(r, "label_confidence", float))
         for r in manifest.itertuples()
     ]
 
@@ -62,7 +71,7 @@ def compare_with_manifest(manifest: pd.DataFrame, covers: pd.DataFrame) -> pd.Da
 def run_manifest_fetch(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_path: Path,
                        console: Console):
     from equigen.dataset import read_manifest
-    from equigen.fetch import _harvest
+    from equigen.fetch import download_catalog_covers
 
     manifest = read_manifest(manifest_path)
     thumbnail = manifest_thumbnail(manifest, settings.thumbnail)
@@ -72,8 +81,7 @@ def run_manifest_fetch(settings: Settings, catalog: Catalog, taxonomy: Taxonomy,
     genres = tuple(dict.fromkeys(manifest.sort_values("label")["genre"]))
     catalog.add_release_groups(manifest_release_groups(manifest), found_via=f"{MANIFEST_SOURCE}:{manifest_path.name}")
     started = time.monotonic()
-    stats = asyncio.run(_harvest(settings, catalog, taxonomy, genres, 0, (), discover=False, download=True,
-                                 console=console))
+    stats = asyncio.run(download_catalog_covers(settings, catalog, genres, console))
     stats.wall_seconds = time.monotonic() - started
     covers = catalog.covers_frame(status=None)
     compared = compare_with_manifest(manifest, covers)

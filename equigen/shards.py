@@ -1,7 +1,8 @@
 """The published dataset's files: Parquet shards in the Hugging Face layout, and checksums.
 
 Shards are `data/{split}-{i:05d}-of-{n:05d}.parquet`. Every shard carries the `huggingface`
-schema metadata so `datasets` reads `image` as an Image and `label` as a ClassLabel. Writer
+schema metadata so `datasets` reads `image` as an Image and `label` as a ClassLabel; next to the
+label, `label_votes` and `label_confidence` publish its evidence (MusicBrainz tag votes). Writer
 options are pinned and nothing time-dependent is written, so the same rows give the same bytes.
 """
 
@@ -35,6 +36,10 @@ COLUMNS: tuple[tuple[str, pa.DataType, dict], ...] = (
     ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]), {"_type": "Image"}),
     ("label", pa.int64(), {"_type": "ClassLabel"}),
     ("genre", pa.string(), {"dtype": "string", "_type": "Value"}),
+    # The label's evidence (null only in datasets rebuilt from a manifest that predates them):
+    # MusicBrainz genre-tag votes summed over every tag mapped to a genre, and the winner's share.
+    ("label_votes", pa.int32(), {"dtype": "int32", "_type": "Value"}),
+    ("label_confidence", pa.float32(), {"dtype": "float32", "_type": "Value"}),
     ("release_group_mbid", pa.string(), {"dtype": "string", "_type": "Value"}),
     ("artist_mbid", pa.string(), {"dtype": "string", "_type": "Value"}),
     ("artist_name", pa.string(), {"dtype": "string", "_type": "Value"}),
@@ -46,6 +51,8 @@ COLUMNS: tuple[tuple[str, pa.DataType, dict], ...] = (
     ("height", pa.int32(), {"dtype": "int32", "_type": "Value"}),
 )
 METADATA_COLUMNS = tuple(name for name, _, _ in COLUMNS if name != "image")
+# Columns that may be unknown (null) for every row: `write_split` writes nulls when `rows` lacks them.
+OPTIONAL_COLUMNS = ("label_votes", "label_confidence")
 
 
 def hf_features(genres: Sequence[str]) -> dict:
@@ -77,7 +84,8 @@ def write_split(
 
     Returns the shard paths and the split's in-memory Arrow size (the Hub's `num_bytes`).
 
-    rows: the METADATA_COLUMNS plus `ext`; load_image(row) returns the image bytes for a row.
+    rows: the METADATA_COLUMNS (OPTIONAL_COLUMNS may be absent: null) plus `ext`; load_image(row) returns
+    the image bytes for a row.
     """
     if shard_rows < 1:
         raise EquigenError(f"--shard-rows must be at least 1, got {shard_rows}")
@@ -94,7 +102,10 @@ def write_split(
         images = [{"bytes": load_image(row), "path": f"{row.sha256}.{row.ext}"} for row in chunk.itertuples()]
         columns = {"image": images}
         for name in METADATA_COLUMNS:
-            columns[name] = [None if pd.isna(v) else v for v in chunk[name]]
+            if name not in chunk and name in OPTIONAL_COLUMNS:
+                columns[name] = [None] * len(chunk)
+            else:
+                columns[name] = [None if pd.isna(v) else v for v in chunk[name]]
         table = pa.Table.from_pydict(columns, schema=schema)
         arrow_bytes += table.nbytes
         path = out_dir / shard_name(split, index, count)

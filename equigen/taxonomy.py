@@ -1,8 +1,17 @@
-"""The genre taxonomy (manifests/genres.toml) and label resolution (a pure function)."""
+"""The genre taxonomy (manifests/genres.toml) and label resolution (pure functions).
+
+The taxonomy decides every MusicBrainz genre name: each belongs to exactly one of the genres'
+`tags`, or to `[unmapped]`. Tags from the service are matched after `normalize_tag` (case,
+Unicode dashes, hyphen vs space, "&"/"and"/"'n'", a trailing " music") and through `[aliases]`
+for common spellings MusicBrainz does not list ("rnb", "hiphop", "synthpop"). Anything else
+("seen live", "1990s", "english") is not a genre and weighs nothing.
+"""
 
 from __future__ import annotations
 
+import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -12,21 +21,118 @@ from equigen.errors import EquigenError
 
 AMBIGUOUS = "ambiguous"
 UNLABELLED = "unlabelled"
+NO_GENRE = frozenset({AMBIGUOUS, UNLABELLED})
+
+# Unicode hyphens and dashes (U+2010..U+2015, minus sign, small/full-width hyphen-minus) -> "-".
+_DASHES = re.compile("[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]")
+_QUOTES = re.compile("[\u2018\u2019\u201b\u2032`\u00b4]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SEPARATORS = re.compile(r"[\s\-_/]+")
+_AND_TOKENS = frozenset({"&", "and", "n", "'n'", "'n", "n'", "+n+"})
+
+
+def normalize_tag(name: str) -> str:
+    """The matching key of a tag or genre name.
+
+    NFKC + casefold; Unicode dashes and quotes folded; hyphens, underscores, slashes and runs of
+    space become one space ("hip-hop" = "hip hop"); "&", "'n'", "n" between words become "and"
+    ("r&b" = "r and b", "rock 'n' roll" = "rock and roll"); a trailing " music" is dropped
+    ("new age music" = "new age"). Idempotent: normalize_tag(normalize_tag(x)) == normalize_tag(x).
+    """
+    text = unicodedata.normalize("NFKC", str(name)).casefold()
+    text = _CONTROLS.sub(" ", text)
+    text = _DASHES.sub("-", _QUOTES.sub("'", text))
+    text = text.replace("&", " & ").replace("'n'", " 'n' ")
+    tokens = [t for t in _SEPARATORS.split(text) if t]
+    if len(tokens) > 2:  # "n" / "'n'" only joins two words; a lone "n" stays what it is
+        tokens = [tokens[0]] + ["and" if t in _AND_TOKENS else t for t in tokens[1:-1]] + [tokens[-1]]
+    tokens = ["and" if t == "&" else t for t in tokens]
+    if len(tokens) > 1 and tokens[-1] == "music":
+        tokens = tokens[:-1]
+    return " ".join(tokens)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A release group's label and its evidence."""
+    genre: str          # a genre name, AMBIGUOUS or UNLABELLED
+    votes: int          # genre votes summed over every mapped tag (all genres)
+    confidence: float   # the leading genre's share of `votes` (0.0 when there are none)
 
 
 @dataclass(frozen=True)
 class Taxonomy:
     genres: tuple[str, ...]                       # in file order; label ids follow this order
-    tags: Mapping[str, tuple[str, ...]]           # genre -> its MusicBrainz tags (lower case)
+    tags: Mapping[str, tuple[str, ...]]           # genre -> its MusicBrainz genre names, as spelled there
     ambiguity_ratio: float = 0.8
     min_votes: int = 1
-    tag_to_genre: Mapping[str, str] = field(default_factory=dict)
+    tag_to_genre: Mapping[str, str] = field(default_factory=dict)   # normalized name or alias -> genre
+    broad: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # genre -> names searched first
+    unmapped: tuple[str, ...] = ()                # MusicBrainz genre names that belong to no genre
+    aliases: Mapping[str, str] = field(default_factory=dict)        # normalized alias -> normalized name
+    alias_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # genre -> its aliases as spelled
 
     def genre_of_tag(self, tag: str) -> str | None:
-        return self.tag_to_genre.get(tag.strip().lower())
+        return self.tag_to_genre.get(normalize_tag(tag))
 
     def resolve(self, tags: Iterable[tuple[str, int]]) -> str:
-        return resolve_genre(tags, self.tag_to_genre, self.ambiguity_ratio, self.min_votes)
+        return self.label(tags).genre
+
+    def label(self, tags: Iterable[tuple[str, int]]) -> Label:
+        return resolve_label(tags, self.tag_to_genre, self.ambiguity_ratio, self.min_votes)
+
+    def broad_names(self, genre: str) -> tuple[str, ...]:
+        return self.broad.get(genre) or self.tags[genre][:1]
+
+    def search_names(self, genre: str) -> tuple[str, ...]:
+        """What discovery may search for a genre: its MusicBrainz names, then its aliases.
+
+        Aliases are searched too because users tag with them ("rnb") and the search server does
+        not equate them with the MusicBrainz name ("r&b").
+        """
+        return self.tags[genre] + self.alias_names.get(genre, ())
+
+
+def genre_votes(tags: Iterable[tuple[str, int]], tag_to_genre: Mapping[str, str]) -> dict[str, int]:
+    """Votes per genre: every tag's votes go to the genre its (normalized) name maps to.
+
+    A fusion name has been given to one genre in the taxonomy (the rule in genres.toml), so it
+    counts once, for that genre. Unknown tags count for nothing; non-positive votes count as zero.
+    """
+    totals: dict[str, int] = {}
+    for name, count in tags:
+        genre = tag_to_genre.get(normalize_tag(name))
+        if genre is not None:
+            try:
+                votes = max(int(count or 0), 0)
+            except (TypeError, ValueError):
+                votes = 0
+            totals[genre] = totals.get(genre, 0) + votes
+    return totals
+
+
+def resolve_label(
+    tags: Iterable[tuple[str, int]],
+    tag_to_genre: Mapping[str, str],
+    ambiguity_ratio: float = 0.8,
+    min_votes: int = 1,
+) -> Label:
+    """One genre for a release group from its (tag, votes) pairs, with its evidence.
+
+    The genre with the most summed votes wins unless the runner-up holds at least
+    `ambiguity_ratio` of its votes -> AMBIGUOUS. No mapped votes, or fewer than `min_votes`
+    for the winner -> UNLABELLED. `votes` is the total over all genres and `confidence` the
+    leader's share of it, for labelled and ambiguous release groups alike.
+    """
+    totals = genre_votes(tags, tag_to_genre)
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(totals.values())
+    if not ranked or ranked[0][1] < max(min_votes, 1):
+        return Label(UNLABELLED, total, ranked[0][1] / total if total else 0.0)
+    confidence = ranked[0][1] / total
+    if len(ranked) > 1 and ranked[1][1] >= ambiguity_ratio * ranked[0][1]:
+        return Label(AMBIGUOUS, total, confidence)
+    return Label(ranked[0][0], total, confidence)
 
 
 def resolve_genre(
@@ -35,24 +141,9 @@ def resolve_genre(
     ambiguity_ratio: float = 0.8,
     min_votes: int = 1,
 ) -> str:
-    """One genre for a release group from its (tag, votes) pairs.
-
-    Votes are summed per genre over the tags that map to it (tags with no genre are ignored,
-    non-positive votes count as zero). The top genre wins unless the runner-up holds at least
-    `ambiguity_ratio` of its votes -> AMBIGUOUS. No mapped votes, or fewer than `min_votes`
-    for the winner -> UNLABELLED.
-    """
-    totals: dict[str, int] = {}
-    for name, count in tags:
-        genre = tag_to_genre.get(str(name).strip().lower())
-        if genre is not None:
-            totals[genre] = totals.get(genre, 0) + max(int(count or 0), 0)
-    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-    if not ranked or ranked[0][1] < max(min_votes, 1):
-        return UNLABELLED
-    if len(ranked) > 1 and ranked[1][1] >= ambiguity_ratio * ranked[0][1]:
-        return AMBIGUOUS
-    return ranked[0][0]
+    """The genre alone of `resolve_label` (tag_to_genre keys may be given un-normalized)."""
+    keys = {normalize_tag(k): v for k, v in tag_to_genre.items()}
+    return resolve_label(tags, keys, ambiguity_ratio, min_votes).genre
 
 
 def default_taxonomy_path() -> Path:
@@ -68,7 +159,18 @@ def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
         raise EquigenError(f"taxonomy file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EquigenError(f"taxonomy file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise EquigenError(f"cannot read taxonomy file {path}: {exc.strerror or exc}") from None
     return parse_taxonomy(raw, str(path))
+
+
+def _names(value, what: str, source: str) -> list[str]:
+    if not isinstance(value, list):
+        raise EquigenError(f"{source}: {what} must be a list of names (expected [\"...\", ...])")
+    for name in value:
+        if not isinstance(name, str) or not normalize_tag(name):
+            raise EquigenError(f"{source}: {what} has an empty or non-text name: {name!r}")
+    return value
 
 
 def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
@@ -80,28 +182,68 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         raise EquigenError(f"{source}: [resolution] must be a table")
     ratio = resolution.get("ambiguity_ratio", 0.8)
     min_votes = resolution.get("min_votes", 1)
-    if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 1:
         raise EquigenError(f"{source}: resolution.ambiguity_ratio must be in (0, 1], got {ratio!r}")
-    if not isinstance(min_votes, int) or min_votes < 1:
+    if not isinstance(min_votes, int) or isinstance(min_votes, bool) or min_votes < 1:
         raise EquigenError(f"{source}: resolution.min_votes must be a positive integer, got {min_votes!r}")
+
     tags: dict[str, tuple[str, ...]] = {}
-    owner: dict[str, str] = {}
+    broad: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}        # normalized name -> genre (or "[unmapped]")
+
+    def claim(name: str, genre: str) -> str:
+        key = normalize_tag(name)
+        if key in owner and owner[key] != genre:
+            raise EquigenError(f"{source}: tag {name.strip().lower()!r} is claimed by both {owner[key]!r} and {genre!r}")
+        owner[key] = genre
+        return key
+
     for genre, body in genres_raw.items():
-        if genre in (AMBIGUOUS, UNLABELLED) or not genre.strip():
+        if genre in NO_GENRE or not genre.strip():
             raise EquigenError(f"{source}: {genre!r} cannot be a genre name")
         genre_tags = body.get("tags") if isinstance(body, Mapping) else None
         if not isinstance(genre_tags, list) or not genre_tags:
             raise EquigenError(f"{source}: genre {genre!r} has no tags (expected tags = [\"...\", ...])")
-        cleaned = []
-        for tag in genre_tags:
-            if not isinstance(tag, str) or not tag.strip():
-                raise EquigenError(f"{source}: genre {genre!r} has an empty or non-text tag: {tag!r}")
-            key = tag.strip().lower()
-            if key in owner and owner[key] != genre:
-                raise EquigenError(f"{source}: tag {key!r} is claimed by both {owner[key]!r} and {genre!r}")
-            owner[key] = genre
-            cleaned.append(key)
-        tags[genre] = tuple(dict.fromkeys(cleaned))
+        names = _names(genre_tags, f"genre {genre!r} tags", source)
+        spelled: dict[str, str] = {}
+        for name in names:
+            spelled.setdefault(claim(name, genre), name.strip().lower())
+        tags[genre] = tuple(spelled.values())
+        broad_raw = body.get("broad", []) if isinstance(body, Mapping) else []
+        broad_names = [n.strip().lower() for n in _names(broad_raw, f"genre {genre!r} broad", source)]
+        outside = [n for n in broad_names if owner.get(normalize_tag(n)) != genre]
+        if outside:
+            raise EquigenError(f"{source}: genre {genre!r} lists broad name(s) {outside} that are not among its tags")
+        broad[genre] = tuple(dict.fromkeys(broad_names))
     if len(tags) < 2:
         raise EquigenError(f"{source}: a taxonomy needs at least two genres")
-    return Taxonomy(tuple(tags), tags, float(ratio), int(min_votes), owner)
+
+    unmapped_raw = raw.get("unmapped", {})
+    if not isinstance(unmapped_raw, Mapping):
+        raise EquigenError(f"{source}: [unmapped] must be a table with tags = [...]")
+    unmapped = [n.strip().lower() for n in _names(unmapped_raw.get("tags", []), "[unmapped] tags", source)]
+    for name in unmapped:
+        claim(name, "[unmapped]")
+
+    aliases_raw = raw.get("aliases", {})
+    if not isinstance(aliases_raw, Mapping):
+        raise EquigenError(f"{source}: [aliases] must be a table of \"spelling\" = \"MusicBrainz name\"")
+    aliases: dict[str, str] = {}
+    for alias, target in aliases_raw.items():
+        if not isinstance(target, str) or normalize_tag(target) not in owner:
+            raise EquigenError(f"{source}: alias {alias!r} points at {target!r}, which is no tag of the taxonomy")
+        key, goal = normalize_tag(alias), normalize_tag(target)
+        if key in owner and owner[key] != owner[goal]:
+            raise EquigenError(f"{source}: alias {alias!r} is already a tag of {owner[key]!r}")
+        aliases[key] = goal
+
+    tag_to_genre = {k: g for k, g in owner.items() if g != "[unmapped]"}
+    tag_to_genre.update({a: tag_to_genre[t] for a, t in aliases.items() if t in tag_to_genre})
+    alias_names: dict[str, tuple[str, ...]] = {}
+    for alias, target in aliases_raw.items():
+        genre = tag_to_genre.get(normalize_tag(target))
+        spelled = alias.strip().lower()
+        if genre is not None and spelled not in tags[genre]:
+            alias_names[genre] = alias_names.get(genre, ()) + (spelled,)
+    return Taxonomy(tuple(tags), tags, float(ratio), int(min_votes), tag_to_genre, broad,
+                    tuple(dict.fromkeys(unmapped)), aliases, alias_names)

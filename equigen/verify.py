@@ -70,6 +70,9 @@ def audit_items(items: pd.DataFrame, names: list[str], radius: int) -> list[Chec
                          [f"{r.release_group_mbid}: label {r.label} genre {r.genre!r}" for r in wrong.itertuples()],
                          len(items)))
 
+    checks.append(_check("label evidence in range (label_votes >= 0, label_confidence in [0, 1] or null)",
+                         label_evidence_problems(items), len(items)))
+
     dup_ids = items["release_group_mbid"][items["release_group_mbid"].duplicated()].unique()
     checks.append(_check("each release group appears once", [str(m) for m in dup_ids], len(items)))
 
@@ -82,6 +85,17 @@ def audit_items(items: pd.DataFrame, names: list[str], radius: int) -> list[Chec
     checks.append(_check(f"no near-duplicates across splits (pHash distance <= {radius})",
                          cross_split_near_pairs(items, radius), len(items)))
     return checks
+
+
+def label_evidence_problems(items: pd.DataFrame) -> list[str]:
+    """Rows whose label_votes is negative or whose label_confidence is outside [0, 1] (null is allowed)."""
+    votes = pd.to_numeric(items["label_votes"], errors="coerce")
+    confidence = pd.to_numeric(items["label_confidence"], errors="coerce")
+    bad_votes = votes < 0
+    bad_confidence = ~confidence.between(0, 1) & confidence.notna()
+    return [f"{r.release_group_mbid}: " + ", ".join(
+                ([f"label_votes {int(v)}"] if bv else []) + ([f"label_confidence {float(c):g}"] if bc else []))
+            for r, v, c, bv, bc in zip(items.itertuples(), votes, confidence, bad_votes, bad_confidence) if bv or bc]
 
 
 def _in_several_splits(items: pd.DataFrame, key: str) -> list[str]:

@@ -12,8 +12,7 @@ from equigen.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 HARVEST_SEED = 11
-HARVEST_PER_GENRE = 8
-HARVEST_OVERSAMPLE = 3.0  # 47 MusicBrainz requests on this world: enough to judge the 1/s rule
+HARVEST_PER_GENRE = 12
 
 
 def quiet_console() -> Console:
@@ -23,7 +22,7 @@ def quiet_console() -> Console:
 @pytest.fixture(scope="session")
 def harvest_sim():
     """A small simulator world (64 px covers) served on a free loopback port for the whole session."""
-    with simulator_in_thread(world_config=WorldConfig.small(seed=HARVEST_SEED), sim_config=SimConfig()) as handle:
+    with simulator_in_thread(world_config=WorldConfig.small(seed=HARVEST_SEED, duplicate_fraction=0.15), sim_config=SimConfig()) as handle:
         yield handle
 
 
@@ -31,13 +30,13 @@ def harvest_sim():
 def _harvest(harvest_sim, tmp_path_factory):
     data_dir: Path = tmp_path_factory.mktemp("harvest")
     settings = load_settings(data_dir=data_dir, musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url)
-    stats = run_fetch(settings, per_genre=HARVEST_PER_GENRE, oversample=HARVEST_OVERSAMPLE, console=quiet_console())
+    stats = run_fetch(settings, per_genre=HARVEST_PER_GENRE, console=quiet_console())
     return settings, stats
 
 
 @pytest.fixture(scope="session")
 def harvested(_harvest):
-    """Settings of a data folder holding a finished `equigen fetch --per-genre 8 --oversample 3` of the small world.
+    """Settings of a data folder holding a finished `equigen fetch --per-genre 12` of the small world.
 
     Treat it as read-only: copy it (copy_harvest) before running stages that write.
     """

@@ -79,3 +79,50 @@ def test_default_cap():
     assert select_balanced(catalog_rows(), GENRES, per_genre=8, seed=0).artist_cap == 2
     with pytest.raises(ValueError):
         select_balanced(catalog_rows(), GENRES, per_genre=8, seed=0, artist_cap=0)
+
+
+def with_confidence(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every cover gets a confidence: 1.0, 0.9, 0.7, 0.5 in turn, and every fifth Jazz cover none (unknown)."""
+    levels = [1.0, 0.9, 0.7, 0.5]
+    confidence = [levels[i % 4] for i in range(len(rows))]
+    rows = rows.assign(label_confidence=confidence)
+    jazz = rows.index[rows["genre"] == "Jazz"]
+    rows.loc[jazz[::5], "label_confidence"] = None
+    return rows
+
+
+def test_min_confidence_excludes_low_and_unknown_confidence():
+    rows = with_confidence(catalog_rows())
+    result = select_balanced(rows, GENRES, per_genre=100, seed=0, artist_cap=100, min_confidence=0.8)
+    chosen = result.selected.merge(rows, on=["mbid", "genre"])
+    assert len(chosen) and (chosen["label_confidence"] >= 0.8).all()
+    eligible = rows[rows["is_canonical"] & (rows["status"] == "ok") & rows["genre"].isin(GENRES)]
+    strong = eligible[eligible["label_confidence"] >= 0.8]
+    assert set(chosen["mbid"]) == set(strong["mbid"])     # cap and target high: everything that qualifies
+    table = result.table.set_index("genre")
+    for genre in GENRES:
+        mine = eligible[eligible["genre"] == genre]
+        assert table.loc[genre, "eligible"] == (mine["label_confidence"] >= 0.8).sum()
+        assert result.below_confidence[genre] == len(mine) - table.loc[genre, "eligible"]
+    assert result.below_confidence["Jazz"] > 0 and result.min_confidence == 0.8
+    # A boundary value is eligible: the threshold is inclusive.
+    exact = select_balanced(rows, GENRES, per_genre=100, seed=0, artist_cap=100, min_confidence=0.9).selected
+    assert set(exact.merge(rows, on=["mbid", "genre"])["label_confidence"]) == {1.0, 0.9}
+
+
+def test_min_confidence_zero_keeps_todays_selection():
+    rows = with_confidence(catalog_rows())
+    plain = select_balanced(catalog_rows(), GENRES, per_genre=10, seed=3, artist_cap=2)
+    zero = select_balanced(rows, GENRES, per_genre=10, seed=3, artist_cap=2, min_confidence=0.0)
+    pd.testing.assert_frame_equal(plain.selected, zero.selected)
+    pd.testing.assert_frame_equal(plain.table, zero.table)
+    assert zero.below_confidence == {g: 0 for g in GENRES}
+    # Without a label_confidence column every confidence is unknown: nothing qualifies above 0.
+    none = select_balanced(catalog_rows(), GENRES, per_genre=10, seed=3, min_confidence=0.5)
+    assert none.selected.empty and none.table["eligible"].eq(0).all()
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_min_confidence_outside_unit_interval_is_refused(bad):
+    with pytest.raises(ValueError, match="min_confidence"):
+        select_balanced(catalog_rows(), GENRES, per_genre=8, seed=0, min_confidence=bad)

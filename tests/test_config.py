@@ -5,7 +5,7 @@ import pytest
 from equigen.config import load_settings
 from equigen.errors import EquigenError
 from equigen.mbids import is_mbid, require_mbid
-from equigen.musicbrainz import keep, parse_release_group, tag_query
+from equigen.musicbrainz import MalformedItem, keep, parse_release_group, tag_query
 from equigen.taxonomy import load_taxonomy
 
 
@@ -71,17 +71,29 @@ RAW = {
 
 def test_parse_release_group_resolves_genre():
     tax = load_taxonomy()
-    g = parse_release_group(RAW, tax.resolve)
+    g = parse_release_group(RAW, tax.label)
     assert (g.mbid, g.artist_name, g.genre, g.secondary_types) == (RAW["id"], "Black Sabbath", "Metal", ())
     assert g.tags == (("heavy metal", 5), ("rock", 1))
+    assert (g.label_votes, g.label_confidence) == (6, round(5 / 6, 6))
     assert keep(g, ("compilation",))
-    assert not keep(parse_release_group({**RAW, "secondary-types": ["Live"]}, tax.resolve), ("live",))
+    assert not keep(parse_release_group({**RAW, "secondary-types": ["Live"]}, tax.label), ("live",))
 
 
-def test_parse_rejects_invalid_mbids():
-    tax = load_taxonomy()
-    with pytest.raises(EquigenError, match="invalid release-group MBID"):
-        parse_release_group({**RAW, "id": "../../etc/passwd"}, tax.resolve)
-    bad_artist = {**RAW, "artist-credit": [{"name": "x", "artist": {"id": "nope", "name": "x"}}]}
-    with pytest.raises(EquigenError, match="invalid artist MBID"):
-        parse_release_group(bad_artist, tax.resolve)
+@pytest.mark.parametrize("bad, message", [
+    ({"id": "../../etc/passwd"}, "invalid release-group MBID"),
+    ({"artist-credit": [{"name": "x", "artist": {"id": "nope", "name": "x"}}]}, "invalid artist MBID"),
+    ({"tags": [{"count": "many", "name": "rock"}]}, "non-numeric count"),
+    ({"tags": "rock"}, "tags is not a list"),
+    ({"secondary-types": "Live"}, "secondary-types is not a list"),
+])
+def test_parse_rejects_malformed_items(bad, message):
+    with pytest.raises(MalformedItem, match=message):
+        parse_release_group({**RAW, **bad}, load_taxonomy().label)
+    with pytest.raises(MalformedItem):
+        parse_release_group(["not", "an", "object"], load_taxonomy().label)
+
+
+def test_parse_caps_external_strings():
+    long = {**RAW, "title": "x" * 100_000, "tags": [{"count": 1, "name": "rock" * 1000}] * 5000}
+    g = parse_release_group(long, load_taxonomy().label)
+    assert len(g.title) == 1000 and len(g.tags) == 500 and len(g.tags[0][0]) == 200

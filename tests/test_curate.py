@@ -44,6 +44,8 @@ def test_dedup_then_balance(harvest_copy, harvest_sim):
 
     result = run_balance(settings, per_genre=4, seed=1, console=quiet_console())
     assert result["stored"] and not result["short_genres"]
+    assert result["min_confidence"] == 0.0
+    assert json.loads((reports / "balance.json").read_text())["min_confidence"] == 0.0
     with Catalog(settings.catalog_path) as catalog:
         selection = catalog.selection_frame()
     assert selection["is_canonical"].all()
@@ -60,6 +62,17 @@ def test_dedup_then_balance(harvest_copy, harvest_sim):
     short = run_balance(settings, per_genre=500, seed=1, allow_short=True, console=quiet_console())
     assert short["stored"] and short["short_genres"]
     assert selection_count(settings) == sum(row["selected"] for row in short["genres"])
+
+    # --min-confidence: only covers at least that certain are eligible, and the report says so.
+    strict = run_balance(settings, per_genre=500, seed=1, allow_short=True, min_confidence=0.9,
+                         console=quiet_console())
+    assert strict["min_confidence"] == 0.9
+    with Catalog(settings.catalog_path) as catalog:
+        chosen = catalog.selection_frame()
+    assert len(chosen) and (chosen["label_confidence"] >= 0.9).all()
+    assert sum(row["selected"] for row in strict["genres"]) == len(chosen)
+    with pytest.raises(EquigenError, match="--min-confidence must be between 0 and 1"):
+        run_balance(settings, per_genre=4, seed=1, min_confidence=1.5, console=quiet_console())
 
     # A new dedup clears the selection (clusters changed).
     run_dedup(settings, threshold=0, console=quiet_console())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,9 +20,9 @@ from equigen.errors import EquigenError
 from equigen.fetch import run_fetch
 from equigen.images import phash_hex
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy
+from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag
 
-from conftest import HARVEST_OVERSAMPLE, HARVEST_PER_GENRE, quiet_console
+from conftest import HARVEST_PER_GENRE, quiet_console
 
 EXPECTED_STATUS = {"ok": "ok", "none": "no_art", "truncated": "bad_image", "html": "bad_image",
                    "oversize": "bad_image", "bomb": "bad_image", "tiny": "bad_image"}
@@ -60,8 +61,10 @@ def test_harvest_labels_and_statuses_match_the_world(harvested, harvest_sim):
         assert row.genre == rg.genre, f"label resolution disagrees with the world for {row.mbid}"
         if row.genre in (AMBIGUOUS, UNLABELLED):
             assert row.status == "pending"  # kept and counted, never downloaded
-        else:
+        elif row.status != "pending":       # pending: a candidate fetch did not need
             assert row.status == EXPECTED_STATUS[rg.art], (row.mbid, rg.art, row.status, row.error)
+    tried = covers[covers.status != "pending"]
+    assert len(tried) >= 15 * HARVEST_PER_GENRE
 
 
 def test_harvest_reaches_the_target_in_every_genre(harvested):
@@ -72,8 +75,8 @@ def test_harvest_reaches_the_target_in_every_genre(harvested):
         ok = cat.covers_frame("ok")
     for genre in tax.genres:
         exhausted = progress[progress.genre == genre].exhausted.all()
-        assert counts.get(genre, 0) >= HARVEST_PER_GENRE * HARVEST_OVERSAMPLE or exhausted
-        assert (ok.genre == genre).sum() >= HARVEST_PER_GENRE, genre
+        assert (ok.genre == genre).sum() >= HARVEST_PER_GENRE or exhausted, genre
+        assert counts.get(genre, 0) > 0
 
 
 def test_stored_images_are_content_addressed_and_hashed(harvested):
@@ -94,10 +97,16 @@ def test_stored_images_are_content_addressed_and_hashed(harvested):
 
 def test_musicbrainz_politeness_in_the_request_log(harvested, harvest_sim, harvest_stats):
     log = harvest_sim.musicbrainz_log()
-    assert len(log) >= 30, "need at least 30 MusicBrainz requests to judge the rate"
+    # Broad names first and tokenized search: 15 genres need about one page each on this world.
+    assert len(log) >= 12, "need at least 12 MusicBrainz requests to judge the rate"
     assert len(log) == harvest_stats.mb_requests
     times = sorted(e.t for e in log)
     worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+    assert all(b - a >= 1.0 for a, b in zip(times, times[1:])), "requests less than 1 s apart"
+    queries = [e.query_string for e in log]
+    assert len(set(queries)) == len(queries), "a search was repeated"
+    first_tags = [re.search(r'tag:"([^"]+)"', q).group(1) for q in queries if "offset=0&" in q]
+    assert first_tags[0] == "blues", "each genre starts with its broad name"
     assert worst == 1, "more than one MusicBrainz request inside one second"
     assert all(e.status == 200 for e in log), "the client never triggered a 503"
     assert all(e.user_agent.startswith("equigen/") and "(" in e.user_agent for e in log)
@@ -127,21 +136,29 @@ def test_exhaustive_discovery_matches_ground_truth(tmp_path, small_taxonomy):
                            broken_fraction=0.004)
     with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
         settings = _settings(sim.url, tmp_path / "d", taxonomy_path=small_taxonomy)
-        stats = run_fetch(settings, per_genre=100_000, oversample=1.0, console=quiet_console())
+        stats = run_fetch(settings, per_genre=100_000, console=quiet_console())
         world = sim.world
         mb_log = sim.musicbrainz_log()
-    tag_set = {t for g in tax.genres for t in tax.tags[g]}
+    # MusicBrainz tokenizes tag names: a search for "heavy metal" also finds "Heavy-Metal" and "heavy metal rock".
+    phrases = [normalize_tag(t).split() for g in tax.genres for t in tax.tags[g]]
+
+    def found_by_search(name: str) -> bool:
+        words = normalize_tag(name).split()
+        return any(words[i:i + len(p)] == p for p in phrases for i in range(len(words) - len(p) + 1))
+
     expected = {rg.mbid: rg for rg in world.release_groups
-                if rg.findable and any(name in tag_set for name, _ in rg.tags)}
+                if rg.findable and any(found_by_search(name) for name, _ in rg.tags)}
     with Catalog(settings.catalog_path) as cat:
         covers = cat.covers_frame(status=None)
         progress = cat.discovery_progress()
     assert progress.exhausted.all()
     assert set(covers.mbid) == set(expected), "every matching album found once, nothing else"
     assert stats.mb_requests == len(mb_log)
-    # every page was requested once: offsets advance by 100 per tag
+    # every page was requested once: offsets advance by 100 per tag (tags an exhaustive search covered: none)
     for row in progress.itertuples():
-        assert row.next_offset == row.total
+        assert row.next_offset == (row.total if row.total == row.total else 0)
+    queries = [e.query_string for e in mb_log]
+    assert len(queries) == len(set(queries)), "the same search was requested twice"
     counts = covers.groupby("genre").size().to_dict()
     for genre in tax.genres:
         assert counts.get(genre, 0) == sum(1 for rg in expected.values() if rg.genre == genre)
@@ -172,7 +189,7 @@ def _catalog_snapshot(path: Path):
 def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
     wc = WorldConfig.small(seed=3, n_artists=90, n_various=10)
     genres = ["--genre", "Rock", "--genre", "Jazz", "--genre", "Metal"]
-    common = ["--per-genre", "12", "--oversample", "1.5", "--concurrency", "2", *genres]
+    common = ["--per-genre", "12", "--concurrency", "2", *genres]
     # The run that is killed: slow images so the kill lands mid-download.
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(latency_ms=60)) as sim:
         killed = tmp_path / "killed"
@@ -245,17 +262,18 @@ def test_real_musicbrainz_without_contact_is_refused(tmp_path):
     _one_line_error(r, "--contact")
 
 
-def test_invalid_mbid_from_server_stops_with_catalog_intact(tmp_path):
+def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
     wc = WorldConfig.small(seed=2)
     data = tmp_path / "d"
-    with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
-        first = _cli("fetch", "--data-dir", str(data), "--musicbrainz-url", sim.url, "--coverart-url", sim.url,
-                     "--genre", "Jazz", "--per-genre", "3")
-        assert first.returncode == 0, first.stderr
-    before = _catalog_snapshot(data / "catalog.sqlite")
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(bad_mbid=True)) as bad:
         r = _cli("fetch", "--data-dir", str(data), "--musicbrainz-url", bad.url, "--coverart-url", bad.url,
                  "--genre", "Metal", "--per-genre", "3")
-    _one_line_error(r, "invalid release-group MBID")
-    assert _catalog_snapshot(data / "catalog.sqlite")[:2] == before[:2]  # release groups and covers untouched
+        searches = len(bad.musicbrainz_log())
+    assert r.returncode == 0, r.stderr
+    skipped = re.search(r"malformed results skipped (\d+)", r.stderr)
+    assert skipped and int(skipped.group(1)) == searches  # the planted item tops every answer
+    with Catalog(data / "catalog.sqlite") as cat:
+        covers = cat.covers_frame(status=None)
+    assert len(covers) > 0 and covers.mbid.str.fullmatch(r"[0-9a-f-]{36}").all()
+    assert (covers[covers.genre == "Metal"].status == "ok").sum() >= 3
     assert not any(".." in p.name for p in data.rglob("*"))

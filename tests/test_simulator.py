@@ -12,16 +12,24 @@ import signal
 import struct
 import subprocess
 import sys
+import statistics
 import time
+from collections import Counter
+from types import SimpleNamespace
 
 import imagehash
 import pytest
 import requests
 from PIL import Image
 
+from equigen.dedup import DEFAULT_THRESHOLD
+from equigen.errors import EquigenError
 from equigen.mbids import VARIOUS_ARTISTS, is_mbid
 from equigen.simulator import BROKEN_KINDS, SimConfig, World, WorldConfig, simulator_in_thread
+from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.simulator.server import parse_query
+from equigen.simulator.world import musicbrainz_genre_keys
+from equigen.taxonomy import normalize_tag
 
 UA = {"User-Agent": "equigen-tests/0.1 ( tests@example.org )"}
 SEED = 3
@@ -48,6 +56,15 @@ def usable(world: World):
     return [rg for rg in world.release_groups if rg.art == "ok" and not rg.flaky]
 
 
+@pytest.fixture(scope="module")
+def default_world():
+    return World.build(WorldConfig())
+
+
+def has_token(tag: str, token: str) -> bool:
+    return token in mb_tokens(tag)
+
+
 # ---- MusicBrainz ----------------------------------------------------------------------------------
 
 def test_search_json_shape(sim):
@@ -58,7 +75,7 @@ def test_search_json_shape(sim):
     assert body["count"] == len(expected(sim.world, 'tag:"rock" AND primarytype:album'))
     for rg in groups:
         assert is_mbid(rg["id"]) and rg["primary-type"] == "Album" and rg["score"] == 100
-        assert "rock" in [t["name"] for t in rg["tags"]]
+        assert any(has_token(t["name"], "rock") for t in rg["tags"])  # "rock", "Hard-Rock", "post-rock", ...
         assert all(isinstance(t["count"], int) for t in rg["tags"])
         credit = rg["artist-credit"][0]
         assert is_mbid(credit["artist"]["id"]) and credit["artist"]["sort-name"]
@@ -88,7 +105,7 @@ def test_search_paging_is_stable_and_complete(sim):
     assert len(seen) == len(set(seen)) and set(seen) == want
     for rg in sim.world.release_groups:
         if rg.mbid in want:
-            assert "Compilation" not in rg.secondary_types
+            assert "Compilation" not in rg.secondary_types and any(has_token(t, "rock") for t, _ in rg.tags)
 
 
 def test_search_query_forms_and_limits(sim):
@@ -161,6 +178,51 @@ def test_bad_mbid_knob():
         later = [rg["id"] for rg in search(handle, "tag:rock", limit=100, offset=5).json()["release-groups"]]
         assert all(is_mbid(i) for i in later)
         assert set(ids[1:] + later) == expected(handle.world, "tag:rock")  # paging past it loses nothing
+
+
+# ---- tokenized tag search ---------------------------------------------------------------------------
+
+def tagged(*names: str) -> SimpleNamespace:
+    return SimpleNamespace(tags=tuple((n, 1) for n in names))
+
+
+@pytest.mark.parametrize("query, tags, hit", [
+    ('tag:"metal"', ["death metal"], True),
+    ('tag:"metal"', ["Heavy-Metal"], True),
+    ('tag:"metal"', ["metalcore"], False),            # tokens, not substrings
+    ('tag:"death metal"', ["melodic death metal"], True),
+    ('tag:"death metal"', ["metal"], False),
+    ('tag:"death metal"', ["death", "metal"], False),  # a phrase never spans two tags
+    ('tag:"death metal"', ["metal death"], False),
+    ('tag:"hip hop"', ["hip-hop"], True),
+    ('tag:"hip hop"', ["Hip Hop"], True),
+    ('tag:"hip-hop"', ["hip hop"], True),
+    ('tag:"hip hop"', ["hiphop"], False),
+    ('tag:"r&b"', ["R&B"], True),
+    ('tag:"r&b"', ["contemporary r&b"], True),
+    ('tag:"r&b"', ["rnb"], False),                    # "&" becomes "and" before tokenizing: "randb"
+    ('tag:"r&b"', ["r and b"], False),
+    ('tag:"drum and bass"', ["drum & bass"], True),
+    ('tag:"rock"', ["rock 'n' roll"], True),
+    ('tag:"rock and roll"', ["rock 'n' roll"], False),
+    ('tag:"electronique"', ["Électronique"], True),
+    ("tag:rock", ["post-rock"], True),                 # unquoted: the same analysis
+    ('tag:"rock" AND NOT tag:"pop"', ["pop rock"], False),
+])
+def test_tag_search_is_tokenized_like_musicbrainz(query, tags, hit):
+    assert parse_query(query)(tagged(*tags)) is hit
+
+
+def test_tag_search_over_http_finds_subgenres(sim):
+    world = sim.world
+    broad = {rg.mbid for rg in world.release_groups if any(has_token(t, "metal") for t, _ in rg.tags)}
+    exact = {rg.mbid for rg in world.release_groups if any(t == "metal" for t, _ in rg.tags)}
+    assert len(broad) > len(exact) > 0
+    assert search(sim, 'tag:"metal"').json()["count"] == len(broad)
+    assert search(sim, 'tag:"METAL"').json()["count"] == len(broad)
+    narrow = {rg.mbid for rg in world.release_groups
+              if any(phrase_in(("death", "metal"), mb_tokens(t)) for t, _ in rg.tags)}
+    assert 0 < search(sim, 'tag:"death metal"').json()["count"] == len(narrow) < len(broad)
 
 
 # ---- Cover Art Archive ----------------------------------------------------------------------------
@@ -279,6 +341,7 @@ def test_world_is_deterministic():
     assert a.release_groups == b.release_groups
     sample = [rg.mbid for rg in a.release_groups if rg.art != "none"][:40]
     assert all(a.cover_bytes(m, 250) == b.cover_bytes(m, 250) for m in sample)
+    assert a.coverage == b.coverage and a.noise_tags == b.noise_tags and a.truth() == b.truth()
     c = World.build(WorldConfig.small(8))
     assert {rg.mbid for rg in a.release_groups}.isdisjoint(rg.mbid for rg in c.release_groups)
 
@@ -293,7 +356,7 @@ def test_world_contents():
     labels = {rg.genre for rg in rgs}
     assert set(world.taxonomy.genres) <= labels and {"ambiguous", "unlabelled"} <= labels
     assert 0.02 < sum(not rg.tags for rg in rgs) / len(rgs) < 0.09
-    assert 0.06 < sum(rg.art == "none" for rg in rgs) / len(rgs) < 0.14
+    assert 0.2 < sum(rg.art == "none" for rg in rgs) / len(rgs) < 0.4  # coverage 45-90 % by genre
     assert {"Album", "EP", "Single"} == {rg.primary_type for rg in rgs}
     dates = {len(rg.first_release_date or "") for rg in rgs}
     assert dates == {0, 4, 7, 10}
@@ -321,11 +384,11 @@ def test_planted_duplicates_are_close_and_distinct_covers_far():
     sample = [rg.mbid for rg in world.release_groups if rg.art == "ok" and rg.mbid not in involved][:150]
     hashes = [phash(m) for m in sample]
     closest = min(a - b for a, b in itertools.combinations(hashes, 2))
-    assert closest > 12, closest
+    assert closest > DEFAULT_THRESHOLD + 1, closest  # distinct covers stay clear of dedup's threshold
 
 
-def test_default_world_is_big_enough_for_per_genre_40():
-    world = World.build(WorldConfig())
+def test_default_world_is_big_enough_for_per_genre_40(default_world):
+    world = default_world
     truth = world.truth()
     assert truth["various_artists_mbid"] == VARIOUS_ARTISTS
     assert set(truth["genres"]) == set(world.taxonomy.genres)
@@ -338,6 +401,121 @@ def test_default_world_is_big_enough_for_per_genre_40():
     assert all(len(truth["broken"][kind]) >= 1 for kind in BROKEN_KINDS)
     assert truth["findable_ambiguous"] > 0 and truth["findable_unlabelled"] > 0
     assert len(truth["duplicates"]) > 100 and len(truth["flaky"]) > 100
+
+
+# ---- tags, coverage and thin genres ---------------------------------------------------------------
+
+def canonical(tax, tag: str) -> str:
+    """The taxonomy name a (possibly variant) tag stands for, normalized."""
+    key = normalize_tag(tag)
+    return tax.aliases.get(key, key)
+
+
+def test_every_tag_is_a_taxonomy_name_a_variant_or_noise(default_world):
+    world, tax = default_world, default_world.taxonomy
+    names = {normalize_tag(n) for g in tax.genres for n in tax.tags[g]}
+    unmapped = {normalize_tag(n) for n in tax.unmapped}
+    mb_genres = musicbrainz_genre_keys()
+    noise = set(world.noise_tags)
+    assert noise and all(tax.genre_of_tag(n) is None and normalize_tag(n) not in mb_genres for n in noise)
+    kinds = Counter()
+    for rg in world.release_groups:
+        assert rg.genre == tax.resolve(rg.tags)  # the label a client computes from the same tags
+        for tag, votes in rg.tags:
+            assert isinstance(votes, int) and votes >= 1
+            if tax.genre_of_tag(tag) is not None:
+                assert canonical(tax, tag) in names
+                kinds["genre"] += 1
+            elif tag in noise:
+                kinds["noise"] += 1
+            else:
+                assert normalize_tag(tag) in unmapped, tag
+                kinds["unmapped"] += 1
+    assert kinds["genre"] > 2 * kinds["noise"] > 0
+    assert {"1994", "seen live"} & noise
+
+
+def test_tags_follow_zipf_with_broad_names_first(default_world):
+    world, tax = default_world, default_world.taxonomy
+    for genre in tax.genres:
+        counts = Counter(canonical(tax, t) for rg in world.release_groups if rg.genre == genre
+                         for t, _ in rg.tags if tax.genre_of_tag(t) == genre)
+        ranked = [name for name, _ in counts.most_common()]
+        assert ranked[0] == normalize_tag(tax.broad_names(genre)[0]), (genre, counts.most_common(3))
+        assert len(counts) >= min(len(tax.tags[genre]), 8), genre  # the long tail is used too
+        if len(counts) >= 4:  # Zipf: the most used name far ahead of the median one
+            top, middle = counts.most_common()[0][1], counts.most_common()[len(counts) // 2][1]
+            assert top > 1.8 * middle, (genre, counts.most_common())
+
+
+def test_votes_are_thin_with_ties(default_world):
+    rgs = default_world.release_groups
+    votes = [n for rg in rgs for _, n in rg.tags]
+    assert statistics.median(votes) == 1
+    assert sum(n == 1 for n in votes) / len(votes) > 0.5
+    assert sum(n <= 3 for n in votes) / len(votes) > 0.85
+    assert 10 <= max(votes) <= 30
+    tagged_rgs = [rg for rg in rgs if rg.tags]
+    ties = sum(sum(n == 1 for _, n in rg.tags) >= 2 for rg in tagged_rgs)
+    assert ties / len(tagged_rgs) > 0.2
+    assert sum(rg.genre == "ambiguous" for rg in rgs) > 0
+
+
+def test_spelling_variants(default_world):
+    world, tax = default_world, default_world.taxonomy
+    spelled = {n for g in tax.genres for n in tax.tags[g]}
+    genre_tags = [t for rg in world.release_groups for t, _ in rg.tags if tax.genre_of_tag(t) is not None]
+    variants = [t for t in genre_tags if t not in spelled]
+    assert 0.05 < len(variants) / len(genre_tags) < 0.3
+    assert any("-" in t and t.replace("-", " ") in spelled for t in variants)      # "synth-pop" / "hip-hop"
+    assert any(t != t.lower() for t in variants)                                    # "Hip Hop"
+    assert any(t.endswith(" music") and t not in spelled for t in variants)         # "new age music"
+    if tax.aliases:
+        assert any(normalize_tag(t) in tax.aliases for t in variants)               # "rnb"
+    plain = World.build(WorldConfig.small(SEED, variant_fraction=0.0))
+    assert all(t in spelled for rg in plain.release_groups for t, _ in rg.tags if tax.genre_of_tag(t))
+
+
+def test_art_coverage_spread_per_genre(default_world):
+    truth = default_world.truth()
+    configured = truth["art_coverage"]
+    assert set(configured) == set(default_world.taxonomy.genres)
+    assert max(configured.values()) == pytest.approx(0.90) and min(configured.values()) == pytest.approx(0.45)
+    assert len(set(configured.values())) == len(configured)  # evenly spread, one step per genre
+    for genre, row in truth["genres"].items():
+        assert row["art_coverage"] == configured[genre]
+        assert row["measured_coverage"] == pytest.approx(row["art_coverage"], abs=0.09), (genre, row)
+    assert World.build(WorldConfig(seed=1)).coverage != default_world.coverage  # the order is seeded
+
+
+def test_art_coverage_float_and_per_genre_forms():
+    half = World.build(WorldConfig.small(SEED, art_coverage=0.5))
+    assert set(half.coverage.values()) == {0.5}
+    albums = [rg for rg in half.release_groups if rg.findable]
+    assert sum(rg.art != "none" for rg in albums) / len(albums) == pytest.approx(0.5, abs=0.05)
+    full = World.build(WorldConfig.small(SEED, art_coverage=1.0))
+    assert not any(rg.art == "none" for rg in full.release_groups)
+    mixed = World.build(WorldConfig.small(SEED, art_coverage=(("metal", 0.2), ("Jazz", 1.0))))
+    assert mixed.coverage["Metal"] == 0.2 and mixed.coverage["Jazz"] == 1.0
+    assert mixed.coverage["Rock"] == World.build(WorldConfig.small(SEED)).coverage["Rock"]
+    row = mixed.truth()["genres"]["Metal"]
+    assert row["measured_coverage"] < 0.35
+    with pytest.raises(EquigenError, match="not a genre"):
+        World.build(WorldConfig.small(SEED, art_coverage=(("Polka", 0.5),)))
+    with pytest.raises(EquigenError, match="between 0 and 1"):
+        World.build(WorldConfig.small(SEED, art_coverage=1.5))
+
+
+def test_thin_genre_has_few_artists():
+    world = World.build(WorldConfig.small(SEED, thin_genres=("jazz",), thin_artists=5))
+    assert sum(a.genre == "Jazz" for a in world.artists) == 5
+    jazz_artists = {rg.artist.mbid for rg in world.release_groups if rg.genre == "Jazz" and rg.findable}
+    assert 0 < len(jazz_artists) <= 5  # no other artist's record and no compilation lands there
+    truth = world.truth()
+    assert truth["thin_genres"] == ["Jazz"] and truth["genres"]["Jazz"]["thin"]
+    assert truth["genres"]["Jazz"]["usable_capped"] <= 10 < truth["genres"]["Rock"]["usable_capped"]
+    with pytest.raises(EquigenError, match="not a genre"):
+        World.build(WorldConfig.small(SEED, thin_genres=("Polka",)))
 
 
 def test_cover_render_is_fast_and_cached():
@@ -369,7 +547,8 @@ def test_request_log(sim):
 
 
 def test_serve_forever_in_subprocess():
-    code = "from equigen.simulator import serve_forever; serve_forever(port=0, seed=1, cover_px=32)"
+    code = ("from equigen.simulator import serve_forever; "
+            "serve_forever(port=0, seed=1, cover_px=32, art_coverage=0.6, thin_genres=('Blues',))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -378,8 +557,19 @@ def test_serve_forever_in_subprocess():
         assert requests.get(f"{url}/__sim__/health", timeout=10).json()["status"] == "ok"
         truth = requests.get(f"{url}/__sim__/truth", timeout=30).json()
         assert truth["seed"] == 1 and truth["genres"]["Rock"]["usable_capped"] >= 40
+        assert set(truth["art_coverage"].values()) == {0.6} and truth["thin_genres"] == ["Blues"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_simulate_cli_help_explains_the_knobs():
+    from typer.testing import CliRunner
+
+    from equigen.cli import app
+
+    result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--art-coverage" in result.output and "--thin" in result.output and "0.45" in result.output

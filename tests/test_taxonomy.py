@@ -66,3 +66,71 @@ def test_missing_taxonomy_file(tmp_path):
 def test_user_taxonomy_parses():
     tax = parse_taxonomy({"genres": {"A": {"tags": ["x", "y"]}, "B": {"tags": ["z"]}}})
     assert tax.genres == ("A", "B") and tax.resolve([("z", 3), ("x", 1)]) == "B"
+
+
+# --- normalisation, aliases, label evidence, the one taxonomy file ------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from equigen.taxonomy import Label, default_taxonomy_path, normalize_tag, resolve_label  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("spelling, key", [
+    ("Hip-Hop", "hip hop"), ("hip hop", "hip hop"), ("trip\u2010hop", "trip hop"), ("Trip-Hop", "trip hop"),
+    ("R&B", "r and b"), ("r & b", "r and b"), ("Rhythm & Blues", "rhythm and blues"),
+    ("rhythm and blues", "rhythm and blues"), ("rock 'n' roll", "rock and roll"), ("rock\u2019n\u2019roll", "rock and roll"),
+    ("Rock n Roll", "rock and roll"), ("drum & bass", "drum and bass"), ("New Age Music", "new age"),
+    ("  Heavy   Metal ", "heavy metal"), ("synth\u2013pop", "synth pop"), ("music", "music"), ("n", "n"),
+])
+def test_normalize_tag(spelling, key):
+    assert normalize_tag(spelling) == key
+    assert normalize_tag(key) == key  # idempotent
+
+
+def test_every_musicbrainz_genre_has_its_own_key():
+    names = (ROOT / "equigen" / "data" / "musicbrainz-genres.txt").read_text(encoding="utf-8").splitlines()
+    keys = {normalize_tag(n) for n in names}
+    assert len(names) == 2096 and len(keys) == len(names), "normalisation must not merge two MusicBrainz genres"
+
+
+def test_label_evidence_votes_and_confidence():
+    tax = parse_taxonomy({"genres": {"Rock": {"tags": ["rock", "blues rock"]}, "Pop": {"tags": ["pop"]}},
+                          "aliases": {"bluesrock": "blues rock"}})
+    assert tax.label([("Blues-Rock", 3), ("rock", 1), ("pop", 1), ("seen live", 9)]) == Label("Rock", 5, 0.8)
+    assert tax.label([("bluesrock", 2)]) == Label("Rock", 2, 1.0)
+    assert tax.label([("rock", 2), ("pop", 2)]) == Label(AMBIGUOUS, 4, 0.5)
+    assert tax.label([("seen live", 3)]) == Label(UNLABELLED, 0, 0.0)
+    assert tax.label([("rock", -2), ("pop", 1)]) == Label("Pop", 1, 1.0)  # real answers carry downvotes
+    assert resolve_label([("rock", "x")], {"rock": "Rock"}).genre == UNLABELLED
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[aliases]\nz = "nope"', "no tag of the taxonomy"),
+    ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[aliases]\nx = "y"', "already a tag"),
+    ('[genres.A]\ntags = ["x"]\nbroad = ["y"]\n[genres.B]\ntags = ["y"]', "not among its tags"),
+    ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[unmapped]\ntags = ["X"]', "claimed by both"),
+    ('[genres.A]\ntags = ["hip-hop"]\n[genres.B]\ntags = ["Hip Hop"]', "claimed by both"),
+])
+def test_malformed_aliases_broad_unmapped(tmp_path, text, message):
+    path = tmp_path / "genres.toml"
+    path.write_text(text)
+    with pytest.raises(EquigenError) as err:
+        load_taxonomy(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_taxonomy_file():
+    packaged = default_taxonomy_path()
+    # the package reads manifests/genres.toml itself (a link), so there is no second copy to drift
+    assert packaged.resolve() == (ROOT / "manifests" / "genres.toml").resolve()
+    assert [p.name for p in (ROOT / "equigen").rglob("*.toml")] == ["genres.toml"]
+
+
+def test_search_names_are_mb_names_then_aliases():
+    tax = load_taxonomy()
+    names = tax.search_names("R&B")
+    assert names[: len(tax.tags["R&B"])] == tax.tags["R&B"]
+    assert "rnb" in names and names.index("rnb") >= len(tax.tags["R&B"])
+    assert tax.broad_names("Metal")[0] == "metal" and tax.broad_names("New Age") == ("new age",)

@@ -8,6 +8,10 @@ Paths served on one base URL:
   /download/mbid-<rel>/<file>    302 to the storage node (archive.org's role)
   /ia/<node>/items/mbid-<rel>/<file>   the image bytes
   /__sim__/log, /__sim__/truth, /__sim__/health   for tests and tools
+
+Search understands the Lucene subset clients send (field:"value", AND/OR/NOT, parentheses); `tag`
+values are tokenized as MusicBrainz's Solr analyses them (equigen/search_analysis.py), so `tag:"metal"` also
+returns "death metal" albums.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Callable, Iterator
 from aiohttp import web
 
 from equigen.mbids import is_mbid
+from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.simulator.world import (PRIMARY_TYPE_IDS, SECONDARY_TYPE_IDS, ReleaseGroup, World, WorldConfig)
 
 BAD_MBID = "../../etc/passwd"
@@ -88,10 +93,31 @@ _UNESCAPE = re.compile(r"\\(.)")
 Predicate = Callable[[ReleaseGroup], bool]
 
 
+def _tag_predicate(value: str) -> Predicate:
+    """`tag:"death metal"` as MusicBrainz answers it: a phrase over the tokens of any one tag.
+
+    Tags and the query value go through the search server's analysis (see equigen/search_analysis.py, after
+    metabrainz/mbsssss common/fieldtypes.xml `text_mult` and metabrainz/mb-solr
+    MusicbrainzTokenizerImpl.jflex), so "metal" matches "death metal" and "Heavy-Metal",
+    "hip hop" matches "hip-hop", and "death metal" does not match plain "metal". An unquoted
+    value is treated the same way (the real edismax may OR the tokens of an unquoted `tag:a-b`).
+    """
+    phrase = mb_tokens(value)
+    seen: dict[str, bool] = {}  # per tag spelling: the world's vocabulary is small
+
+    def match(tag: str) -> bool:
+        hit = seen.get(tag)
+        if hit is None:
+            hit = seen[tag] = phrase_in(phrase, mb_tokens(tag))
+        return hit
+
+    return lambda rg: any(match(t) for t, _ in rg.tags)
+
+
 def _field_predicate(name: str, value: str) -> Predicate:
-    value = value.lower()
     if name == "tag":
-        return lambda rg: any(t == value for t, _ in rg.tags)
+        return _tag_predicate(value)
+    value = value.lower()
     if name in ("primarytype", "type"):
         return lambda rg: rg.primary_type.lower() == value
     if name == "secondarytype":

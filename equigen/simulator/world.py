@@ -1,11 +1,17 @@
 """The seeded synthetic world behind the simulator: artists, release groups, tags, covers and faults.
 
+Tags come from the taxonomy's MusicBrainz genre names with Zipf popularity (a genre's broad names
+first), thin votes (mostly 1), spelling variants the taxonomy reads as the same name ("hip-hop",
+"Hip Hop", "rnb"), and tags that name no genre ("seen live", "1994"). Cover Art Archive coverage
+is set per genre; some genres can be made thin (few artists).
+
 Pure data and rendering (no networking). Everything is a deterministic function of WorldConfig,
 so two worlds built from the same config have identical release groups and identical cover bytes.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -14,14 +20,17 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable, Sequence
 
 from PIL import Image, ImageOps
 
+from equigen.errors import EquigenError
 from equigen.mbids import VARIOUS_ARTISTS
 from equigen.simulator.covers import (HTML_ERROR_PAGE, MOTIFS, CoverSpec, bomb_png, draw, encode_jpeg,
                                       style_for)
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy
+from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 BROKEN_KINDS = ("truncated", "html", "oversize", "bomb", "tiny")
 TRANSFORMS = ("reencode", "resize", "border", "brightness")
@@ -48,9 +57,16 @@ DEFAULT_GENRE_WEIGHTS = {
     "Punk": 6, "Folk": 5, "Country": 5, "Classical": 5, "Latin": 4, "Reggae": 4, "Blues": 3, "New Age": 3,
 }
 
-NOISE_TAGS = ("british", "american", "female vocalists", "male vocalists", "1970s", "1980s", "1990s",
-              "2000s", "seen live", "favorites", "instrumental", "german", "japanese", "cover art",
-              "beautiful", "canadian", "live recording", "under 2000 listeners")
+# Tags real release groups carry that name no genre: places, languages, decades, listening habits.
+# Most used first (they are drawn with Zipf weights); years like "1994" are added at build time.
+# Any that the taxonomy or MusicBrainz's genre list knows is dropped when a world is built.
+NOISE_TAGS = ("english", "seen live", "british", "american", "1990s", "2000s", "favorites", "1980s",
+              "female vocalists", "male vocalists", "german", "offizielle charts", "1970s", "japanese",
+              "usa", "uk", "90s", "80s", "2010s", "french", "swedish", "canadian", "favourite albums",
+              "albums i own", "vinyl", "cover art", "beautiful", "awesome", "under 2000 listeners",
+              "live recording", "deutsch", "español", "owned", "to listen", "1960s", "australian",
+              "norwegian", "finnish", "italian", "love")
+MUSICBRAINZ_GENRES_FILE = "data/musicbrainz-genres.txt"
 
 _ADJ = ("Silent", "Electric", "Golden", "Broken", "Crimson", "Hollow", "Velvet", "Neon", "Wild", "Frozen",
         "Lonely", "Burning", "Distant", "Quiet", "Savage", "Lucky", "Midnight", "Paper", "Iron", "Blue",
@@ -69,8 +85,8 @@ _LAST = ("Abara", "Becker", "Costa", "Dahl", "Eriksen", "Fontaine", "Garcia", "H
 class WorldConfig:
     """Knobs of the synthetic world. The defaults hold enough for `--per-genre 40` in every genre."""
     seed: int = 0
-    n_artists: int = 2000
-    min_artists_per_genre: int = 40
+    n_artists: int = 3000
+    min_artists_per_genre: int = 110
     rg_per_artist_median: float = 2.5     # lognormal number of release groups per artist (long tail)
     rg_per_artist_sigma: float = 0.9
     max_rg_per_artist: int = 60
@@ -87,9 +103,17 @@ class WorldConfig:
     second_genre_fraction: float = 0.25
     ambiguous_fraction: float = 0.04      # of all release groups: a second genre within 20 % of the first
     off_genre_fraction: float = 0.03      # a release group in another genre than its artist's
-    noise_tag_fraction: float = 0.4
+    noise_tag_fraction: float = 0.4       # release groups with 1-2 non-genre tags ("seen live", "1994")
+    unmapped_tag_fraction: float = 0.03   # ... with a MusicBrainz genre the taxonomy leaves unmapped
+    zipf_s: float = 1.1                   # tag popularity within a genre: weight 1/rank**s (broad names first)
+    variant_fraction: float = 0.15        # genre tags spelled another way ("hip-hop", "Hip Hop", "rnb")
     off_style_fraction: float = 0.2       # covers drawn in another genre's style
-    no_art_fraction: float = 0.10
+    # Share of release groups with a front cover, per genre: None = spread evenly over
+    # `coverage_spread` in a seeded genre order; a float = the same everywhere; or (genre, share) pairs.
+    art_coverage: float | tuple[tuple[str, float], ...] | None = None
+    coverage_spread: tuple[float, float] = (0.90, 0.45)
+    thin_genres: tuple[str, ...] = ()     # genres with only `thin_artists` artists (a harvest falls short)
+    thin_artists: int = 12
     broken_fraction: float = 0.002        # per broken kind; at least one of each
     flaky_fraction: float = 0.03
     duplicate_fraction: float = 0.05
@@ -102,7 +126,7 @@ class WorldConfig:
     @classmethod
     def small(cls, seed: int = 0, **overrides) -> "WorldConfig":
         """A quick world for tests: tens of covers per genre (enough for per-genre ~8), 64 px covers."""
-        base = dict(seed=seed, n_artists=240, min_artists_per_genre=12, n_various=30, cover_px=64,
+        base = dict(seed=seed, n_artists=360, min_artists_per_genre=30, n_various=30, cover_px=64,
                     broken_fraction=0.001)
         base.update(overrides)
         return cls(**base)
@@ -206,15 +230,151 @@ def _date(rng: random.Random) -> str | None:
     return f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
 
+@lru_cache(maxsize=1)
+def musicbrainz_genre_keys() -> frozenset[str]:
+    """normalize_tag of every name in MusicBrainz's genre list (equigen/data/musicbrainz-genres.txt)."""
+    text = resources.files("equigen").joinpath(MUSICBRAINZ_GENRES_FILE).read_text(encoding="utf-8")
+    return frozenset(normalize_tag(line) for line in text.splitlines() if line.strip())
+
+
+def _votes(rng: random.Random) -> int:
+    """Tag votes as thin as MusicBrainz's: mostly 1, sometimes 2-3, rarely up to 15."""
+    r = rng.random()
+    if r < 0.64:
+        return 1
+    if r < 0.82:
+        return 2
+    if r < 0.90:
+        return 3
+    return min(15, 4 + int(rng.expovariate(0.35)))
+
+
+def _zipf(n: int, s: float) -> list[float]:
+    """Cumulative weights 1/rank**s for ranks 1..n."""
+    return list(itertools.accumulate(1.0 / rank ** s for rank in range(1, n + 1)))
+
+
+def _genre_name(name: str, genres: Sequence[str], what: str) -> str:
+    """A genre of the taxonomy named exactly, or case- and spelling-insensitively."""
+    if name in genres:
+        return name
+    for genre in genres:
+        if normalize_tag(genre) == normalize_tag(name):
+            return genre
+    raise EquigenError(f"{what}: {name!r} is not a genre of the taxonomy (genres: {', '.join(genres)})")
+
+
+def art_coverages(config: WorldConfig, genres: Sequence[str]) -> dict[str, float]:
+    """Per genre, the share of release groups with a front cover on the Cover Art Archive."""
+    high, low = config.coverage_spread
+    order = list(genres)
+    random.Random(f"{config.seed}:art-coverage").shuffle(order)
+    step = (high - low) / max(1, len(order) - 1)
+    coverage = {g: high - i * step for i, g in enumerate(order)}
+    given = config.art_coverage
+    if isinstance(given, (int, float)) and not isinstance(given, bool):
+        coverage = {g: float(given) for g in genres}
+    elif given is not None:
+        for name, share in dict(given).items():
+            coverage[_genre_name(name, genres, "art_coverage")] = float(share)
+    for genre, share in coverage.items():
+        if not 0.0 <= share <= 1.0:
+            raise EquigenError(f"art coverage of {genre!r} must be between 0 and 1, got {share}")
+    return {g: round(coverage[g], 6) for g in genres}
+
+
+class _Vocabulary:
+    """The tags a world draws: each genre's MusicBrainz names in a popularity order (Zipf weights),
+    their spelling variants, and the non-genre tags."""
+
+    def __init__(self, tax: Taxonomy, seed: int, s: float) -> None:
+        self.tax = tax
+        self.ranked: dict[str, list[str]] = {}
+        self.cum: dict[str, list[float]] = {}
+        for genre in tax.genres:
+            names = list(tax.tags[genre])
+            by_key = {normalize_tag(n): n for n in names}
+            head = list(dict.fromkeys(by_key[k] for k in map(normalize_tag, tax.broad_names(genre)) if k in by_key))
+            rest = [n for n in names if n not in head]
+            random.Random(f"{seed}:{genre}:popularity").shuffle(rest)
+            self.ranked[genre] = head + rest  # the first broad name is the most used
+            self.cum[genre] = _zipf(len(self.ranked[genre]), s)
+        self.aliases_of: dict[str, list[str]] = {}
+        for alias, target in tax.aliases.items():
+            self.aliases_of.setdefault(target, []).append(alias)
+        self._variants: dict[str, list[str]] = {}
+        ignored = musicbrainz_genre_keys() | set(tax.aliases) | {normalize_tag(n) for n in tax.unmapped}
+
+        def plain(tag: str) -> bool:
+            return tax.genre_of_tag(tag) is None and normalize_tag(tag) not in ignored
+
+        self.noise_words = [t for t in dict.fromkeys(NOISE_TAGS) if plain(t)]
+        self.noise_years = [str(y) for y in range(1960, 2025) if plain(str(y))]
+        self.noise_cum = _zipf(len(self.noise_words), 1.0)
+
+    @property
+    def noise_tags(self) -> tuple[str, ...]:
+        return tuple(self.noise_words + self.noise_years)
+
+    def draw(self, rng: random.Random, genre: str, k: int) -> list[str]:
+        """k distinct names of `genre`, by popularity."""
+        ranked, cum = self.ranked[genre], self.cum[genre]
+        chosen: list[str] = []
+        while len(chosen) < min(k, len(ranked)):
+            name = rng.choices(ranked, cum_weights=cum)[0]
+            if name not in chosen:
+                chosen.append(name)
+        return chosen
+
+    def noise(self, rng: random.Random) -> str | None:
+        if self.noise_years and (not self.noise_words or rng.random() < 0.25):
+            return rng.choice(self.noise_years)
+        return rng.choices(self.noise_words, cum_weights=self.noise_cum)[0] if self.noise_words else None
+
+    def variants(self, name: str) -> list[str]:
+        """Other spellings the taxonomy reads as `name`: hyphen/space, case, "&"/"and"/"'n'",
+        a trailing " music", and its [aliases] ("rnb" for "r&b")."""
+        found = self._variants.get(name)
+        if found is not None:
+            return found
+        key, genre = normalize_tag(name), self.tax.genre_of_tag(name)
+        candidates = []
+        if "-" in name:
+            candidates.append(name.replace("-", " "))
+        elif " " in name:
+            candidates.append(name.replace(" ", "-"))
+        candidates.append(name.title())  # "Hip Hop", "R&B"
+        if " and " in name:
+            candidates += [name.replace(" and ", " & "), name.replace(" and ", " 'n' ")]
+        if "&" in name:
+            candidates.append(name.replace(" & ", " and ").replace("&", " and "))
+        if " 'n' " in name:
+            candidates += [name.replace(" 'n' ", " and "), name.replace(" 'n' ", " & ")]
+        if not name.endswith("music"):
+            candidates.append(f"{name} music")  # "new age music"
+        candidates += self.aliases_of.get(key, [])
+        found = []
+        for spelling in candidates:
+            other = normalize_tag(spelling)
+            if (spelling != name and spelling not in found and (other == key or self.tax.aliases.get(other) == key)
+                    and self.tax.genre_of_tag(spelling) == genre):
+                found.append(spelling)
+        self._variants[name] = found
+        return found
+
+
 class World:
     """The synthetic MusicBrainz + Cover Art Archive catalogue; build with World.build(config)."""
 
     def __init__(self, config: WorldConfig, taxonomy: Taxonomy, artists: list[Artist],
-                 release_groups: list[ReleaseGroup]) -> None:
+                 release_groups: list[ReleaseGroup], coverage: dict[str, float] | None = None,
+                 noise_tags: Sequence[str] = ()) -> None:
         self.config = config
         self.taxonomy = taxonomy
         self.artists = artists
         self.release_groups = release_groups
+        self.coverage = coverage if coverage is not None else art_coverages(config, taxonomy.genres)
+        self.noise_tags = tuple(noise_tags)  # the non-genre tags this world may emit
         self.by_mbid = {rg.mbid: rg for rg in release_groups}
         self.by_release = {rg.release_mbid: rg for rg in release_groups}
         self._cache = _ByteLRU(config.cache_mb * 1024 * 1024)
@@ -230,18 +390,26 @@ class World:
         weights_map = dict(config.genre_weights) if config.genre_weights else DEFAULT_GENRE_WEIGHTS
         weights = [float(weights_map.get(g, 1.0)) for g in genres]
         styles = {g: style_for(g, i) for i, g in enumerate(genres)}
+        thin = {_genre_name(g, genres, "thin_genres") for g in config.thin_genres}
+        coverage = art_coverages(config, genres)
+        vocab = _Vocabulary(tax, config.seed, config.zipf_s)
+        # Other artists' records and Various Artists compilations stay out of thin genres.
+        spread = [0.0 if g in thin else w for g, w in zip(genres, weights)]
+        spread = spread if any(spread) else weights
 
         # Exact per-genre artist quotas so even the smallest genre has enough distinct artists.
         total_w = sum(weights)
         slots = [g for g, w in zip(genres, weights)
-                 for _ in range(max(config.min_artists_per_genre, round(w / total_w * config.n_artists)))]
+                 for _ in range(config.thin_artists if g in thin
+                                else max(config.min_artists_per_genre, round(w / total_w * config.n_artists)))]
         rng.shuffle(slots)
 
         artists: list[Artist] = []
         rgs: list[ReleaseGroup] = []
+        home: dict[str, str] = {}  # release group -> the genre its tags were drawn for
 
         def make_rg(artist: Artist, tag_genre: str, primary: str, secondary: tuple[str, ...]) -> ReleaseGroup:
-            tags = cls._tags(rng, config, tax, genres, weights, tag_genre)
+            tags = cls._tags(rng, config, tax, vocab, genres, weights, tag_genre)
             style_genre = rng.choice(genres) if rng.random() < config.off_style_fraction else tag_genre
             style = styles[style_genre]
             r = rng.random()
@@ -249,10 +417,12 @@ class World:
                      else style.motifs[1] if r < 0.87 else rng.choice(MOTIFS))
             spec = CoverSpec(rng.getrandbits(63), style, motif,
                              artist.hue_shift if style_genre == artist.genre else 0.0)
-            return ReleaseGroup(
+            rg = ReleaseGroup(
                 mbid=_uuid(rng), title=_title(rng), primary_type=primary, secondary_types=secondary,
                 first_release_date=_date(rng), artist=artist, tags=tags, release_mbid=_uuid(rng),
                 image_id=rng.randrange(10**9, 4 * 10**10), genre=tax.resolve(tags), cover=spec)
+            home[rg.mbid] = tag_genre
+            return rg
 
         mu = math.log(config.rg_per_artist_median)
         for genre in slots:
@@ -274,7 +444,7 @@ class World:
                         secondary = (kind,)
                         break
                     r -= frac
-                tag_genre = (rng.choices(genres, weights)[0] if rng.random() < config.off_genre_fraction
+                tag_genre = (rng.choices(genres, spread)[0] if rng.random() < config.off_genre_fraction
                              else genre)
                 rgs.append(make_rg(artist, tag_genre, primary, secondary))
 
@@ -282,40 +452,53 @@ class World:
         artists.append(various)
         for _ in range(config.n_various):
             secondary = () if rng.random() < config.various_album_fraction else ("Compilation",)
-            rgs.append(make_rg(various, rng.choices(genres, weights)[0], "Album", secondary))
+            rgs.append(make_rg(various, rng.choices(genres, spread)[0], "Album", secondary))
 
-        cls._plant_faults(rng, config, genres, rgs)
-        return cls(config, tax, artists, rgs)
+        cls._plant_faults(rng, config, genres, rgs, coverage, home)
+        return cls(config, tax, artists, rgs, coverage, vocab.noise_tags)
 
     @staticmethod
-    def _tags(rng: random.Random, config: WorldConfig, tax: Taxonomy, genres: list[str],
+    def _tags(rng: random.Random, config: WorldConfig, tax: Taxonomy, vocab: _Vocabulary, genres: list[str],
               weights: list[float], genre: str) -> tuple[tuple[str, int], ...]:
+        """Thin, Zipf-distributed tags: 1-4 names of `genre`, maybe a second genre's name (clearly
+        secondary, or within the ambiguity ratio for `ambiguous_fraction`), spelling variants, and
+        tags that weigh nothing (an unmapped MusicBrainz genre, "seen live", "1994")."""
         if rng.random() < config.untagged_fraction:
             return ()
-        pool = list(tax.tags[genre])
-        k = min(len(pool), rng.choices((1, 2, 3), (0.5, 0.35, 0.15))[0])
-        chosen = [pool[0]] if rng.random() < 0.6 else []  # the genre's main tag ("rock") is the most used
-        chosen += rng.sample([t for t in pool if t not in chosen], k - len(chosen))
-        votes = [rng.randint(1, 12) for _ in chosen]
+        chosen = vocab.draw(rng, genre, rng.choices((1, 2, 3, 4), (0.45, 0.3, 0.17, 0.08))[0])
+        votes = [_votes(rng) for _ in chosen]
         tags = dict(zip(chosen, votes))
-        if rng.random() < config.second_genre_fraction:
+        if config.second_genre_fraction and rng.random() < config.second_genre_fraction:
+            ratio = tax.ambiguity_ratio
             other = rng.choices([g for g in genres if g != genre],
                                 [w for g, w in zip(genres, weights) if g != genre])[0]
             home = sum(votes)
             if rng.random() < config.ambiguous_fraction / config.second_genre_fraction:
-                second = rng.randint(math.ceil(0.8 * home), home)
+                second = rng.randint(math.ceil(ratio * home), home)  # often a 1-vote tie
             else:
-                second = rng.randint(1, max(1, int(0.6 * home)))
-                if second >= 0.8 * home:  # keep it clearly secondary: give the home genre more votes
-                    tags[chosen[0]] += math.ceil(second / 0.6) - home
-            tags[rng.choice(tax.tags[other])] = second
+                second = _votes(rng)
+                if second >= ratio * home:  # keep it clearly secondary: give the home genre more votes
+                    tags[chosen[0]] += math.floor(second / ratio) + 1 - home
+            tags[vocab.draw(rng, other, 1)[0]] = second
+        if config.variant_fraction:
+            spelled: dict[str, int] = {}
+            for name, n in tags.items():
+                options = vocab.variants(name) if rng.random() < config.variant_fraction else []
+                spelling = rng.choice(options) if options else name
+                spelled[name if spelling in tags or spelling in spelled else spelling] = n
+            tags = spelled
+        if tax.unmapped and rng.random() < config.unmapped_tag_fraction:
+            tags.setdefault(rng.choice(tax.unmapped), _votes(rng))
         if rng.random() < config.noise_tag_fraction:
-            for noise in rng.sample(NOISE_TAGS, rng.randint(1, 2)):
-                tags[noise] = rng.randint(1, 5)
+            for _ in range(rng.randint(1, 2)):
+                noise = vocab.noise(rng)
+                if noise is not None:
+                    tags.setdefault(noise, _votes(rng))
         return tuple(sorted(tags.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @staticmethod
-    def _plant_faults(rng: random.Random, config: WorldConfig, genres: list[str], rgs: list[ReleaseGroup]) -> None:
+    def _plant_faults(rng: random.Random, config: WorldConfig, genres: list[str], rgs: list[ReleaseGroup],
+                      coverage: dict[str, float], home: dict[str, str]) -> None:
         """Broken covers, missing art, flaky images and near-duplicates, all from the seeded rng."""
         genre_set = set(genres)
         # Faults a harvesting client must meet: plant them among the release groups it will find.
@@ -325,8 +508,9 @@ class World:
         for i, kind in enumerate(BROKEN_KINDS):
             for rg in findable[i * per_kind:(i + 1) * per_kind]:
                 rg.art = kind
-        for rg in rgs:
-            if rg.art == "ok" and rng.random() < config.no_art_fraction:
+        for rg in rgs:  # missing art at the genre's coverage (ambiguous/unlabelled: the genre tagged for)
+            share = coverage[rg.genre] if rg.genre in coverage else coverage[home[rg.mbid]]
+            if rg.art == "ok" and rng.random() >= share:
                 rg.art = "none"
         for rg in rgs:
             if rg.art == "ok" and rng.random() < config.flaky_fraction:
@@ -444,9 +628,13 @@ class World:
     # ---- ground truth ---------------------------------------------------------------------------
 
     def truth(self, artist_cap: int = 2) -> dict:
-        """Per genre: findable album counts, losses, usable covers (and capped at `artist_cap` per artist)."""
+        """Per genre: findable album counts, losses, usable covers (and capped at `artist_cap` per artist),
+        the configured art coverage and the measured one (share of its findable albums with a cover)."""
+        thin = {g for g in self.taxonomy.genres
+                if any(normalize_tag(g) == normalize_tag(t) for t in self.config.thin_genres)}
         per_genre = {g: {"total": 0, "no_art": 0, "broken": {k: 0 for k in BROKEN_KINDS}, "flaky": 0,
-                         "duplicates": 0, "usable": 0, "usable_capped": 0, "artists": 0}
+                         "duplicates": 0, "usable": 0, "usable_capped": 0, "artists": 0,
+                         "art_coverage": self.coverage[g], "thin": g in thin}
                      for g in self.taxonomy.genres}
         other = {AMBIGUOUS: 0, UNLABELLED: 0}
         usable_by_artist: dict[tuple[str, str], int] = {}
@@ -472,6 +660,8 @@ class World:
         for (genre, _), n in usable_by_artist.items():
             per_genre[genre]["usable_capped"] += min(artist_cap, n)
             per_genre[genre]["artists"] += 1
+        for row in per_genre.values():
+            row["measured_coverage"] = round(1 - row["no_art"] / row["total"], 4) if row["total"] else None
         return {
             "seed": self.config.seed,
             "n_artists": len(self.artists),
@@ -489,4 +679,6 @@ class World:
             "broken": {k: [rg.mbid for rg in self.release_groups if rg.art == k] for k in BROKEN_KINDS},
             "flaky": [rg.mbid for rg in self.release_groups if rg.flaky],
             "no_art": sum(rg.art == "none" for rg in self.release_groups),
+            "art_coverage": dict(self.coverage),
+            "thin_genres": sorted(thin),
         }
