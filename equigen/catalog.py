@@ -216,7 +216,8 @@ class Catalog:
             stored = dict(self.conn.execute(
                 f"SELECT mbid, seq FROM release_groups WHERE seq > ? AND mbid IN ({','.join('?' * len(groups))})",
                 [seq, *[g.mbid for g in groups]]).fetchall())
-            new = [(g, stored[g.mbid]) for g in groups if g.mbid in stored]
+            unique = {g.mbid: g for g in reversed(groups)}  # a page may list an MBID twice: the first one counts
+            new = sorted(((g, stored[m]) for m, g in unique.items() if m in stored), key=lambda pair: pair[1])
         self.conn.executemany(
             "INSERT OR IGNORE INTO covers(mbid, status, updated_at) VALUES (?, 'pending', ?)",
             [(g.mbid, now) for g in groups],
@@ -258,11 +259,14 @@ class Catalog:
     def planning_rows(self, genres: Sequence[str]) -> pd.DataFrame:
         """Every release group of `genres` with its cover's state: the input of the fetch plan."""
         genres = list(genres)
-        return pd.read_sql_query(
+        frame = pd.read_sql_query(
             "SELECT r.mbid, r.genre, r.artist_mbid, r.label_confidence, r.seq, c.status, c.sha256,"
             " c.planned_round FROM release_groups r JOIN covers c USING (mbid)"
             f" WHERE r.genre IN ({','.join('?' * len(genres))}) ORDER BY r.seq",
             self.conn, params=genres)
+        for column in ("label_confidence", "planned_round"):  # all-NULL columns would come back as objects
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+        return frame
 
     def load_plan(self) -> tuple[int, dict[str, int], str | None, bool]:
         """(round, quota per genre, plan key, round finished) of the stored fetch plan."""
@@ -293,7 +297,7 @@ class Catalog:
     def planned_pending(self, round_no: int) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid)"
-            " WHERE c.planned_round = ? AND c.status IN ('pending', 'failed') ORDER BY r.seq", (round_no,))]
+            " WHERE c.planned_round = ? AND c.status = 'pending' ORDER BY r.seq", (round_no,))]
 
     # --- covers ---------------------------------------------------------------------------
     def covers_to_fetch(self, genres: Iterable[str] | None = None) -> list[str]:

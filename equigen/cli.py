@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from equigen import __version__
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, inert
 
 app = typer.Typer(
     add_completion=False,
@@ -77,6 +77,7 @@ def fetch(
     skip_discovery: bool = typer.Option(False, "--skip-discovery", help="Only download covers already in the catalog."),
     skip_download: bool = typer.Option(False, "--skip-download", help="Only discover release groups."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Rebuild a published dataset: fetch exactly the items of this manifest.parquet (sha256 checked)."),
+    oversample: Optional[float] = typer.Option(None, "--oversample", hidden=True),
 ) -> None:
     """Harvest release groups (MusicBrainz search by genre tag) and their front covers (Cover Art Archive) until every genre can be balanced.
 
@@ -87,6 +88,9 @@ def fetch(
     """
     from equigen.fetch import run_fetch
 
+    if oversample is not None:
+        raise EquigenError("--oversample is gone: fetch now stops when every genre can be balanced; "
+                           "--margin sets the extra share for near-duplicates (default 0.05)")
     settings = _settings(data_dir=data_dir, musicbrainz_url=musicbrainz_url, coverart_url=coverart_url, contact=contact,
                          concurrency=concurrency, thumbnail=thumbnail, mb_interval=mb_interval, taxonomy_path=taxonomy)
     run_fetch(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap, min_confidence=min_confidence,
@@ -245,7 +249,7 @@ def main() -> None:
     try:
         app()  # standalone: click prints usage errors itself (exit 2)
     except EquigenError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {inert(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted: the catalog is consistent; re-run the same command to resume")

@@ -452,7 +452,7 @@ def write_card(out: Path, items: pd.DataFrame, genres: list[str], report: dict, 
 pretty_name: {_q(PRETTY_NAME)}
 license: other
 license_name: cover-art-copyrighted-by-owners
-license_details: "Metadata: CC0 (MusicBrainz). Cover images: copyrighted by their respective owners; included for non-commercial research only."
+license_details: "Metadata: CC0 (MusicBrainz core data); genre labels and label evidence derive from MusicBrainz tags (supplementary data, CC BY-NC-SA 3.0). Cover images: copyrighted by their respective owners; included for non-commercial research only."
 task_categories:
 - image-classification
 tags:
@@ -484,7 +484,9 @@ into train / validation / test **by artist and by near-duplicate cluster**, so n
 
 ## Licence
 
-The metadata (release groups, artists, titles, dates, genre tags) comes from MusicBrainz and is CC0.
+The metadata (release groups, artists, titles, dates) comes from MusicBrainz core data and is CC0. The genre
+labels and their evidence (`label_votes`, `label_confidence`) are derived from MusicBrainz community tags, which
+are MusicBrainz supplementary data under CC BY-NC-SA 3.0 (see musicbrainz.org/doc/About/Data_License).
 **The cover images are copyrighted by their respective owners** (labels, artists, designers); they are
 served by the Cover Art Archive and are included here for non-commercial research on image classification
 only. No licence to the artwork is granted. `manifest.parquet` lets anyone rebuild the dataset from the
@@ -638,7 +640,8 @@ def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
         "citeAs": "EquiGen album covers by genre (citation to be added)",
         "keywords": ["album covers", "music genre", "image classification", "MusicBrainz", "Cover Art Archive"],
         "isAccessibleForFree": True,
-        "creditText": ("Metadata CC0 from MusicBrainz. Cover images are copyrighted by their owners and are "
+        "creditText": ("Metadata CC0 from MusicBrainz; genre labels derived from MusicBrainz tags (CC BY-NC-SA 3.0). "
+                       "Cover images are copyrighted by their owners and are "
                        "included for non-commercial research only; the licence above covers the metadata only."),
         "distribution": distribution,
         "recordSet": [{

@@ -42,7 +42,7 @@ from equigen.coverart import cover_url, download_cover
 from equigen.errors import EquigenError
 from equigen.images import BadImage, inspect_image
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
-from equigen.planning import (FINAL_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
+from equigen.planning import (TRIED_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
                                usable_by_genre)
 from equigen.records import CoverResult
 from equigen.storage import ensure_writable, store_image
@@ -54,6 +54,7 @@ DEFAULT_PER_GENRE = 4000
 DEFAULT_MARGIN = 0.05     # 5 % more usable covers than balance needs: near-duplicates dedup will drop
 
 FLUSH_EVERY = 64          # cover results per catalog transaction
+FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row that stop a harvest
 FLUSH_SECONDS = 0.5
 # Validation, hashing and storing run in worker processes, so they don't compete with the event loop
 # for the GIL (measured by benchmarks/bench_download.py: threads left the second core half idle).
@@ -77,6 +78,8 @@ class FetchStats:
     by_status: dict = field(default_factory=dict)
     usable: dict = field(default_factory=dict)     # genre -> covers balance can use (see planning.usable_by_genre)
     shortfalls: dict = field(default_factory=dict)  # genre -> covers missing for --per-genre when its tags ran out
+    failed_by_genre: dict = field(default_factory=dict)  # covers whose download failed (the next run retries them)
+    exhausted: set = field(default_factory=set)      # genres with every tag searched and no candidate left
     stored: int = 0           # ok covers in the catalog's target genres after the run
     published: int = 0        # covers balance --per-genre will publish (per genre: min(per_genre, usable))
 
@@ -145,7 +148,7 @@ def run_fetch(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: fl
         else:
             stats = asyncio.run(download_catalog_covers(settings, catalog, targets, console))
         stats.wall_seconds = time.monotonic() - started
-        _final_counts(catalog, targets, goal, stats)
+        _final_counts(catalog, targets, goal, stats, discover and download)
         catalog.set_meta("last_fetch", json.dumps({
             "per_genre": per_genre, "margin": margin, "artist_cap": goal.cap, "min_confidence": min_confidence,
             "genres": list(targets), "mb_requests": stats.mb_requests, "rounds": stats.rounds,
@@ -161,15 +164,19 @@ def run_fetch(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: fl
             + (f" | malformed results skipped {stats.malformed}" if stats.malformed else ""),
             highlight=False,
         )
-        if discover:
+        if discover and not download:
+            console.print("discovery only (--skip-download): run fetch again without it to download the covers")
+        elif discover:
             console.print(
                 f"covers stored {stats.stored} for {stats.published} to publish: "
                 f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds)", highlight=False)
             for genre, missing in stats.shortfalls.items():
+                failed = stats.failed_by_genre.get(genre, 0)
+                advice = (f"{failed} downloads failed: re-run the same command to retry them" if failed else
+                          "balance with a lower --per-genre or --allow-short")
                 console.print(
                     f"[yellow]short:[/] {escape(genre)}: every tag searched, {stats.usable.get(genre, 0)} usable covers "
-                    f"for --per-genre {per_genre} (short by {missing}); balance with a lower --per-genre or "
-                    f"--allow-short", highlight=False)
+                    f"for --per-genre {per_genre} (short by {missing}); {advice}", highlight=False)
     return stats
 
 
@@ -201,12 +208,14 @@ def _target_genres(taxonomy: Taxonomy, genres: Sequence[str] | None) -> tuple[st
     return tuple(by_lower[g.lower()] for g in genres)
 
 
-def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats: FetchStats) -> None:
+def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats: FetchStats, harvested: bool) -> None:
     rows = catalog.planning_rows(targets)
     stats.usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
     stats.stored = int((rows["status"] == "ok").sum())
     stats.published = sum(min(goal.per_genre, n) for n in stats.usable.values())
-    stats.shortfalls = {g: goal.per_genre - n for g, n in stats.usable.items() if n < goal.per_genre}
+    stats.shortfalls = {g: goal.per_genre - n for g, n in stats.usable.items()
+                        if harvested and n < goal.per_genre and g in stats.exhausted}
+    stats.failed_by_genre = rows[rows["status"] == "failed"].groupby("genre").size().to_dict()
 
 
 @contextmanager_async
@@ -250,37 +259,42 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
                    skipped: tuple[str, ...], download: bool, console: Console) -> FetchStats:
     """Rounds of (plan -> discover while short -> download the chosen covers) until no genre needs more.
 
-    Each round's quota and chosen covers are stored before anything is fetched for them, so a killed
-    run resumes the same round and ends exactly where an uninterrupted run ends.
+    Each round's quota and chosen covers are stored before anything is fetched for them, and every
+    decision is read back from the catalog, so a killed run resumes the same round and ends exactly
+    where an uninterrupted run ends. Only a run that starts after a finished one (or with another
+    goal) gives failed covers another chance.
     """
     key = json.dumps({"goal": [goal.target, goal.cap, goal.min_confidence], "genres": list(targets),
                       "skipped": list(skipped), "taxonomy": _taxonomy_fingerprint(taxonomy)})
     round_no, quota, stored_key, finished = catalog.load_plan()
-    resuming = stored_key == key and not finished and bool(quota)
-    if not resuming:
+    same_run = stored_key == key and catalog.get_meta("fetch_complete") != key
+    resuming = same_run and not finished and bool(quota)
+    if not same_run:
         catalog.reopen_unfinished()
+    catalog.set_meta("fetch_complete", "")
     discovery = _Discovery(catalog, taxonomy, targets, skipped)
     async with _clients(settings, console, 0, download, 0) as (mb, downloader, progress, stats):
         downloader.catalog = catalog
         if download:
             downloader.start()
-        bars = {g: progress.add_task(f"usable {g}", total=goal.target, info="") for g in targets}
-        spent: set[str] = set()   # genres whose every tag has been searched
+        bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
         t0 = time.monotonic()
         while True:
             rows = catalog.planning_rows(targets)
             usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
-            # Spent: no tag left to search and no untried candidate that an artist slot admits.
+            # Exhausted: every tag searched (stored in the catalog) and no untried candidate an artist slot admits.
             probe = RoundSelector.start(rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence)
-            exhausted = {g for g in spent if probe.untried(g) == 0}
+            stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
             for g in targets:
                 progress.update(bars[g], completed=min(usable[g], goal.target),
-                                info="short: tags spent" if g in exhausted and usable[g] < goal.target else "")
+                                info="short: tags spent" if g in stats.exhausted and usable[g] < goal.target else "")
             if not resuming:
-                tried = rows[rows["planned_round"].notna() & rows["status"].isin(FINAL_STATUSES)].groupby("genre").size()
-                quota = plan_round([GenreProgress(g, usable[g], int(tried.get(g, 0)), g in exhausted) for g in targets],
-                                   goal.target)
+                # Tried: a final answer about the art. A failed download says nothing about it.
+                tried = rows[rows["planned_round"].notna() & rows["status"].isin(TRIED_STATUSES)].groupby("genre").size()
+                quota = plan_round([GenreProgress(g, usable[g], int(tried.get(g, 0)), g in stats.exhausted)
+                                    for g in targets], goal.target)
                 if not any(quota.values()):
+                    catalog.set_meta("fetch_complete", key)
                     break
                 round_no += 1
                 catalog.start_round(round_no, quota, key)
@@ -301,9 +315,9 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
             choose()
             for genre in targets:
                 while selector.short(genre):
+                    downloader.raise_if_broken()
                     page = await discovery.next_page(mb, genre, progress, bars[genre])
                     if page is None:
-                        spent.add(genre)
                         break
                     stats.malformed += page.malformed
                     stats.new_release_groups += len(page.new)
@@ -311,22 +325,13 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
                     choose()
             stats.discovery_seconds = time.monotonic() - t0
             if not download:
-                catalog.reopen_unfinished()  # discovery only: the chosen covers stay untried candidates
+                # Discovery only: the chosen covers stay untried candidates, and the next run plans afresh.
+                catalog.reopen_unfinished()
+                catalog.finish_round(round_no)
                 break
-            before = dict(stats.by_status)
             await downloader.drain()
             catalog.finish_round(round_no)
-            _check_cover_archive(before, stats.by_status, settings)
     return stats
-
-
-def _check_cover_archive(before: dict, after: dict, settings: Settings) -> None:
-    """A round whose every cover failed to download means the Cover Art Archive is unreachable: stop."""
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    tried = sum(delta.values())
-    if tried >= 20 and delta.get("failed", 0) == tried:
-        raise EquigenError(f"all {tried} cover downloads of the last round failed: is the Cover Art Archive at "
-                           f"{settings.coverart_url} reachable? Re-run the same command to resume")
 
 
 @dataclass
@@ -348,7 +353,7 @@ class _Discovery:
     """Tag searches for short genres: which tag next (planning.next_search), paging, storing each page."""
 
     def __init__(self, catalog: Catalog, taxonomy: Taxonomy, targets, skipped) -> None:
-        self.catalog, self.taxonomy, self.skipped = catalog, taxonomy, skipped
+        self.catalog, self.taxonomy, self.targets, self.skipped = catalog, taxonomy, targets, skipped
         progress = catalog.discovery_progress()
         self.cursors: dict[tuple[str, str], Cursor] = {
             (r.genre, r.tag): Cursor(int(r.next_offset), None if pd.isna(r.total) else int(r.total), bool(r.exhausted))
@@ -363,6 +368,11 @@ class _Discovery:
             self.seen.update({normalize_tag(str(p[0])) for p in pairs})
         except (ValueError, TypeError, IndexError):
             pass
+
+    def spent_genres(self) -> set[str]:
+        """Genres whose every search name is exhausted (searched to the end, or covered by a broader search)."""
+        return {g for g in self.targets
+                if all(self.cursors.get((g, t), Cursor()).exhausted for t in self.taxonomy.search_names(g))}
 
     def exhausted_searches(self) -> list[str]:
         return [t for (_, t), c in self.cursors.items() if c.exhausted and c.total is not None]
@@ -382,13 +392,13 @@ class _Discovery:
                             genre, len(covered), ", ".join(covered[:3]))
             return None
         cursor = cursors[tag]
-        progress.update(bar, info=f"search {tag!r} @ {cursor.next_offset}")
+        progress.update(bar, info=escape(f"search {tag!r} @ {cursor.next_offset}"))
         page = await mb.search_tag(tag, cursor.next_offset, self.taxonomy.label, self.skipped)
         offset = cursor.next_offset + page.returned
         exhausted = page.returned == 0 or offset >= page.count
         new = self.catalog.record_page(genre, tag, page.groups, offset, page.count, exhausted)
         self.cursors[(genre, tag)] = Cursor(offset, page.count, exhausted)
-        for group in page.groups:
+        for group, _ in new:  # as a resumed run counts them: each release group once
             self.seen.update({normalize_tag(n) for n, _ in group.tags})
         return _Page([_Candidate(g.mbid, g.genre, g.artist_mbid, seq, g.label_confidence) for g, seq in new],
                      page.malformed)
@@ -416,6 +426,13 @@ class _Downloader:
         self.in_flight = 0
         self.busy_since = 0.0
         self.busy_seconds = 0.0
+        self.failed_in_a_row = 0
+
+    def raise_if_broken(self) -> None:
+        """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all."""
+        if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
+            raise EquigenError(f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
+                               f"at {self.settings.coverart_url} reachable? Re-run the same command to resume")
 
     def start(self) -> None:
         self.workers = [asyncio.create_task(self.worker()) for _ in range(self.settings.concurrency)]
@@ -432,11 +449,14 @@ class _Downloader:
         """Wait until every queued cover has its result (a worker's error is raised here)."""
         join = asyncio.ensure_future(self.queue.join())
         while not join.done():
-            await asyncio.wait([join, *self.workers], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([join, *self.workers], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             for w in self.workers:
                 if w.done() and not w.cancelled() and w.exception() is not None:
                     join.cancel()
                     raise w.exception()
+            if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
+                join.cancel()
+                self.raise_if_broken()
         self.flush()
 
     async def stop(self) -> None:
@@ -485,6 +505,7 @@ class _Downloader:
             self.stats.bytes += result.bytes or 0
         else:
             self.stats.failed += 1
+        self.failed_in_a_row = self.failed_in_a_row + 1 if result.status == "failed" else 0
         self.progress.update(self.task, advance=1, info=_status_info(self.stats.by_status))
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()

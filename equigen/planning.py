@@ -25,7 +25,7 @@ import pandas as pd
 from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.taxonomy import normalize_tag
 
-FINAL_STATUSES = ("ok", "no_art", "bad_image", "failed")
+TRIED_STATUSES = ("ok", "no_art", "bad_image")   # a final answer about a cover's art ("failed" is not one)
 MIN_YIELD = 0.05   # never plan more than 20 tries per missing cover, whatever the first tries showed
 
 
@@ -116,6 +116,9 @@ class RoundSelector:
         selector = cls(round_no, dict(quota), artist_cap, min_confidence)
         genres = list(quota)
         rows = rows[eligible_mask(rows, genres, min_confidence)].sort_values(["seq", "mbid"], kind="stable")
+        # An ok cover whose bytes an earlier cover has is no slot of its artist (as in usable_by_genre).
+        repeat = (rows["status"] == "ok") & rows["sha256"].notna() & rows["sha256"].duplicated()
+        rows = rows[~repeat]
         planned = rows["planned_round"]
         this_round = planned == round_no
         counted = this_round | ((rows["status"] == "ok") & planned.notna() & (planned < round_no)) | (

@@ -147,6 +147,11 @@ def resolve_genre(
 
 
 def default_taxonomy_path() -> Path:
+    """manifests/genres.toml: in a source checkout read directly (even where git wrote the package's
+    link as a plain file), in an installed wheel the copy the link became."""
+    source = Path(__file__).resolve().parents[1] / "manifests" / "genres.toml"
+    if source.is_file():
+        return source
     return Path(str(resources.files("equigen").joinpath("data/genres.toml")))
 
 
@@ -211,10 +216,10 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         tags[genre] = tuple(spelled.values())
         broad_raw = body.get("broad", []) if isinstance(body, Mapping) else []
         broad_names = [n.strip().lower() for n in _names(broad_raw, f"genre {genre!r} broad", source)]
-        outside = [n for n in broad_names if owner.get(normalize_tag(n)) != genre]
+        outside = [n for n in broad_names if normalize_tag(n) not in spelled]
         if outside:
             raise EquigenError(f"{source}: genre {genre!r} lists broad name(s) {outside} that are not among its tags")
-        broad[genre] = tuple(dict.fromkeys(broad_names))
+        broad[genre] = tuple(dict.fromkeys(spelled[normalize_tag(n)] for n in broad_names))  # as the tag is spelled
     if len(tags) < 2:
         raise EquigenError(f"{source}: a taxonomy needs at least two genres")
 

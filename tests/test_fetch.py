@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from equigen.catalog import Catalog
@@ -20,7 +21,7 @@ from equigen.errors import EquigenError
 from equigen.fetch import run_fetch
 from equigen.images import phash_hex
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag
+from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
 
 from conftest import HARVEST_PER_GENRE, quiet_console
 
@@ -277,3 +278,113 @@ def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
     assert len(covers) > 0 and covers.mbid.str.fullmatch(r"[0-9a-f-]{36}").all()
     assert (covers[covers.genre == "Metal"].status == "ok").sum() >= 3
     assert not any(".." in p.name for p in data.rglob("*"))
+
+
+# --- fetch until every genre can be balanced -------------------------------------------------------------
+
+def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path):
+    """50 % art coverage and a thin genre: one fetch, then dedup and balance, no second fetch."""
+    from equigen.curate import run_balance, run_dedup
+
+    per_genre, genres = 10, ["Blues", "Jazz", "Reggae", "New Age"]
+    wc = WorldConfig.small(seed=4, art_coverage=0.5, thin_genres=("New Age",), thin_artists=3)
+    with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
+        settings = _settings(sim.url, tmp_path / "d")
+        stats = run_fetch(settings, per_genre=per_genre, genres=genres, console=quiet_console())
+        truth = sim.world.truth(artist_cap=2)["genres"]
+        requests = len(sim.musicbrainz_log())
+    assert truth["New Age"]["usable_capped"] < per_genre <= min(truth[g]["usable_capped"] for g in genres[:3])
+    assert stats.mb_requests == requests
+    assert set(stats.shortfalls) == {"New Age"}
+    # everything the thin genre has was found and tried
+    assert stats.usable["New Age"] >= truth["New Age"]["usable_capped"]
+    run_dedup(settings, console=quiet_console())
+    report = run_balance(settings, per_genre=per_genre, seed=0, allow_short=True, console=quiet_console())
+    selected = {g["genre"]: g["selected"] for g in report["genres"]}
+    assert all(selected[g] == per_genre for g in genres[:3]), selected
+    assert report["short_genres"] == ["New Age"]
+    published = sum(selected.values())
+    assert stats.stored / published <= 1.3, (stats.stored, published)
+    with Catalog(settings.catalog_path) as cat:
+        covers = cat.covers_frame(status=None)
+    assert (covers.status == "pending").any(), "candidates that were not needed stay untried"
+
+
+def test_relabel_on_a_new_taxonomy_and_catalog_migration(tmp_path, small_taxonomy):
+    from equigen.records import ReleaseGroup
+
+    path = tmp_path / "catalog.sqlite"
+    # a schema-1 catalog (as written before label evidence): opening it migrates in place
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE release_groups (mbid TEXT PRIMARY KEY, title TEXT NOT NULL, primary_type TEXT,
+            secondary_types TEXT NOT NULL DEFAULT '[]', first_release_date TEXT, artist_mbid TEXT, artist_name TEXT,
+            tags TEXT NOT NULL DEFAULT '[]', genre TEXT NOT NULL, found_via TEXT, discovered_at REAL NOT NULL);
+        CREATE TABLE covers (mbid TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL
+            DEFAULT 0, http_status INTEGER, error TEXT, sha256 TEXT, phash TEXT, width INTEGER, height INTEGER,
+            bytes INTEGER, format TEXT, path TEXT, source_url TEXT, updated_at REAL);
+        INSERT INTO release_groups VALUES ('00000000-0000-4000-8000-000000000001', 'Old', 'Album', '[]', NULL, NULL,
+            NULL, '[["bebop", 2], ["heavy metal", 1]]', 'Jazz', 'Jazz/bebop', 0);
+        INSERT INTO covers(mbid) VALUES ('00000000-0000-4000-8000-000000000001');
+    """)
+    con.close()
+    tax = load_taxonomy(small_taxonomy)
+    with Catalog(path) as cat:
+        assert cat.get_meta("schema_version") == "2"
+        row = cat.planning_rows(["Jazz"]).iloc[0]
+        assert row.seq == 1 and pd.isna(row.label_confidence) and pd.isna(row.planned_round)  # unknown until relabelled
+        cat.add_release_groups([ReleaseGroup("00000000-0000-4000-8000-000000000002", "Kept", "Album", (), None, None,
+                                             None, (), "Metal", 3, 1.0)], found_via="manifest:m.parquet")
+        # a taxonomy where bebop no longer counts: the same stored tags now say Metal
+        other = parse_taxonomy({"genres": {"Metal": {"tags": ["heavy metal"]}, "Jazz": {"tags": ["jazz"]}}})
+        assert cat.relabel(other.label) == 1
+        frame = cat.covers_frame(status=None).set_index("title")
+        assert (frame.loc["Old", "genre"], frame.loc["Old", "label_votes"], frame.loc["Old", "label_confidence"]) == (
+            "Metal", 1, 1.0)
+        assert (frame.loc["Kept", "genre"], frame.loc["Kept", "label_votes"]) == ("Metal", 3)  # published label kept
+        assert cat.relabel(tax.label) == 1 and cat.relabel(tax.label) == 0
+        assert cat.covers_frame(status=None).set_index("title").loc["Old", "label_confidence"] == round(2 / 3, 6)
+
+
+def test_discovery_only_then_download_only_then_fetch_adds_nothing(tmp_path):
+    genres = ["Rock", "Jazz"]
+    with simulator_in_thread(world_config=WorldConfig.small(seed=3), sim_config=SimConfig(rate_limit=0)) as sim:
+        settings = _settings(sim.url, tmp_path / "d", mb_interval=0.0)
+        found = run_fetch(settings, per_genre=10, genres=genres, download=False, console=quiet_console())
+        assert found.downloaded == 0 and found.shortfalls == {} and found.new_release_groups > 0
+        got = run_fetch(settings, per_genre=10, genres=genres, discover=False, console=quiet_console())
+        assert all(got.usable[g] >= 11 for g in genres), got.usable
+        again = run_fetch(settings, per_genre=10, genres=genres, console=quiet_console())
+    assert (again.downloaded, again.mb_requests, again.rounds) == (0, 0, 0)
+
+
+def test_unreachable_cover_art_archive_stops_early_in_one_line(tmp_path):
+    with simulator_in_thread(world_config=WorldConfig.small(seed=3), sim_config=SimConfig(rate_limit=0)) as sim:
+        r = _cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", sim.url, "--coverart-url",
+                 "http://127.0.0.1:9", "--mb-interval", "0", "--per-genre", "200", env={**os.environ, "EQUIGEN_MAX_ATTEMPTS": "1"})
+        searches = len(sim.musicbrainz_log())
+    _one_line_error(r, "Cover Art Archive")
+    assert searches < 15, "the harvest stopped instead of trying every candidate"
+
+
+def test_external_text_is_printed_inertly(tmp_path):
+    r = _cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
+             "--coverart-url", "http://127.0.0.1:9", "--genre", "[/bold]\x1b]8;;http://x\x07evil")
+    _one_line_error(r, "unknown genre")
+    assert "\x1b" not in r.stderr and "[/bold]" in r.stderr and "MarkupError" not in r.stderr
+
+
+def test_a_page_listing_an_mbid_twice_adds_it_once(tmp_path):
+    from equigen.records import ReleaseGroup
+
+    def rg(n):
+        return ReleaseGroup(f"00000000-0000-4000-8000-00000000000{n}", f"t{n}", "Album", (), None, None, None, (),
+                            "Jazz", 1, 1.0)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.ensure_discovery_rows([("Jazz", "jazz")])
+        new = cat.record_page("Jazz", "jazz", [rg(1), rg(2), rg(1)], 3, 3, True)
+        assert [(g.mbid[-1], seq) for g, seq in new] == [("1", 1), ("2", 2)]
+        later = cat.record_page("Jazz", "jazz", [rg(2), rg(3)], 5, 5, True)
+        assert [g.mbid[-1] for g, _ in later] == ["3"] and later[0][1] > 2   # discovery order kept
