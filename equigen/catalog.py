@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS discovery (
 );
 CREATE TABLE IF NOT EXISTS covers (
     mbid TEXT PRIMARY KEY REFERENCES release_groups(mbid),
-    status TEXT NOT NULL DEFAULT 'pending',       -- pending | ok | no_art | bad_image | failed
+    status TEXT NOT NULL DEFAULT 'pending',       -- pending | ok | no_art | bad_image | refused | failed
     attempts INTEGER NOT NULL DEFAULT 0,
     http_status INTEGER,
     error TEXT,
@@ -92,7 +92,7 @@ MIGRATE_1_TO_2 = (
     "ALTER TABLE covers ADD COLUMN planned_round INTEGER",
 )
 
-COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "failed")
+COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "refused", "failed")
 
 
 class Catalog:

@@ -7,12 +7,15 @@ hashes and stores the bytes (images.py, storage.py) and records the result (cata
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
+import socket
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlparse
 
 import aiohttp
+from aiohttp.resolver import ThreadedResolver
 
 from equigen.mbids import require_mbid
 
@@ -47,21 +50,65 @@ class Refused(Exception):
         self.http_status = http_status
 
 
+class NotGlobalAddress(OSError):
+    """A host that resolves only to loopback, private, link-local or other non-global addresses."""
+
+
+class GlobalOnlyResolver(ThreadedResolver):
+    """Resolves like aiohttp's default and drops every non-global address, for every hop and connection,
+    so a redirect (or a DNS answer) cannot point our requests at 127.0.0.1, 10.x or 169.254.169.254
+    (SSRF). Checking at connect time, not per URL, leaves no gap for DNS rebinding."""
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+        results = await super().resolve(host, port, family)
+        allowed = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
+        if not allowed:
+            raise NotGlobalAddress(f"{host[:80]} resolves to no global address ({results[0]['host'] if results else '-'})")
+        return allowed
+
+
+def is_local_url(url: str) -> bool:
+    """A base URL on this machine or a private network (the simulator, a mirror): redirects may stay there."""
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def _private_literal(url: str) -> bool:
+    try:
+        return not ipaddress.ip_address(urlparse(url).hostname or "").is_global
+    except ValueError:
+        return False  # a host name: the resolver decides
+
+
 def cover_url(coverart_url: str, mbid: str, thumbnail: int) -> str:
     return f"{coverart_url.rstrip('/')}/release-group/{require_mbid(mbid)}/front-{thumbnail}"
 
 
 async def download_cover(session: aiohttp.ClientSession, url: str, *, headers: dict, max_bytes: int,
-                         max_attempts: int = 4, backoff: float = 0.5) -> Outcome:
-    """GET `url` following at most MAX_REDIRECTS http(s) redirects; retry transient failures."""
+                         max_attempts: int = 4, backoff: float = 0.5, allow_private: bool = True) -> Outcome:
+    """GET `url` following at most MAX_REDIRECTS http(s) redirects; retry transient failures.
+
+    allow_private=False refuses any hop to a non-global IP literal ("refused"); host names are
+    checked by the session's GlobalOnlyResolver.
+    """
     last_error, last_status = "", None
     for attempt in range(1, max_attempts + 1):
         try:
-            status, data, final_url = await _get_following(session, url, headers, max_bytes)
+            status, data, final_url = await _get_following(session, url, headers, max_bytes, allow_private)
         except Retryable as exc:
             last_error, last_status = str(exc), exc.http_status
         except Refused as exc:
             return Outcome(exc.status, attempt, exc.http_status, error=str(exc))
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, NotGlobalAddress):
+                logger.info("refused %s: %s", url, exc.os_error)
+                return Outcome("refused", attempt, None, error=f"refused: {exc.os_error}"[:300])
+            last_error, last_status = f"{type(exc).__name__}: {exc}".strip(": "), None
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             last_error, last_status = f"{type(exc).__name__}: {exc}".strip(": "), None
         else:
@@ -77,9 +124,12 @@ async def download_cover(session: aiohttp.ClientSession, url: str, *, headers: d
     return Outcome("failed", max_attempts, last_status, error=last_error[:300] or "failed")
 
 
-async def _get_following(session, url: str, headers: dict, max_bytes: int) -> tuple[int, bytes | None, str]:
+async def _get_following(session, url: str, headers: dict, max_bytes: int,
+                         allow_private: bool = True) -> tuple[int, bytes | None, str]:
     current = url
     for _ in range(MAX_REDIRECTS + 1):
+        if not allow_private and _private_literal(current):
+            raise Refused("refused", f"refused a request to a non-global address: {current[:100]}")
         async with session.get(current, headers=headers, allow_redirects=False) as resp:
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.headers.get("Location")
@@ -98,18 +148,21 @@ async def _get_following(session, url: str, headers: dict, max_bytes: int) -> tu
             length = resp.content_length
             if length is not None and length > max_bytes:
                 raise Refused("bad_image", f"body of {length} bytes exceeds the cap of {max_bytes}", 200)
-            if length is not None:
+            encoded = resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+            if length is not None and not encoded:
                 # Declared size within the cap: one read, no per-chunk loop (aiohttp stops at the
                 # declared length; a connection closed early gives fewer bytes or a payload error).
                 data = await resp.read()
                 if len(data) != length:
                     raise Retryable(f"body cut short: {len(data)} of {length} bytes", 200)
                 return 200, data, current
+            # Unknown length, or compressed (aiohttp inflates it): count the *decoded* bytes as they come,
+            # so a small gzip body that inflates to gigabytes stops at the cap.
             chunks, total = [], 0
             async for chunk in resp.content.iter_chunked(1 << 16):
                 total += len(chunk)
                 if total > max_bytes:
-                    raise Refused("bad_image", f"body exceeds the cap of {max_bytes} bytes", 200)
+                    raise Refused("bad_image", f"decoded body exceeds the cap of {max_bytes} bytes", 200)
                 chunks.append(chunk)
             return 200, b"".join(chunks), current
     raise Refused("failed", f"more than {MAX_REDIRECTS} redirects from {url}", None)

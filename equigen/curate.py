@@ -15,6 +15,7 @@ from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
 from equigen.errors import EquigenError
+from equigen.lock import data_folder_lock
 from equigen.taxonomy import load_taxonomy
 
 MAX_LISTED_CLUSTERS = 20
@@ -150,6 +151,12 @@ def dedup_report(covers: pd.DataFrame, threshold: int) -> dict:
 
 
 def run_dedup(settings: Settings, threshold: int | None = None, console: Console | None = None) -> dict:
+    """Dedup with the data folder locked (see lock.py): one writer per folder."""
+    with data_folder_lock(settings.data_dir, "dedup", create=False):
+        return _run_dedup_unlocked(settings, threshold=threshold, console=console)
+
+
+def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, console: Console | None = None) -> dict:
     """Cluster the ok covers, store the clusters (clearing any selection), write reports/dedup.{json,png}."""
     console = console or Console(stderr=True)
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -235,6 +242,14 @@ def _balance_table(result: BalanceResult) -> Table:
 
 
 def run_balance(settings: Settings, per_genre: int = 4000, seed: int = 0, artist_cap: int | None = None,
+                allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
+    """Balance with the data folder locked (see lock.py): one writer per folder."""
+    with data_folder_lock(settings.data_dir, "balance", create=False):
+        return _run_balance_unlocked(settings, per_genre=per_genre, seed=seed, artist_cap=artist_cap,
+                                     allow_short=allow_short, min_confidence=min_confidence, console=console)
+
+
+def _run_balance_unlocked(settings: Settings, per_genre: int = 4000, seed: int = 0, artist_cap: int | None = None,
                 allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
     """Select per_genre canonical covers per fetched genre and store the selection.
 

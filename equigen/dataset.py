@@ -30,6 +30,7 @@ from equigen import __version__
 from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.errors import EquigenError
+from equigen.lock import data_folder_lock
 from equigen.images import FORMAT_EXT
 from equigen.mbids import is_mbid
 from equigen.rebuild import MANIFEST_SOURCE
@@ -55,6 +56,18 @@ OPTIONAL_MANIFEST_COLUMNS = ("label_votes", "label_confidence")
 
 
 def run_split(
+    settings: Settings,
+    ratios: tuple[float, float, float] = DEFAULT_RATIOS,
+    seed: int = 0,
+    shard_rows: int = 2000,
+    console: Console | None = None,
+) -> dict:
+    """Split with the data folder locked (see lock.py): one writer per folder."""
+    with data_folder_lock(settings.data_dir, "split", create=False):
+        return _run_split_unlocked(settings, ratios=ratios, seed=seed, shard_rows=shard_rows, console=console)
+
+
+def _run_split_unlocked(
     settings: Settings,
     ratios: tuple[float, float, float] = DEFAULT_RATIOS,
     seed: int = 0,

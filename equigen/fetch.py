@@ -38,8 +38,9 @@ from rich.table import Table
 from equigen.balance import default_artist_cap
 from equigen.catalog import Catalog
 from equigen.config import Settings
-from equigen.coverart import cover_url, download_cover
+from equigen.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
 from equigen.errors import EquigenError
+from equigen.lock import data_folder_lock
 from equigen.images import BadImage, inspect_image
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (TRIED_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
@@ -74,6 +75,7 @@ class FetchStats:
     wall_seconds: float = 0.0
     new_release_groups: int = 0
     malformed: int = 0        # search results skipped as not usable release groups
+    repeated_searches: int = 0  # searches stopped because a page brought nothing the search had not returned
     rounds: int = 0
     by_status: dict = field(default_factory=dict)
     usable: dict = field(default_factory=dict)     # genre -> covers balance can use (see planning.usable_by_genre)
@@ -113,6 +115,18 @@ def run_fetch(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: fl
               artist_cap: int | None = None, min_confidence: float = 0.0, genres: Sequence[str] | None = None,
               include_secondary: Sequence[str] | None = None, discover: bool = True, download: bool = True,
               manifest: Path | None = None, console: Console | None = None) -> FetchStats:
+    """Fetch with the data folder locked (see lock.py): one writer per folder."""
+    with data_folder_lock(settings.data_dir, "fetch"):
+        return _run_fetch_unlocked(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap,
+                                   min_confidence=min_confidence, genres=genres, include_secondary=include_secondary,
+                                   discover=discover, download=download, manifest=manifest, console=console)
+
+
+def _run_fetch_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: float = DEFAULT_MARGIN,
+                        artist_cap: int | None = None, min_confidence: float = 0.0,
+                        genres: Sequence[str] | None = None, include_secondary: Sequence[str] | None = None,
+                        discover: bool = True, download: bool = True, manifest: Path | None = None,
+                        console: Console | None = None) -> FetchStats:
     """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its tags run out.
 
     Usable: ok, distinct by sha256, labelled (confidence >= min_confidence), within the artist cap
@@ -161,7 +175,8 @@ def run_fetch(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: fl
             f"wall {stats.wall_seconds:.1f} s | MusicBrainz requests {stats.mb_requests} | "
             f"covers downloaded {stats.downloaded} ({stats.covers_per_second:.1f}/s, {stats.bytes / 1e6:.1f} MB) | "
             f"new release groups {stats.new_release_groups}"
-            + (f" | malformed results skipped {stats.malformed}" if stats.malformed else ""),
+            + (f" | malformed results skipped {stats.malformed}" if stats.malformed else "")
+            + (f" | searches stopped for repeating pages {stats.repeated_searches}" if stats.repeated_searches else ""),
             highlight=False,
         )
         if discover and not download:
@@ -223,7 +238,10 @@ async def _clients(settings: Settings, console: Console, total: int, download: b
     """Sessions, the download workers and the progress display shared by a harvest and a download-only run."""
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
     mb_connector = aiohttp.TCPConnector(limit=2)
-    caa_connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host, ttl_dns_cache=300)
+    # Redirects may only leave the global internet when the configured archive is itself local (simulator, mirror).
+    resolver = None if is_local_url(settings.coverart_url) else GlobalOnlyResolver()
+    caa_connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host,
+                                         ttl_dns_cache=300, resolver=resolver)
     progress = Progress(
         TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
@@ -331,6 +349,7 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
                 break
             await downloader.drain()
             catalog.finish_round(round_no)
+        stats.repeated_searches = discovery.repeats
     return stats
 
 
@@ -359,6 +378,8 @@ class _Discovery:
             (r.genre, r.tag): Cursor(int(r.next_offset), None if pd.isna(r.total) else int(r.total), bool(r.exhausted))
             for r in progress.itertuples()}
         self.seen: Counter = Counter()
+        self.returned: dict[tuple[str, str], set[str]] = {}   # MBIDs each search returned in this run
+        self.repeats = 0                                       # searches stopped for repeating themselves
         for (tags_json,) in catalog.conn.execute("SELECT tags FROM release_groups"):
             self._count_tags(tags_json)
 
@@ -396,6 +417,14 @@ class _Discovery:
         page = await mb.search_tag(tag, cursor.next_offset, self.taxonomy.label, self.skipped)
         offset = cursor.next_offset + page.returned
         exhausted = page.returned == 0 or offset >= page.count
+        earlier = self.returned.setdefault((genre, tag), set())
+        if page.ids and earlier.issuperset(page.ids):
+            # A server whose pages repeat what this search already returned would be paged for ever.
+            logger.warning("search %r @ %d brought nothing new (count %d): stopping this tag", tag,
+                           cursor.next_offset, page.count)
+            self.repeats += 1
+            exhausted = True
+        earlier.update(page.ids)
         new = self.catalog.record_page(genre, tag, page.groups, offset, page.count, exhausted)
         self.cursors[(genre, tag)] = Cursor(offset, page.count, exhausted)
         for group, _ in new:  # as a resumed run counts them: each release group once
@@ -486,7 +515,8 @@ class _Downloader:
         try:
             url = cover_url(self.settings.coverart_url, mbid, self.settings.thumbnail)
             outcome = await download_cover(self.session, url, headers=self.headers, max_bytes=self.settings.max_bytes,
-                                           max_attempts=self.settings.max_attempts)
+                                           max_attempts=self.settings.max_attempts,
+                                           allow_private=is_local_url(self.settings.coverart_url))
             if outcome.status == "ok":
                 result = await loop.run_in_executor(self.pool, validate_and_store, self.settings.data_dir,
                                                     self.settings.max_pixels, self.settings.min_side, mbid, url,
@@ -565,7 +595,7 @@ def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = No
     """Per genre: candidates, cover statuses and (for a harvest) usable covers against the target."""
     frame = catalog.status_table()
     pivot = frame.pivot_table(index="genre", columns="status", values="n", aggfunc="sum", fill_value=0)
-    columns = ["ok", "no_art", "bad_image", "failed", "pending"]
+    columns = ["ok", "no_art", "bad_image", "refused", "failed", "pending"]
     table = Table(title="equigen fetch: covers per genre")
     table.add_column("genre")
     table.add_column("candidates", justify="right")

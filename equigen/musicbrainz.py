@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -25,6 +26,8 @@ from equigen.taxonomy import Label
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # the most MusicBrainz search returns per request
+MAX_ANSWER_BYTES = 16_000_000   # decoded bytes of one JSON answer (a full search page is ~0.3 MB)
+RETRY_STATUSES = {429, 500, 502, 503, 504}  # 429 from a proxy in front of the service is handled like 503
 DEFAULT_SKIPPED_SECONDARY = ("compilation", "live", "soundtrack")
 
 
@@ -58,6 +61,7 @@ class SearchPage:
     groups: list[ReleaseGroup]    # parsed, filtered, genre-resolved
     returned: int                 # items in the raw page (before filtering), drives paging
     malformed: int = 0            # items skipped because they were not usable release groups
+    ids: tuple[str, ...] = ()     # every parsed item's MBID, before filtering (to notice a server repeating pages)
 
 
 def tag_query(tag: str) -> str:
@@ -67,6 +71,7 @@ def tag_query(tag: str) -> str:
 
 
 MAX_TEXT = 1000      # characters kept of a title or an artist name
+_SURROGATES = re.compile("[\ud800-\udfff]")
 MAX_TAGS = 500       # tags kept per release group
 MAX_TAG_NAME = 200   # characters of a tag name
 
@@ -76,7 +81,10 @@ class MalformedItem(ValueError):
 
 
 def _text(value, limit: int = MAX_TEXT) -> str | None:
-    return str(value)[:limit] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    """A capped string field; lone surrogates (not storable as UTF-8) become U+FFFD."""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    return _SURROGATES.sub("\ufffd", str(value)[:limit])
 
 
 def _tags(raw_tags) -> tuple[tuple[str, int], ...]:
@@ -91,7 +99,7 @@ def _tags(raw_tags) -> tuple[tuple[str, int], ...]:
         count = tag.get("count", 0)
         if isinstance(count, bool) or not isinstance(count, (int, float)) or count != count:
             raise MalformedItem(f"tag {tag['name'][:40]!r} has a non-numeric count")
-        out.append((tag["name"][:MAX_TAG_NAME].strip().lower(), int(count)))
+        out.append((_text(tag["name"], MAX_TAG_NAME).strip().lower(), int(count)))
     return tuple(out)
 
 
@@ -164,22 +172,28 @@ class MusicBrainzClient:
             if self.on_request:
                 self.on_request()
             try:
-                async with self.session.get(url, params=params, headers=self.headers) as resp:
-                    if resp.status == 503 or resp.status >= 500:
+                async with self.session.get(url, params=params, headers=self.headers, allow_redirects=False) as resp:
+                    if resp.status in RETRY_STATUSES or resp.status >= 500:
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
                         delay = retry_after if retry_after is not None else _backoff(attempt)
                         logger.info("MusicBrainz answered %d for %s; backing off %.1f s (retry %d of %d)",
                                     resp.status, path, delay, attempt + 1, self.max_retries)
                         self.limiter.push_back(delay)
                         continue
-                    body = await resp.read()
+                    if 300 <= resp.status < 400:
+                        raise EquigenError(f"MusicBrainz at {self.base_url} answered {resp.status} (a redirect) for "
+                                           f"{path}: point --musicbrainz-url at the service itself")
+                    body = await _read_capped(resp, MAX_ANSWER_BYTES)
+                    if body is None:
+                        raise EquigenError(f"MusicBrainz at {self.base_url} sent more than {MAX_ANSWER_BYTES:,} bytes "
+                                           f"for {path}: not a search answer")
                     if resp.status != 200:
                         raise EquigenError(
                             f"MusicBrainz answered {resp.status} for {resp.url}: {_short(body)}"
                         )
                     try:
                         return json.loads(body)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         raise EquigenError(f"MusicBrainz at {self.base_url} sent a non-JSON answer for {path}") from None
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 if attempt >= 2:
@@ -211,6 +225,7 @@ class MusicBrainzClient:
             groups=[g for g in parsed if keep(g, skipped_secondary)],
             returned=len(raw_groups),
             malformed=malformed,
+            ids=tuple(g.mbid for g in parsed),
         )
 
     async def lookup(self, mbid: str, label) -> ReleaseGroup:
@@ -220,6 +235,17 @@ class MusicBrainzClient:
             return parse_release_group(data, label)
         except MalformedItem as exc:
             raise EquigenError(f"MusicBrainz sent a malformed release group for {mbid}: {exc}") from None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The decoded body (aiohttp inflates gzip/deflate), read in chunks; None beyond `limit` bytes."""
+    chunks, total = [], 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -25,7 +25,7 @@ import pandas as pd
 from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.taxonomy import normalize_tag
 
-TRIED_STATUSES = ("ok", "no_art", "bad_image")   # a final answer about a cover's art ("failed" is not one)
+TRIED_STATUSES = ("ok", "no_art", "bad_image", "refused")  # a final answer about a cover ("failed" is not one)
 MIN_YIELD = 0.05   # never plan more than 20 tries per missing cover, whatever the first tries showed
 
 

@@ -1,0 +1,205 @@
+"""Hostile and unlucky servers on real sockets: decoded-size caps, 429, redirects, endless paging, the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+import sys
+import tracemalloc
+import zlib
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from equigen.catalog import Catalog
+from equigen.config import load_settings
+from equigen.coverart import download_cover
+from equigen.errors import EquigenError
+from equigen.fetch import run_fetch
+from equigen.lock import data_folder_lock
+from equigen.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
+from equigen.taxonomy import load_taxonomy
+from conftest import quiet_console
+
+MBID = "0f8c8b4e-2d5a-4b2b-9a57-6e4f1f7a1c01"
+
+
+def gzip_bomb(inflated: int) -> bytes:
+    """A gzip stream of `inflated` zero bytes, built in pieces (the compressed body is ~1/1000 of it)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    return b"".join([*(packer.compress(block) for _ in range(inflated >> 20)), packer.flush()])
+
+
+def answer(**response):
+    """A handler that always gives the same response."""
+    async def handler(request):
+        return web.Response(**response)
+    return handler
+
+
+async def serve(routes: dict):
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_passes():
+    bomb = gzip_bomb(256 << 20)                      # 256 MiB inflated, ~250 KB on the wire
+    jpeg = bytes(range(256)) * 64                    # any bytes: download_cover does not decode images
+
+    async def main():
+        runner, url = await serve({
+            "/bomb": answer(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "image/jpeg"}),
+            "/gz": answer(body=gzip.compress(jpeg), headers={"Content-Encoding": "gzip"}),
+        })
+        try:
+            async with aiohttp.ClientSession() as session:
+                tracemalloc.start()
+                bombed = await download_cover(session, f"{url}/bomb", headers={}, max_bytes=10_000_000)
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                genuine = await download_cover(session, f"{url}/gz", headers={}, max_bytes=10_000_000)
+        finally:
+            await runner.cleanup()
+        return bombed, peak, genuine
+
+    bombed, peak, genuine = asyncio.run(main())
+    assert bombed.status == "bad_image" and "decoded body exceeds" in bombed.error and bombed.attempts == 1
+    assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB while refusing a gzip bomb"
+    assert genuine.status == "ok" and genuine.data == jpeg
+
+
+def _mb(url: str, session) -> MusicBrainzClient:
+    return MusicBrainzClient(session, url, "equigen-test/1 ( test@example.org )", interval=0.0)
+
+
+def test_musicbrainz_answers_are_capped_and_checked():
+    deep = b"[" * 200_000 + b"]" * 200_000
+    calls = {"busy": 0}
+
+    async def busy(request):
+        calls["busy"] += 1
+        if calls["busy"] == 1:   # a proxy's 429 with Retry-After is a backoff, not the end of the harvest
+            return web.Response(status=429, headers={"Retry-After": "0"})
+        return web.json_response({"count": 0, "offset": 0, "release-groups": []})
+
+    async def main():
+        runner, url = await serve({
+            "/ws/2/bomb": answer(body=gzip_bomb(64 << 20), headers={"Content-Encoding": "gzip"}),
+            "/ws/2/deep": answer(body=deep, content_type="application/json"),
+            "/ws/2/moved": answer(status=302, headers={"Location": "file:///etc/passwd"}),
+            "/ws/2/busy": busy,
+        })
+        out = {}
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = _mb(url, session)
+                for name in ("bomb", "deep", "moved"):
+                    with pytest.raises(EquigenError) as err:
+                        await client.get_json(f"/ws/2/{name}", {})
+                    out[name] = str(err.value)
+                out["busy"] = await client.get_json("/ws/2/busy", {})
+        finally:
+            await runner.cleanup()
+        return out
+
+    out = asyncio.run(main())
+    assert f"more than {MAX_ANSWER_BYTES:,} bytes" in out["bomb"]
+    assert "non-JSON" in out["deep"]
+    assert "redirect" in out["moved"]
+    assert out["busy"]["count"] == 0 and calls["busy"] == 2
+    assert all("\n" not in message for message in out.values() if isinstance(message, str))
+
+
+def test_a_server_repeating_its_pages_does_not_keep_fetch_paging(tmp_path):
+    """count never ends, every page the same three albums: each tag stops after the page that brings nothing new."""
+    items = [{"id": f"{MBID[:-1]}{i}", "title": f"t{i}", "primary-type": "Album",
+              "artist-credit": [{"name": "a", "artist": {"id": MBID, "name": "a"}}],
+              "tags": [{"name": "jazz", "count": 2}]} for i in range(3)]
+    requests = []
+
+    async def search(request):
+        requests.append(request.query.get("query"))
+        return web.json_response({"created": "x", "count": 10**6, "offset": int(request.query.get("offset", 0)),
+                                  "release-groups": items})
+
+    async def main():
+        runner, url = await serve({"/ws/2/release-group": search,
+                                   "/release-group/{mbid}/{which}": answer(status=404)})
+        try:
+            settings = load_settings(data_dir=tmp_path / "d", musicbrainz_url=url, coverart_url=url, mb_interval=0.0)
+            return await asyncio.to_thread(run_fetch, settings, per_genre=5, genres=["Jazz"], console=quiet_console())
+        finally:
+            await runner.cleanup()
+
+    stats = asyncio.run(main())
+    names = len(load_taxonomy().search_names("Jazz"))
+    assert stats.repeated_searches >= 1 and len(requests) <= 2 * names
+    assert stats.shortfalls == {"Jazz": 5}
+
+
+def test_a_second_writer_on_one_data_folder_is_refused_naming_the_first(tmp_path):
+    data = tmp_path / "d"
+    with data_folder_lock(data, "fetch"):
+        r = subprocess.run([sys.executable, "-m", "equigen.cli", "fetch", "--data-dir", str(data),
+                            "--musicbrainz-url", "http://127.0.0.1:9", "--coverart-url", "http://127.0.0.1:9"],
+                           capture_output=True, text=True, timeout=60)
+        r2 = subprocess.run([sys.executable, "-m", "equigen.cli", "dedup", "--data-dir", str(data)],
+                            capture_output=True, text=True, timeout=60)
+    for result in (r, r2):
+        lines = [l for l in result.stderr.splitlines() if l.strip()]
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert "in use by `equigen fetch`" in lines[0] and "pid" in lines[0]
+    # released: the kernel drops the lock with its holder, so a later writer proceeds
+    with data_folder_lock(data, "dedup"):
+        pass
+    r3 = subprocess.run([sys.executable, "-m", "equigen.cli", "balance", "--data-dir", str(tmp_path / "nowhere")],
+                        capture_output=True, text=True, timeout=60)
+    assert r3.returncode != 0 and "run `equigen fetch` first" in r3.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_lone_surrogate_in_a_title_is_stored_not_fatal(tmp_path):
+    raw = {"id": MBID, "title": "bad \ud800 title", "primary-type": "Album", "tags": [{"name": "jazz\udc00", "count": 1}]}
+    group = parse_release_group(raw, load_taxonomy().label)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.add_release_groups([group], found_via="test")
+        assert cat.covers_frame(status=None).title.tolist() == ["bad \ufffd title"]
+    json.dumps(group.tags)  # storable as JSON, no surrogates left
+
+
+def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
+    from equigen.coverart import GlobalOnlyResolver, is_local_url
+
+    async def image(request):
+        return web.Response(body=b"\xff\xd8 not really a jpeg")
+
+    async def main():
+        runner, url = await serve({"/img": image, "/hop": answer(status=307, headers={"Location": "/img"})})
+        port = url.rsplit(":", 1)[1]
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GlobalOnlyResolver())) as guarded, \
+                    aiohttp.ClientSession() as plain:
+                by_name = await download_cover(guarded, f"http://localhost:{port}/hop", headers={}, max_bytes=10_000,
+                                               allow_private=False)
+                by_address = await download_cover(plain, f"{url}/hop", headers={}, max_bytes=10_000, allow_private=False)
+                local_archive = await download_cover(plain, f"{url}/hop", headers={}, max_bytes=10_000)
+        finally:
+            await runner.cleanup()
+        return by_name, by_address, local_archive
+
+    by_name, by_address, local_archive = asyncio.run(main())
+    assert by_name.status == "refused" and "no global address" in by_name.error and by_name.attempts == 1
+    assert by_address.status == "refused" and by_address.attempts == 1
+    assert local_archive.status == "ok"
+    assert is_local_url("http://127.0.0.1:8765") and is_local_url("http://10.1.2.3") and is_local_url("http://localhost")
+    assert not is_local_url("https://coverartarchive.org") and not is_local_url("http://8.8.8.8")
