@@ -83,6 +83,7 @@ def _run_split_unlocked(
     genres_all = taxonomy.genres
     if not settings.catalog_path.is_file():
         raise EquigenError(f"no catalog at {settings.catalog_path}: run `equigen fetch` first")
+    recover_interrupted_split(settings.dataset_dir, console)
     with Catalog(settings.catalog_path) as catalog:
         selection = catalog.selection_frame()
         if selection.empty:
@@ -663,6 +664,22 @@ def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
         }],
     }
     (out / "croissant.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def recover_interrupted_split(target: Path, console: Console) -> None:
+    """Undo what a killed split left (it runs under the folder lock, so nothing else is writing them).
+
+    A kill while writing leaves `.dataset.build-PID`: removed. A kill between the two renames of the
+    swap leaves no `dataset/` but `.dataset.old-PID`: the previous dataset is put back.
+    """
+    leftovers = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not target.exists() and leftovers:
+        os.replace(leftovers.pop(), target)
+        console.print(f"recovered the previous dataset from an interrupted split: {target}")
+    for stale in [*leftovers, *target.parent.glob(f".{target.name}.build-*")]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+            console.print(f"removed {stale.name}, left by an interrupted split")
 
 
 def _swap_in(build: Path, target: Path) -> None:

@@ -55,6 +55,7 @@ DEFAULT_PER_GENRE = 4000
 DEFAULT_MARGIN = 0.05     # 5 % more usable covers than balance needs: near-duplicates dedup will drop
 
 FLUSH_EVERY = 64          # cover results per catalog transaction
+THUMBNAIL_SLACK = 2       # a front-500 answer may be at most 1000 px a side
 FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row that stop a harvest
 FLUSH_SECONDS = 0.5
 # Validation, hashing and storing run in worker processes, so they don't compete with the event loop
@@ -520,7 +521,8 @@ class _Downloader:
             if outcome.status == "ok":
                 result = await loop.run_in_executor(self.pool, validate_and_store, self.settings.data_dir,
                                                     self.settings.max_pixels, self.settings.min_side, mbid, url,
-                                                    outcome.http_status, outcome.data)
+                                                    outcome.http_status, outcome.data,
+                                                    THUMBNAIL_SLACK * self.settings.thumbnail)
             else:
                 result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
         finally:
@@ -552,11 +554,16 @@ class _Downloader:
 
 
 def validate_and_store(data_dir: Path, max_pixels: int, min_side: int, mbid: str, url: str,
-                       http_status: int | None, data: bytes | None) -> CoverResult:
-    """Validate and hash downloaded bytes and store them (runs in a worker process or thread)."""
+                       http_status: int | None, data: bytes | None, max_side: int | None = None) -> CoverResult:
+    """Validate and hash downloaded bytes and store them (runs in a worker process or thread).
+
+    max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
+    """
     data = data or b""
     try:
         info = inspect_image(data, max_pixels, min_side)
+        if max_side is not None and max(info.width, info.height) > max_side:
+            raise BadImage(f"{info.width}x{info.height} is far larger than the thumbnail asked for")
     except BadImage as exc:
         return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
     path = store_image(data_dir, info.sha256, info.ext, data)

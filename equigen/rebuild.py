@@ -79,6 +79,10 @@ def run_manifest_fetch(settings: Settings, catalog: Catalog, taxonomy: Taxonomy,
         console.print(f"using the manifest's thumbnail size {thumbnail}")
         settings = dataclasses.replace(settings, thumbnail=thumbnail)
     genres = tuple(dict.fromkeys(manifest.sort_values("label")["genre"]))
+    unknown = [g for g in genres if g not in taxonomy.genres]
+    if unknown:
+        raise EquigenError(f"the manifest's genre(s) {', '.join(repr(g[:40]) for g in unknown[:3])} are not in the "
+                           "taxonomy: pass the publisher's file with --taxonomy")
     catalog.add_release_groups(manifest_release_groups(manifest), found_via=f"{MANIFEST_SOURCE}:{manifest_path.name}")
     started = time.monotonic()
     stats = asyncio.run(download_catalog_covers(settings, catalog, genres, console))

@@ -252,7 +252,11 @@ def checksum_problems(dataset_dir: Path) -> list[str]:
             return [f"{CHECKSUMS} line {number} is not in sha256sum format"]
         listed[rel] = digest
     problems = []
-    for rel, digest in listed.items():
+    for rel, digest in list(listed.items()):
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:  # never read outside the dataset folder
+            problems.append(f"{rel[:80]}: listed outside the dataset folder")
+            del listed[rel]
+            continue
         target = root / rel
         if not target.is_file():
             problems.append(f"{rel}: listed but missing")

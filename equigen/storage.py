@@ -9,6 +9,15 @@ from pathlib import Path
 from equigen.errors import EquigenError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def relative_image_path(sha256: str, ext: str) -> str:
     return f"images/{sha256[:2]}/{sha256}.{ext}"
 
@@ -27,6 +36,7 @@ def store_image(data_dir: Path, sha256: str, ext: str, data: bytes) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared lab folders want the umask's choice
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

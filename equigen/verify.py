@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from equigen.dedup import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, inert
 from equigen.images import BadImage, inspect_image
 from equigen.shards import (METADATA_COLUMNS, SPLITS, checksum_problems, class_names, iter_batches, read_schema,
                             schema_problems, shard_files)
@@ -224,7 +224,7 @@ def _print_counts(console: Console, items: pd.DataFrame, names: list[str]) -> No
         table.add_column(split, justify="right")
     table.add_column("total", justify="right")
     for genre, row in counts.iterrows():
-        table.add_row(str(genre), *(str(int(row[s])) for s in SPLITS), str(int(row.sum())))
+        table.add_row(inert(genre), *(str(int(row[s])) for s in SPLITS), str(int(row.sum())))
     table.add_row("total", *(str(int(counts[s].sum())) for s in SPLITS), str(len(items)), style="bold")
     console.print(table)
 
@@ -239,7 +239,7 @@ def _print_checks(console: Console, checks: list[Check], dataset_dir: Path) -> N
     for check in checks:
         result = "[green]pass[/]" if check.ok else "[bold red]FAIL[/]"
         checked = "" if check.checked is None else str(check.checked)
-        table.add_row(check.name, result, checked, str(check.violations), "\n".join(check.examples))
+        table.add_row(check.name, result, checked, str(check.violations), "\n".join(inert(e) for e in check.examples))
     console.print(table)
     failed = sum(not c.ok for c in checks)
     console.print("[green]dataset is clean[/]" if not failed else f"[bold red]{failed} check(s) failed[/]")

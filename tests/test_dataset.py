@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from equigen.curate import run_balance, run_dedup
 from equigen.dataset import MANIFEST, read_manifest, run_split
 from equigen.errors import EquigenError
 from equigen.mbids import VARIOUS_ARTISTS
-from equigen.shards import CHECKSUMS, SPLITS, shard_files
+from equigen.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
 from equigen.verify import run_verify, verify_checks
 
 PER_GENRE = 6
@@ -287,3 +288,59 @@ def test_fetch_manifest_reports_sha256_mismatches(published, harvest_sim, tmp_pa
         run_fetch(rebuilt, manifest=tampered, console=quiet_console())
     with Catalog(rebuilt.catalog_path) as catalog:
         assert catalog.covers_frame("ok").shape[0] == manifest.num_rows  # nothing lost: every cover is stored
+
+
+def test_fetch_manifest_with_a_genre_outside_the_taxonomy_fails_before_downloading(published, harvest_sim, tmp_path):
+    from equigen.config import load_settings
+    from equigen.fetch import run_fetch
+
+    manifest = pq.read_table(published[0].dataset_dir / "manifest.parquet")
+    first = manifest.column("genre")[0].as_py()
+    genres = ["Polka" if g == first else g for g in manifest.column("genre").to_pylist()]
+    changed = tmp_path / "manifest.parquet"
+    pq.write_table(manifest.set_column(manifest.schema.get_field_index("genre"), "genre", pa.array(genres)), changed)
+    rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url)
+    with pytest.raises(EquigenError, match="'Polka' are not in the taxonomy: pass the publisher's file with --taxonomy"):
+        run_fetch(rebuilt, manifest=changed, console=quiet_console())
+    with Catalog(rebuilt.catalog_path) as catalog:
+        assert catalog.covers_frame(status=None).empty  # nothing fetched, nothing recorded
+
+
+def test_an_interrupted_split_is_recovered_by_the_next_one(published, tmp_path):
+    from rich.console import Console
+
+    from equigen.dataset import recover_interrupted_split
+
+    root = tmp_path / "d"
+    shutil.copytree(published[0].dataset_dir, root / "dataset")
+    before = _tree_bytes(root / "dataset")
+    os.replace(root / "dataset", root / ".dataset.old-4242")     # killed between the two renames of the swap
+    (root / ".dataset.build-4343" / "data").mkdir(parents=True)  # killed while writing
+    recover_interrupted_split(root / "dataset", Console(quiet=True))
+    assert _tree_bytes(root / "dataset") == before
+    assert sorted(p.name for p in root.iterdir()) == ["dataset"]
+
+
+def test_checksums_never_lead_verify_outside_the_dataset(published, tmp_path):
+    root = tmp_path / "dataset"
+    shutil.copytree(published[0].dataset_dir, root)
+    with open(root / CHECKSUMS, "a", encoding="utf-8") as handle:
+        handle.write(f"{'0' * 64}  ../../../../etc/passwd\n{'0' * 64}  /etc/hostname\n")
+    problems = checksum_problems(root)
+    assert sum("listed outside the dataset folder" in p for p in problems) == 2
+
+
+def test_verify_prints_hostile_shard_text_inertly(published, tmp_path):
+    from rich.console import Console
+
+    root = tmp_path / "dataset"
+    shutil.copytree(published[0].dataset_dir, root)
+    evil = "[/evil]\x1b]8;;http://x\x07"
+    for path in shard_files(root)["train"]:
+        table = pq.read_table(path)
+        index = table.schema.get_field_index("genre")
+        rewrite(path, table.set_column(index, table.schema.field(index), pa.array([evil] * table.num_rows, pa.string())))
+    out = io.StringIO()
+    assert run_verify(root, console=Console(file=out, width=200)) is False
+    text = out.getvalue()
+    assert "[/evil]" in text and "\x1b]8" not in text

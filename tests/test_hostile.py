@@ -203,3 +203,24 @@ def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
     assert local_archive.status == "ok"
     assert is_local_url("http://127.0.0.1:8765") and is_local_url("http://10.1.2.3") and is_local_url("http://localhost")
     assert not is_local_url("https://coverartarchive.org") and not is_local_url("http://8.8.8.8")
+
+
+def test_stored_images_follow_the_umask_and_oversized_thumbnails_are_refused(tmp_path):
+    import io
+    import os
+    import stat
+
+    from PIL import Image
+
+    from equigen.fetch import validate_and_store
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1200, 1100), (20, 90, 160)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    too_big = validate_and_store(tmp_path, 40_000_000, 32, MBID, "u", 200, data, max_side=2 * 500)
+    assert too_big.status == "bad_image" and "larger than the thumbnail" in too_big.error
+    fine = validate_and_store(tmp_path, 40_000_000, 32, MBID, "u", 200, data, max_side=2 * 1200)
+    assert fine.status == "ok"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / fine.path).stat().st_mode) == 0o666 & ~mask
