@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -245,6 +246,14 @@ def simulate(
                   thin_genres=tuple(thin) if thin else None, thin_artists=thin_artists, n_artists=artists)
 
 
+def _catalog_error(exc: BaseException) -> None:
+    detail = str(exc).strip().splitlines()[-1].rsplit(": ", 1)[-1] if str(exc).strip() else type(exc).__name__
+    console.print(f"[bold red]error:[/] the catalog cannot be read or written ({inert(detail[:200])}): check free "
+                  "disk space; a damaged catalog.sqlite can be set aside and rebuilt with `equigen fetch`",
+                  highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def main() -> None:
     try:
         app()  # standalone: click prints usage errors itself (exit 2)
@@ -254,6 +263,15 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted: the catalog is consistent; re-run the same command to resume")
         sys.exit(130)
+    except sqlite3.DatabaseError as exc:   # a damaged catalog, or a disk that filled up under SQLite
+        _catalog_error(exc)
+    except OSError as exc:   # disk full, permissions, a folder removed under us: what was stored stays stored
+        if type(exc).__module__.startswith("pandas"):   # pandas wraps SQLite's errors in an OSError subclass
+            _catalog_error(exc)
+        where = f" ({inert(exc.filename)})" if getattr(exc, "filename", None) else ""
+        console.print(f"[bold red]error:[/] {inert(exc.strerror or exc)}{where}: free space or fix the folder, then "
+                      "re-run the same command (it resumes)", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from equigen.lock import data_folder_lock
 from equigen.images import FORMAT_EXT
 from equigen.mbids import is_mbid
 from equigen.rebuild import MANIFEST_SOURCE
-from equigen.shards import (DATA_DIR, SPLITS, WRITE_OPTIONS, hf_features, sha256_file, shard_files, write_checksums,
+from equigen.shards import (DATA_DIR, SPLITS, WRITE_OPTIONS, check_parquet_size, hf_features, sha256_file, shard_files, write_checksums,
                             write_split)
 from equigen.split import DEFAULT_RATIOS, group_ids, grouped_stratified_split, shared_artist, split_report
 from equigen.taxonomy import load_taxonomy
@@ -246,6 +246,8 @@ def write_manifest(path: Path, items: pd.DataFrame) -> None:
 def read_manifest(path: Path | str) -> pd.DataFrame:
     """A manifest.parquet as a DataFrame, checked against the contract (one-line EquigenError if bad)."""
     path = Path(path)
+    # ~100k items of a few hundred bytes each; a manifest carries no images
+    check_parquet_size(path, "manifest", max_rows=5_000_000, bytes_per_row=4096)
     try:
         table = pq.read_table(path)
     except FileNotFoundError:

@@ -457,9 +457,14 @@ class _Downloader:
         self.busy_since = 0.0
         self.busy_seconds = 0.0
         self.failed_in_a_row = 0
+        self.fatal: OSError | None = None
 
     def raise_if_broken(self) -> None:
-        """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all."""
+        """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all.
+        A local error (disk full) stops the harvest too, after the results so far are recorded."""
+        if self.fatal is not None:
+            self.flush()
+            raise self.fatal
         if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
             raise EquigenError(f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
                                f"at {self.settings.coverart_url} reachable? Re-run the same command to resume")
@@ -487,6 +492,7 @@ class _Downloader:
             if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
                 join.cancel()
                 self.raise_if_broken()
+        self.raise_if_broken()
         self.flush()
 
     async def stop(self) -> None:
@@ -504,7 +510,10 @@ class _Downloader:
         while True:
             mbid = await self.queue.get()
             try:
-                await self._one(mbid)
+                if self.fatal is None:
+                    await self._one(mbid)
+            except OSError as exc:   # disk full, the folder gone: stop every download, keep what is recorded
+                self.fatal = exc
             finally:
                 self.queue.task_done()
 

@@ -144,6 +144,21 @@ def shard_files(dataset_dir: Path) -> dict[str, list[Path]]:
     return result
 
 
+def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int, floor: int = 64 << 20) -> None:
+    """Refuse a Parquet file whose footer promises more rows or more uncompressed bytes than such a file can
+    hold (a 17 KB file can inflate to gigabytes), before any column is read."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except FileNotFoundError:
+        raise EquigenError(f"{what} {path} not found") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise EquigenError(f"{what} {path} is not a readable Parquet file: {_first_line(exc)}") from None
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if meta.num_rows > max_rows or size > max(floor, meta.num_rows * bytes_per_row):
+        raise EquigenError(f"{what} {Path(path).name} holds {meta.num_rows:,} rows and {size:,} uncompressed bytes: "
+                           "more than such a file can hold; refusing to read it")
+
+
 def read_schema(path: Path) -> pa.Schema:
     try:
         return pq.read_schema(path)
@@ -154,7 +169,9 @@ def read_schema(path: Path) -> pa.Schema:
 
 
 def iter_batches(path: Path, columns: Sequence[str] | None = None, batch_rows: int = 500) -> Iterator[pa.RecordBatch]:
-    """Record batches of one shard; EquigenError for a missing or corrupt shard."""
+    """Record batches of one shard; EquigenError for a missing, corrupt or implausibly large shard."""
+    # a row is one cover (at most the 10 MB download cap) plus its metadata
+    check_parquet_size(path, "shard", max_rows=10_000_000, bytes_per_row=12 << 20)
     try:
         reader = pq.ParquetFile(path)
         yield from reader.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import sqlite3
 import subprocess
 import sys
 import tracemalloc
@@ -224,3 +225,68 @@ def test_stored_images_follow_the_umask_and_oversized_thumbnails_are_refused(tmp
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / fine.path).stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_tiny_parquet_that_inflates_is_refused_before_reading(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from equigen.dataset import read_manifest
+
+    path = tmp_path / "manifest.parquet"
+    pq.write_table(pa.table({"title": ["x" * (96 << 20)]}), path, compression="zstd")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(EquigenError, match="more than such a file can hold"):
+        read_manifest(path)
+
+
+def test_a_damaged_catalog_is_a_one_line_error(harvested, tmp_path):
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(harvested.data_dir, data)
+    catalog = data / "catalog.sqlite"
+    with sqlite3.connect(catalog) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = catalog.stat().st_size
+    with open(catalog, "r+b") as handle:           # scribble over the middle pages, keep the header
+        handle.seek(size // 3)
+        handle.write(bytes(range(256)) * ((size // 3) // 256))
+    r = subprocess.run([sys.executable, "-m", "equigen.cli", "dedup", "--data-dir", str(data)],
+                       capture_output=True, text=True, timeout=120)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "catalog" in lines[0]
+
+
+def test_disk_full_during_fetch_is_one_line_and_keeps_what_was_stored(tmp_path):
+    import os
+
+    from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs (a real full disk)")
+    try:
+        wc = WorldConfig.small(seed=3, cover_px=None)        # 500 px covers: a few dozen fill the disk
+        with simulator_in_thread(world_config=wc, sim_config=SimConfig(rate_limit=0)) as sim:
+            def fetch():
+                return subprocess.run([sys.executable, "-m", "equigen.cli", "fetch", "--data-dir", str(mount / "d"),
+                                       "--musicbrainz-url", sim.url, "--coverart-url", sim.url, "--mb-interval", "0",
+                                       "--per-genre", "40", "--genre", "Rock", "--genre", "Jazz"],
+                                      capture_output=True, text=True, timeout=300)
+            full = fetch()
+            lines = [l for l in full.stderr.splitlines() if l.strip()]
+            assert full.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), full.stderr
+            assert "space" in lines[0]
+            # free space (grow the filesystem), run the same command: it resumes and finishes
+            subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
+            done = fetch()
+        assert done.returncode == 0, done.stderr[-500:]
+        with sqlite3.connect(f"file:{mount / 'd' / 'catalog.sqlite'}?mode=ro", uri=True) as con:
+            stored = con.execute("SELECT path FROM covers WHERE status = 'ok'").fetchall()
+        assert len(stored) >= 80 and all((mount / "d" / p).is_file() for (p,) in stored)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
