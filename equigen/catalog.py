@@ -178,12 +178,13 @@ class Catalog:
             )
         return new
 
-    def skip_tags(self, genre: str, tags: Sequence[str]) -> None:
-        """Mark never-searched tags as done without a request (an exhaustive search already covered them)."""
-        with self.transaction():
-            self.conn.executemany(
-                "UPDATE discovery SET exhausted = 1 WHERE genre = ? AND tag = ? AND next_offset = 0",
-                [(genre, t) for t in tags])
+    def known_mbids(self, mbids: Sequence[str]) -> set[str]:
+        """Which of these release groups the catalog holds already."""
+        mbids = list(mbids)
+        if not mbids:
+            return set()
+        return {row[0] for row in self.conn.execute(
+            f"SELECT mbid FROM release_groups WHERE mbid IN ({','.join('?' * len(mbids))})", mbids)}
 
     def genre_counts(self) -> dict[str, int]:
         """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""

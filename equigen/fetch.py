@@ -44,7 +44,7 @@ from equigen.lock import data_folder_lock
 from equigen.images import BadImage, inspect_image
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (TRIED_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
-                               usable_by_genre)
+                               subsumed, usable_by_genre)
 from equigen.records import CoverResult
 from equigen.storage import ensure_writable, store_image
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
@@ -405,13 +405,6 @@ class _Discovery:
         done = self.exhausted_searches()
         tag = next_search(tags, self.taxonomy.broad_names(genre), cursors, self.seen, done)
         if tag is None:
-            covered = [t for t in tags if not cursors[t].exhausted]  # all subsumed by exhaustive searches
-            if covered:
-                self.catalog.skip_tags(genre, covered)
-                for t in covered:
-                    self.cursors[(genre, t)] = Cursor(0, None, True)
-                logger.info("%s: %d tags not searched: exhaustive searches already returned them (%s...)",
-                            genre, len(covered), ", ".join(covered[:3]))
             return None
         cursor = cursors[tag]
         progress.update(bar, info=escape(f"search {tag!r} @ {cursor.next_offset}"))
@@ -426,6 +419,12 @@ class _Discovery:
             self.repeats += 1
             exhausted = True
         earlier.update(page.ids)
+        if (not exhausted and cursor.next_offset == 0 and subsumed(tag, done)
+                and self.catalog.known_mbids([g.mbid for g in page.groups]) == {g.mbid for g in page.groups}):
+            # A broader search already returned what this one finds (the search tokenizes tag names):
+            # one page shows it; paging on would only repeat known albums.
+            logger.info("search %r brought nothing new: an earlier search covered it", tag)
+            exhausted = True
         new = self.catalog.record_page(genre, tag, page.groups, offset, page.count, exhausted)
         self.cursors[(genre, tag)] = Cursor(offset, page.count, exhausted)
         for group, _ in new:  # as a resumed run counts them: each release group once

@@ -197,7 +197,9 @@ def next_search(tags: Sequence[str], broad: Sequence[str], cursors: Mapping[str,
     Broad names first, in file order. Then the tags already started, largest `count` (from their
     first page) first, so a rich vein is finished before new ones are opened. Then new tags not
     subsumed by an exhausted search, most often seen on release groups found so far first (a free
-    estimate of the count; learning the real one costs a request per tag).
+    estimate of the count; learning the real one costs a request per tag). Subsumed tags come last:
+    on MusicBrainz their first page brings nothing new and the caller stops them there (one request),
+    while a server that matches tags exactly still gets searched for them.
     """
     done = list(exhausted_searches)
     open_tags = [t for t in tags if not cursors.get(t, Cursor()).exhausted]
@@ -207,7 +209,6 @@ def next_search(tags: Sequence[str], broad: Sequence[str], cursors: Mapping[str,
     started = [t for t in open_tags if cursors.get(t, Cursor()).next_offset > 0]
     if started:
         return max(started, key=lambda t: (cursors[t].total or 0, -tags.index(t)))
-    fresh = [t for t in open_tags if not subsumed(t, done)]
-    if not fresh:
+    if not open_tags:
         return None
-    return max(fresh, key=lambda t: (seen.get(normalize_tag(t), 0), -tags.index(t)))
+    return max(open_tags, key=lambda t: (not subsumed(t, done), seen.get(normalize_tag(t), 0), -tags.index(t)))

@@ -103,11 +103,14 @@ def test_next_search_broad_first_then_started_by_count_then_most_seen():
     assert next_search(tags, broad, cursors, {}, ["metal"]) == "heavy metal"
     cursors["heavy metal"] = Cursor(40, 40, True)
     seen = {"djent": 2, "metalcore": 9, "grindcore": 1}
-    # death metal is subsumed by the exhausted "metal" search; the most seen of the rest comes first
+    # death metal is subsumed by the exhausted "metal" search: it waits; the most seen of the rest comes first
     assert next_search(tags, broad, cursors, seen, ["metal", "heavy metal"]) == "metalcore"
     cursors["grindcore"] = Cursor(100, 900, False)
     cursors["djent"] = Cursor(100, 300, False)
     assert next_search(tags, broad, cursors, seen, ["metal", "heavy metal"]) == "grindcore"   # largest count
     for t in ("grindcore", "djent", "metalcore"):
         cursors[t] = Cursor(1, 1, True)
+    # subsumed last: one page shows the broad search covered it (a server matching tags exactly still gets it)
+    assert next_search(tags, broad, cursors, seen, ["metal", "heavy metal"]) == "death metal"
+    cursors["death metal"] = Cursor(100, 700, True)
     assert next_search(tags, broad, cursors, seen, ["metal", "heavy metal"]) is None
