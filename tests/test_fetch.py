@@ -17,7 +17,6 @@ import pytest
 
 from equigen.catalog import Catalog
 from equigen.config import load_settings
-from equigen.errors import EquigenError
 from equigen.fetch import run_fetch
 from equigen.images import phash_hex
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
