@@ -23,6 +23,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / "work"
 RESULTS = BENCH_DIR / "results"
+# img2dataset pins older pandas and pulls albumentations/opencv/wandb: it gets a venv of its own (git-ignored).
+BENCH_VENV = Path(os.environ.get("EQUIGEN_BENCH_VENV", WORK / "bench-venv"))
 
 # The world the benchmarks draw covers from: the default world with more artists (about 11,000 covers with art).
 BENCH_SEED = 0

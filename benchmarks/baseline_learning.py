@@ -58,9 +58,9 @@ def main() -> None:
     result = run_baseline(s.dataset_dir, s.runs_dir, cfg, progress=False)
     times["baseline"] = time.monotonic() - t
     row = {"per_genre": a.per_genre, "epochs": a.epochs, "image_size": a.image_size, "seconds": times,
-           "models": {m: {k: result[m][k] for k in ("accuracy", "macro_f1", "top3_accuracy", "chance", "best_epoch",
+           "models": {m: {k: result.models[m][k] for k in ("accuracy", "macro_f1", "top3_accuracy", "chance", "best_epoch",
                                                    "train_images_per_s")} for m in models},
-           "report": str(result["report"])}
+           "report": str(result.report)}
     print(json.dumps(row, indent=2))
     if not a.smoke:
         (BENCH / "results").mkdir(exist_ok=True)

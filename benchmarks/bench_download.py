@@ -11,7 +11,7 @@ flaky, resolved to a genre: ~9,300).
 - ours: `run_fetch(settings, discover=False)` on a catalog holding those release groups (inserted
   beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time.
-- img2dataset (in its own venv, /work/bench-venv, since it pins older pandas/albumentations):
+- img2dataset (in its own venv, benchmarks/work/bench-venv or $EQUIGEN_BENCH_VENV, since it pins older pandas/albumentations):
   output_format files, resize_mode no, skip_reencode (so it decodes to validate but keeps the bytes),
   sha256 on (its default), exif off, retries 0, processes_count x thread_count = --concurrency
   (2 x 16), 500 URLs per shard so both processes get work.
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 NAME = "bench_download"
-BENCH_VENV = Path(os.environ.get("EQUIGEN_BENCH_VENV", "/work/bench-venv"))
+BENCH_VENV = C.BENCH_VENV
 
 I2D_SCRIPT = r"""
 import json, sys
@@ -52,11 +52,11 @@ import json, sys, time
 t0 = time.monotonic()
 from rich.console import Console
 from equigen.config import load_settings
-import equigen.fetch
+import equigen.downloader
 from equigen.fetch import run_fetch
 a = json.loads(sys.argv[1])
 if a.get("threads"):  # the pre-change validation pool: 2 threads
-    equigen.fetch.PROCESS_POOL_MIN_COVERS = 1 << 62
+    equigen.downloader.PROCESS_POOL_MIN_COVERS = 1 << 62
 settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
                          concurrency=a["concurrency"], per_host=a["concurrency"])
 stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))

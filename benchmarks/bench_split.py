@@ -77,7 +77,7 @@ def evaluate(rows: pd.DataFrame, assignment: pd.Series, groups: np.ndarray) -> d
     per_artist = pd.Series(split).groupby(artists.to_numpy()).nunique()
     per_cluster = pd.Series(split).groupby(rows["cluster_id"].to_numpy()).nunique()
     sizes = {s: int((split == s).sum()) for s in SPLITS}
-    return {"worst_dev_pp": rep["worst_dev_pp"], "worst_share_dev_pp": rep["worst_share_dev_pp"],
+    return {"worst_dev_pp": rep.worst_dev_pp, "worst_share_dev_pp": rep.worst_share_dev_pp,
             "leaked_groups": int((per_group > 1).sum()), "leaked_artists": int((per_artist > 1).sum()),
             "leaked_clusters": int((per_cluster > 1).sum()),
             "split_fractions": {s: round(v / len(rows), 4) for s, v in sizes.items()}}

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from equigen.dedup import NO_GENRE
+from equigen.taxonomy import NO_GENRE
 
 
 @dataclass(frozen=True)

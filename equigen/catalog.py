@@ -132,6 +132,13 @@ class Catalog:
     def close(self) -> None:
         self.conn.close()
 
+    @classmethod
+    def existing(cls, path: Path | str) -> "Catalog":
+        """Open a catalog a fetch already wrote; a one-line error when there is none."""
+        if not Path(path).is_file():
+            raise EquigenError(f"no catalog at {path}: run `equigen fetch` first")
+        return cls(path)
+
     def __enter__(self) -> "Catalog":
         return self
 
@@ -311,16 +318,6 @@ class Catalog:
             sql += f" AND r.genre IN ({','.join('?' * len(genres))})"
             args = genres
         return [row[0] for row in self.conn.execute(sql + " ORDER BY c.mbid", args)]
-
-    def record_cover(self, result: CoverResult, attempts: int) -> None:
-        with self.transaction():
-            self.conn.execute(
-                "UPDATE covers SET status=?, attempts=attempts+?, http_status=?, error=?, sha256=?, phash=?,"
-                " width=?, height=?, bytes=?, format=?, path=?, source_url=?, updated_at=? WHERE mbid=?",
-                (result.status, attempts, result.http_status, result.error, result.sha256, result.phash,
-                 result.width, result.height, result.bytes, result.format, result.path, result.source_url,
-                 time.time(), result.mbid),
-            )
 
     def record_covers(self, results: Sequence[tuple[CoverResult, int]]) -> None:
         """Several cover results in one transaction (the downloader batches for speed)."""

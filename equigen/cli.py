@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from equigen import __version__
-from equigen.errors import EquigenError, inert
+from equigen.defaults import DEFAULT_PER_GENRE, DEFAULT_RATIOS
+from equigen.errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USER_ERROR, EquigenError, inert
 
 app = typer.Typer(
     add_completion=False,
@@ -44,13 +45,33 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log retries, backoffs and fetch rounds (-v); also every request and redirect (-vv)."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also append the log to this file (at -v's level, INFO if -v is not given), for diagnosing a long harvest afterwards."),
 ) -> None:
+    _configure_logging(verbose, log_file)
+
+
+def _configure_logging(verbose: int, log_file: Optional[Path]) -> None:
+    """Module loggers (equigen.*) to stderr with -v, and to --log-file; warnings always reach stderr."""
     import logging
 
-    if verbose:
-        logging.basicConfig(level=logging.INFO if verbose == 1 else logging.DEBUG,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 or log_file else logging.WARNING
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger("equigen")
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    stderr.setFormatter(fmt)
+    root.addHandler(stderr)
+    if log_file is not None:
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise EquigenError(f"cannot open --log-file {log_file}: {exc.strerror or exc}") from None
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.propagate = False
 
 
 def _settings(**flags):
@@ -66,7 +87,7 @@ def fetch(
     coverart_url: Optional[str] = CoverartUrl,
     contact: Optional[str] = Contact,
     taxonomy: Optional[Path] = Taxonomy,
-    per_genre: int = typer.Option(4000, "--per-genre", help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (ok, distinct, labelled, within the artist cap) plus --margin."),
+    per_genre: int = typer.Option(DEFAULT_PER_GENRE, "--per-genre", help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (ok, distinct, labelled, within the artist cap) plus --margin."),
     margin: float = typer.Option(0.05, "--margin", help="Extra usable covers per genre, as a fraction of --per-genre, for near-duplicates that dedup will drop (replaces the old --oversample)."),
     artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="The artist cap balance will apply [default max(2, ceil(per_genre/100))]; covers beyond it are not downloaded."),
     min_confidence: float = typer.Option(0.0, "--min-confidence", help="Only count (and download) release groups whose label confidence (the winning genre's share of tag votes) is at least this; use the same value with balance."),
@@ -87,16 +108,21 @@ def fetch(
     out (then one 'short:' line says so). Resumable: re-running the same command continues where a
     killed run stopped and ends with the same catalog.
     """
-    from equigen.fetch import run_fetch
-
     if oversample is not None:
         raise EquigenError("--oversample is gone: fetch now stops when every genre can be balanced; "
                            "--margin sets the extra share for near-duplicates (default 0.05)")
     settings = _settings(data_dir=data_dir, musicbrainz_url=musicbrainz_url, coverart_url=coverart_url, contact=contact,
                          concurrency=concurrency, thumbnail=thumbnail, mb_interval=mb_interval, taxonomy_path=taxonomy)
+    if manifest is not None:
+        from equigen.rebuild import run_rebuild
+
+        run_rebuild(settings, manifest, console=console)
+        return
+    from equigen.fetch import run_fetch
+
     run_fetch(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap, min_confidence=min_confidence,
               genres=genres, include_secondary=include_types,
-              discover=not skip_discovery, download=not skip_download, manifest=manifest, console=console)
+              discover=not skip_discovery, download=not skip_download, console=console)
 
 
 @app.command()
@@ -113,7 +139,7 @@ def dedup(
 @app.command()
 def balance(
     data_dir: Optional[Path] = DataDir,
-    per_genre: int = typer.Option(4000, "--per-genre", help="Exactly this many covers per genre."),
+    per_genre: int = typer.Option(DEFAULT_PER_GENRE, "--per-genre", help="Exactly this many covers per genre."),
     seed: int = Seed,
     artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%]."),
     allow_short: bool = typer.Option(False, "--allow-short", help="Keep genres that cannot reach --per-genre (with all they have) instead of failing."),
@@ -129,7 +155,7 @@ def balance(
 @app.command()
 def split(
     data_dir: Optional[Path] = DataDir,
-    ratios: str = typer.Option("0.70,0.15,0.15", "--ratios", help="train,validation,test fractions."),
+    ratios: str = typer.Option(",".join(f"{r:.2f}" for r in DEFAULT_RATIOS), "--ratios", help="train,validation,test fractions."),
     seed: int = Seed,
     shard_rows: int = typer.Option(2000, "--shard-rows", help="Rows per Parquet shard."),
 ) -> None:
@@ -159,13 +185,14 @@ def verify(
 
     ok = run_verify(dataset_dir, radius=radius, console=console)
     if not ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 @app.command()
 def baseline(
     data_dir: Optional[Path] = DataDir,
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder [default <data-dir>/dataset]."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go [default <data-dir>/runs]."),
     models: str = typer.Option("resnet50,efficientnet_b0", "--models", help="Comma-separated torchvision resnet*/efficientnet_b* names."),
     epochs: int = typer.Option(10, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
@@ -181,9 +208,10 @@ def baseline(
     weights: Optional[List[str]] = typer.Option(None, "--weights", help="[MODEL=]PATH of a local torchvision ImageNet state dict to start from (repeatable; nothing is downloaded)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run named --name (default: the newest) from its last checkpoint."),
     max_train_batches: Optional[int] = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (quick smoke runs)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name under <data-dir>/runs/ [default: a timestamp]."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run folder name under --runs-dir [default: a timestamp]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (bf16 where supported)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars (off for logs; the per-epoch lines stay)."),
 ) -> None:
     """Train and compare image classifiers (ResNet vs EfficientNet) on the dataset's shards; write metrics, plots and a report.
 
@@ -200,9 +228,9 @@ def baseline(
                          patience=patience, seed=seed, workers=workers,
                          weights=parse_weights_option(weights) if weights else None, resume=resume, run_name=name,
                          device=device, amp=amp, max_train_batches=max_train_batches)
-    result = run_baseline(dataset or settings.dataset_dir, settings.runs_dir, cfg)
-    if os.environ.get("RANK", "0") == "0":
-        out.print(f"report: {result['report']}")
+    result = run_baseline(dataset or settings.dataset_dir, runs_dir or settings.runs_dir, cfg, progress=progress)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -251,7 +279,7 @@ def _catalog_error(exc: BaseException) -> None:
     console.print(f"[bold red]error:[/] the catalog cannot be read or written ({inert(detail[:200])}): check free "
                   "disk space; a damaged catalog.sqlite can be set aside and rebuilt with `equigen fetch`",
                   highlight=False, soft_wrap=True)
-    sys.exit(2)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def main() -> None:
@@ -259,10 +287,10 @@ def main() -> None:
         app()  # standalone: click prints usage errors itself (exit 2)
     except EquigenError as exc:
         console.print(f"[bold red]error:[/] {inert(exc)}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         console.print("interrupted: the catalog is consistent; re-run the same command to resume")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except sqlite3.DatabaseError as exc:   # a damaged catalog, or a disk that filled up under SQLite
         _catalog_error(exc)
     except OSError as exc:   # disk full, permissions, a folder removed under us: what was stored stays stored
@@ -271,7 +299,7 @@ def main() -> None:
         where = f" ({inert(exc.filename)})" if getattr(exc, "filename", None) else ""
         console.print(f"[bold red]error:[/] {inert(exc.strerror or exc)}{where}: free space or fix the folder, then "
                       "re-run the same command (it resumes)", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

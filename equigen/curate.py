@@ -11,21 +11,17 @@ from rich.console import Console
 from rich.table import Table
 
 from equigen.balance import BalanceResult, select_balanced
+from equigen.defaults import DEFAULT_PER_GENRE
 from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
 from equigen.errors import EquigenError
 from equigen.lock import data_folder_lock
+from equigen.storage import write_atomic
 from equigen.taxonomy import load_taxonomy
 
 MAX_LISTED_CLUSTERS = 20
 SHEET_PAIRS = 12
-
-
-def _open_catalog(settings: Settings) -> Catalog:
-    if not settings.catalog_path.is_file():
-        raise EquigenError(f"no catalog at {settings.catalog_path}: run `equigen fetch` first")
-    return Catalog(settings.catalog_path)
 
 
 def _reports_dir(settings: Settings) -> Path:
@@ -38,9 +34,7 @@ def _reports_dir(settings: Settings) -> Path:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 # --- dedup ----------------------------------------------------------------------------------
@@ -162,7 +156,7 @@ def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, consol
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     if not 0 <= threshold <= 64:
         raise EquigenError(f"--threshold must be between 0 and 64 bits, got {threshold}")
-    with _open_catalog(settings) as catalog:
+    with Catalog.existing(settings.catalog_path) as catalog:
         covers = catalog.covers_frame("ok")
         if covers.empty:
             raise EquigenError(
@@ -241,7 +235,7 @@ def _balance_table(result: BalanceResult) -> Table:
     return table
 
 
-def run_balance(settings: Settings, per_genre: int = 4000, seed: int = 0, artist_cap: int | None = None,
+def run_balance(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, seed: int = 0, artist_cap: int | None = None,
                 allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
     """Balance with the data folder locked (see lock.py): one writer per folder."""
     with data_folder_lock(settings.data_dir, "balance", create=False):
@@ -249,7 +243,7 @@ def run_balance(settings: Settings, per_genre: int = 4000, seed: int = 0, artist
                                      allow_short=allow_short, min_confidence=min_confidence, console=console)
 
 
-def _run_balance_unlocked(settings: Settings, per_genre: int = 4000, seed: int = 0, artist_cap: int | None = None,
+def _run_balance_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, seed: int = 0, artist_cap: int | None = None,
                 allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
     """Select per_genre canonical covers per fetched genre and store the selection.
 
@@ -264,7 +258,7 @@ def _run_balance_unlocked(settings: Settings, per_genre: int = 4000, seed: int =
         raise EquigenError(f"--artist-cap must be at least 1, got {artist_cap}")
     if not 0.0 <= min_confidence <= 1.0:
         raise EquigenError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
-    with _open_catalog(settings) as catalog:
+    with Catalog.existing(settings.catalog_path) as catalog:
         clusters = catalog.clusters_frame()
         if clusters.empty:
             raise EquigenError(

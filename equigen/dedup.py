@@ -20,6 +20,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from equigen.taxonomy import NO_GENRE
+
 # Max pHash Hamming distance at which two covers count as near-duplicates. Measured with
 # benchmarks/dedup_threshold.py (default simulator world, every cover at 500 px, pairs inside
 # planted groups of re-encoded/resized/bordered/brightened copies as truth; pHash distances are
@@ -29,7 +31,6 @@ from scipy.sparse.csgraph import connected_components
 # copy would leak across splits, a false pair only drops one cover.
 DEFAULT_THRESHOLD = 10
 
-NO_GENRE = ("ambiguous", "unlabelled")
 _MAX_CHUNK_BITS = 22        # bucket tables have 2**bits entries
 _BLOCK = 1 << 22            # candidate pairs verified per block (bounds memory)
 # Relative costs, fitted to timings at 150k and 1M: per probed item per pattern, per candidate pair.
@@ -237,7 +238,7 @@ def dedup_rows(rows: pd.DataFrame, threshold: int) -> pd.DataFrame:
     first_of_cluster = np.r_[True, labels[order][1:] != labels[order][:-1]]
     is_canonical[order[first_of_cluster]] = True
 
-    genre = df["genre"].where(~df["genre"].isin(NO_GENRE))
+    genre = df["genre"].where(~df["genre"].isin(list(NO_GENRE)))
     conflict = genre.groupby(labels).transform("nunique").to_numpy() > 1
     return pd.DataFrame({
         "mbid": df["mbid"].to_numpy(),

@@ -76,32 +76,32 @@ def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 10, fresh: bool 
     total = time.monotonic() - started
 
     console.rule("[bold]result")
-    console.print(model_table(result, models))
+    console.print(model_table(result.models, models))
     timing = Table(title="stage times (s)")
     for name in timings:
         timing.add_column(name, justify="right")
     timing.add_column("total", justify="right")
     timing.add_row(*(f"{timings[n]:.1f}" for n in timings), f"{total:.1f}")
     console.print(timing)
-    run_dir = Path(result["run_dir"])
+    run_dir = result.run_dir
     console.print(f"dataset card : {settings.dataset_dir / 'README.md'}")
     console.print(f"dataset plots: {settings.dataset_dir / 'plots'}")
     console.print(f"curation     : {settings.data_dir / 'reports'}")
-    console.print(f"report       : {result['report']}")
+    console.print(f"report       : {result.report}")
     for m in models:
         console.print(f"{m:<13}: {run_dir / m / 'confusion_matrix.png'}  {run_dir / m / 'learning_curves.png'}")
     summary = {"seconds": round(total, 1), "stages": {k: round(v, 1) for k, v in timings.items()},
-               "report": str(result["report"]), "dataset": str(settings.dataset_dir)}
+               "report": str(result.report), "dataset": str(settings.dataset_dir)}
     (data_dir / "demo.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "result": result}
 
 
-def model_table(result: dict, models) -> Table:
+def model_table(metrics: dict, models) -> Table:
     table = Table(title="baseline on the demo dataset (test split)")
     for col in ("model", "accuracy", "top-3", "macro P", "macro R", "macro F1", "chance"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for m in models:
-        r = result[m]
+        r = metrics[m]
         table.add_row(m, *(f"{r[k]:.3f}" for k in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall",
                                                        "macro_f1", "chance")))
     return table

@@ -3,11 +3,9 @@ can be balanced, resumable.
 
 Fetch works in rounds (the decisions are pure functions in planning.py): plan how many covers
 each genre still needs to try, search tags for the genres that lack candidates, download the
-chosen covers, then plan again from what the downloads gave. Discovery and downloads run together
-in one event loop: every page of search results is stored with its paging cursor in one
-transaction and its chosen covers are queued for download at once. Cover results are stored after
-the image file is in place, in small batches: a kill loses at most the last batch's bookkeeping,
-and those covers are simply downloaded again (same bytes, same path).
+chosen covers (downloader.py), then plan again from what the downloads gave. Discovery and
+downloads run together in one event loop: every page of search results is stored with its paging
+cursor in one transaction and its chosen covers are queued for download at once.
 """
 
 from __future__ import annotations
@@ -17,61 +15,44 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
-import os
-import signal
 import time
 from collections import Counter
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import asynccontextmanager as contextmanager_async
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import aiohttp
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from equigen.balance import default_artist_cap
+from equigen.defaults import DEFAULT_PER_GENRE
 from equigen.catalog import Catalog
 from equigen.config import Settings
-from equigen.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
+from equigen.downloader import CoverDownloader, DownloadStats, cover_downloads, download_catalog_covers, progress_display
 from equigen.errors import EquigenError
 from equigen.lock import data_folder_lock
-from equigen.images import BadImage, inspect_image
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (TRIED_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
                                subsumed, usable_by_genre)
-from equigen.records import CoverResult
-from equigen.storage import ensure_writable, store_image
+from equigen.storage import ensure_writable
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PER_GENRE = 4000
 DEFAULT_MARGIN = 0.05     # 5 % more usable covers than balance needs: near-duplicates dedup will drop
-
-FLUSH_EVERY = 64          # cover results per catalog transaction
-THUMBNAIL_SLACK = 2       # a front-500 answer may be at most 1000 px a side
-FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row that stop a harvest
-FLUSH_SECONDS = 0.5
-# Validation, hashing and storing run in worker processes, so they don't compete with the event loop
-# for the GIL (measured by benchmarks/bench_download.py: threads left the second core half idle).
-# A run with fewer covers than this uses threads instead (no process start-up for small runs).
-PROCESS_POOL_MIN_COVERS = 256
 
 
 @dataclass
 class FetchStats:
+    """What one `equigen fetch` did, and what the catalog now holds for the goal."""
     mb_requests: int = 0
     downloaded: int = 0       # covers that reached a final status in this run
     ok: int = 0
     failed: int = 0
     bytes: int = 0
-    discovery_seconds: float = 0.0
     download_seconds: float = 0.0
     wall_seconds: float = 0.0
     new_release_groups: int = 0
@@ -89,6 +70,10 @@ class FetchStats:
     @property
     def covers_per_second(self) -> float:
         return self.downloaded / self.download_seconds if self.download_seconds > 0 else 0.0
+
+    def add_downloads(self, d: DownloadStats) -> None:
+        self.downloaded, self.ok, self.failed, self.bytes = d.downloaded, d.ok, d.failed, d.bytes
+        self.download_seconds, self.by_status = d.seconds, dict(d.by_status)
 
     @property
     def stored_per_published(self) -> float:
@@ -112,22 +97,20 @@ class Goal:
         return math.ceil(self.per_genre * (1 + self.margin))
 
 
-def run_fetch(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: float = DEFAULT_MARGIN,
+def run_fetch(settings: Settings, *, per_genre: int = DEFAULT_PER_GENRE, margin: float = DEFAULT_MARGIN,
               artist_cap: int | None = None, min_confidence: float = 0.0, genres: Sequence[str] | None = None,
               include_secondary: Sequence[str] | None = None, discover: bool = True, download: bool = True,
-              manifest: Path | None = None, console: Console | None = None) -> FetchStats:
+              console: Console | None = None) -> FetchStats:
     """Fetch with the data folder locked (see lock.py): one writer per folder."""
     with data_folder_lock(settings.data_dir, "fetch"):
         return _run_fetch_unlocked(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap,
                                    min_confidence=min_confidence, genres=genres, include_secondary=include_secondary,
-                                   discover=discover, download=download, manifest=manifest, console=console)
+                                   discover=discover, download=download, console=console)
 
 
-def _run_fetch_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, margin: float = DEFAULT_MARGIN,
-                        artist_cap: int | None = None, min_confidence: float = 0.0,
-                        genres: Sequence[str] | None = None, include_secondary: Sequence[str] | None = None,
-                        discover: bool = True, download: bool = True, manifest: Path | None = None,
-                        console: Console | None = None) -> FetchStats:
+def _run_fetch_unlocked(settings: Settings, *, per_genre: int, margin: float, artist_cap: int | None,
+                        min_confidence: float, genres: Sequence[str] | None, include_secondary: Sequence[str] | None,
+                        discover: bool, download: bool, console: Console | None) -> FetchStats:
     """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its tags run out.
 
     Usable: ok, distinct by sha256, labelled (confidence >= min_confidence), within the artist cap
@@ -135,8 +118,8 @@ def _run_fetch_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, 
     the covers already in the catalog (all of them).
     """
     console = console or Console(stderr=True)
-    if manifest is None and discover:
-        settings = settings.for_musicbrainz()  # a manifest rebuild talks to the Cover Art Archive only
+    if discover:
+        settings = settings.for_musicbrainz()
     if per_genre < 1:
         raise EquigenError(f"--per-genre must be at least 1, got {per_genre}")
     if not 0 <= margin <= 10:
@@ -151,17 +134,16 @@ def _run_fetch_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, 
     ensure_writable(settings.data_dir)
     skipped = tuple(s for s in DEFAULT_SKIPPED_SECONDARY if s not in {x.lower() for x in include_secondary or ()})
     with Catalog(settings.catalog_path) as catalog:
-        if manifest is not None:
-            from equigen.rebuild import run_manifest_fetch
-
-            return run_manifest_fetch(settings, catalog, taxonomy, manifest, console)
         _relabel_if_taxonomy_changed(catalog, taxonomy, console)
         catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
         if discover:
-            stats = asyncio.run(_harvest(settings, catalog, taxonomy, targets, goal, skipped, download, console))
+            stats = asyncio.run(harvest(settings, catalog, taxonomy, genres=targets, goal=goal, skipped=skipped,
+                                        download=download, console=console))
         else:
-            stats = asyncio.run(download_catalog_covers(settings, catalog, targets, console))
+            stats = FetchStats()
+            stats.add_downloads(asyncio.run(download_catalog_covers(settings, catalog, genres=targets,
+                                                                    console=console)))
         stats.wall_seconds = time.monotonic() - started
         _final_counts(catalog, targets, goal, stats, discover and download)
         catalog.set_meta("last_fetch", json.dumps({
@@ -234,55 +216,19 @@ def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats:
     stats.failed_by_genre = rows[rows["status"] == "failed"].groupby("genre").size().to_dict()
 
 
-@contextmanager_async
-async def _clients(settings: Settings, console: Console, total: int, download: bool, pool_size: int):
-    """Sessions, the download workers and the progress display shared by a harvest and a download-only run."""
-    timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
-    mb_connector = aiohttp.TCPConnector(limit=2)
-    # Redirects may only leave the global internet when the configured archive is itself local (simulator, mirror).
-    resolver = None if is_local_url(settings.coverart_url) else GlobalOnlyResolver()
-    caa_connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host,
-                                         ttl_dns_cache=300, resolver=resolver)
-    progress = Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-        disable=not console.is_terminal,  # logs and pipes get the summary table only
-    )
-    stats = FetchStats()
-    with progress, _validation_pool(pool_size) as pool:
-        async with aiohttp.ClientSession(timeout=timeout, connector=mb_connector) as mb_session, \
-                aiohttp.ClientSession(timeout=timeout, connector=caa_connector) as caa_session:
-            mb = MusicBrainzClient(mb_session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
-            task = progress.add_task("covers", total=total, info="", visible=download)
-            downloader = _Downloader(settings, None, caa_session, pool, stats, progress, task)
-            try:
-                yield mb, downloader, progress, stats
-            finally:
-                await downloader.stop()
-                stats.mb_requests = mb.requests
-                stats.download_seconds = downloader.active_seconds()
-
-
-async def download_catalog_covers(settings: Settings, catalog: Catalog, targets: Sequence[str], console: Console) -> FetchStats:
-    """Download every pending or failed cover of `targets` already in the catalog (no discovery)."""
-    mbids = catalog.covers_to_fetch(targets)
-    async with _clients(settings, console, len(mbids), True, len(mbids)) as (_mb, downloader, _progress, stats):
-        downloader.catalog = catalog
-        downloader.start()
-        downloader.enqueue(mbids)
-        await downloader.drain()
-    return stats
-
-
-async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, targets: tuple[str, ...], goal: Goal,
-                   skipped: tuple[str, ...], download: bool, console: Console) -> FetchStats:
-    """Rounds of (plan -> discover while short -> download the chosen covers) until no genre needs more.
+async def harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, *, genres: tuple[str, ...],
+                  goal: Goal, skipped: tuple[str, ...] = DEFAULT_SKIPPED_SECONDARY, download: bool = True,
+                  console: Console) -> FetchStats:
+    """Rounds of (plan -> discover while short -> download the chosen covers) until no genre of `genres`
+    needs more for `goal`. `skipped`: secondary types (live, compilation, ...) left out of discovery;
+    `download=False` only discovers.
 
     Each round's quota and chosen covers are stored before anything is fetched for them, and every
     decision is read back from the catalog, so a killed run resumes the same round and ends exactly
     where an uninterrupted run ends. Only a run that starts after a finished one (or with another
     goal) gives failed covers another chance.
     """
+    targets = genres
     key = json.dumps({"goal": [goal.target, goal.cap, goal.min_confidence], "genres": list(targets),
                       "skipped": list(skipped), "taxonomy": _taxonomy_fingerprint(taxonomy)})
     round_no, quota, stored_key, finished = catalog.load_plan()
@@ -292,66 +238,78 @@ async def _harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, tar
         catalog.reopen_unfinished()
     catalog.set_meta("fetch_complete", "")
     discovery = _Discovery(catalog, taxonomy, targets, skipped)
-    async with _clients(settings, console, 0, download, 0) as (mb, downloader, progress, stats):
-        downloader.catalog = catalog
-        if download:
-            downloader.start()
-        bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
-        t0 = time.monotonic()
-        while True:
-            rows = catalog.planning_rows(targets)
-            usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
-            # Exhausted: every tag searched (stored in the catalog) and no untried candidate an artist slot admits.
-            probe = RoundSelector.start(rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence)
-            stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
-            for g in targets:
-                progress.update(bars[g], completed=min(usable[g], goal.target),
-                                info="short: tags spent" if g in stats.exhausted and usable[g] < goal.target else "")
-            if not resuming:
-                # Tried: a final answer about the art. A failed download says nothing about it.
-                tried = rows[rows["planned_round"].notna() & rows["status"].isin(TRIED_STATUSES)].groupby("genre").size()
-                quota = plan_round([GenreProgress(g, usable[g], int(tried.get(g, 0)), g in stats.exhausted)
-                                    for g in targets], goal.target)
-                if not any(quota.values()):
-                    catalog.set_meta("fetch_complete", key)
-                    break
-                round_no += 1
-                catalog.start_round(round_no, quota, key)
-            resuming = False
-            stats.rounds += 1
-            logger.info("fetch round %d: quota %s", round_no, {g: n for g, n in quota.items() if n})
-            selector = RoundSelector.start(rows, round_no, quota, goal.cap, goal.min_confidence)
-            if download:
-                downloader.enqueue(catalog.planned_pending(round_no))
-
-            def choose() -> None:
-                chosen = selector.choose()
-                if chosen:
-                    catalog.mark_planned(chosen, round_no)
-                    if download:
-                        downloader.enqueue(chosen)
-
-            choose()
-            for genre in targets:
-                while selector.short(genre):
-                    downloader.raise_if_broken()
-                    page = await discovery.next_page(mb, genre, progress, bars[genre])
-                    if page is None:
-                        break
-                    stats.malformed += page.malformed
-                    stats.new_release_groups += len(page.new)
-                    selector.add(page.new)
-                    choose()
-            stats.discovery_seconds = time.monotonic() - t0
-            if not download:
-                # Discovery only: the chosen covers stay untried candidates, and the next run plans afresh.
-                catalog.reopen_unfinished()
-                catalog.finish_round(round_no)
-                break
-            await downloader.drain()
-            catalog.finish_round(round_no)
+    stats = FetchStats()
+    timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
+    with progress_display(console) as progress:
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=2)) as mb_session, \
+                cover_downloads(settings, catalog, progress, expected=0, show=download) as downloader:
+            mb = MusicBrainzClient(mb_session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
+            try:
+                await _rounds(catalog, discovery, mb, downloader, progress, stats, key=key, targets=targets, goal=goal,
+                              download=download, round_no=round_no, quota=quota, resuming=resuming)
+            finally:
+                stats.mb_requests = mb.requests
         stats.repeated_searches = discovery.repeats
+    stats.add_downloads(downloader.stats)
     return stats
+
+
+async def _rounds(catalog: Catalog, discovery: "_Discovery", mb: MusicBrainzClient, downloader: CoverDownloader,
+                  progress: Progress, stats: FetchStats, *, key: str, targets: tuple[str, ...], goal: Goal,
+                  download: bool, round_no: int, quota: dict, resuming: bool) -> None:
+    """The round loop of `harvest` (its docstring says how a killed run resumes)."""
+    bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
+    while True:
+        rows = catalog.planning_rows(targets)
+        usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
+        # Exhausted: every tag searched (stored in the catalog) and no untried candidate an artist slot admits.
+        probe = RoundSelector.start(rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence)
+        stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
+        for g in targets:
+            progress.update(bars[g], completed=min(usable[g], goal.target),
+                            info="short: tags spent" if g in stats.exhausted and usable[g] < goal.target else "")
+        if not resuming:
+            # Tried: a final answer about the art. A failed download says nothing about it.
+            tried = rows[rows["planned_round"].notna() & rows["status"].isin(TRIED_STATUSES)].groupby("genre").size()
+            quota = plan_round([GenreProgress(g, usable[g], int(tried.get(g, 0)), g in stats.exhausted)
+                                for g in targets], goal.target)
+            if not any(quota.values()):
+                catalog.set_meta("fetch_complete", key)
+                break
+            round_no += 1
+            catalog.start_round(round_no, quota, key)
+        resuming = False
+        stats.rounds += 1
+        logger.info("fetch round %d: quota %s", round_no, {g: n for g, n in quota.items() if n})
+        selector = RoundSelector.start(rows, round_no, quota, goal.cap, goal.min_confidence)
+        if download:
+            downloader.enqueue(catalog.planned_pending(round_no))
+
+        def choose() -> None:
+            chosen = selector.choose()
+            if chosen:
+                catalog.mark_planned(chosen, round_no)
+                if download:
+                    downloader.enqueue(chosen)
+
+        choose()
+        for genre in targets:
+            while selector.short(genre):
+                downloader.raise_if_broken()
+                page = await discovery.next_page(mb, genre, progress, bars[genre])
+                if page is None:
+                    break
+                stats.malformed += page.malformed
+                stats.new_release_groups += len(page.new)
+                selector.add(page.new)
+                choose()
+        if not download:
+            # Discovery only: the chosen covers stay untried candidates, and the next run plans afresh.
+            catalog.reopen_unfinished()
+            catalog.finish_round(round_no)
+            break
+        await downloader.drain()
+        catalog.finish_round(round_no)
 
 
 @dataclass
@@ -431,179 +389,6 @@ class _Discovery:
             self.seen.update({normalize_tag(n) for n, _ in group.tags})
         return _Page([_Candidate(g.mbid, g.genre, g.artist_mbid, seq, g.label_confidence) for g, seq in new],
                      page.malformed)
-
-
-class _Downloader:
-    """Concurrent cover downloads from a queue; results reach the catalog in batches."""
-
-    def __init__(self, settings: Settings, catalog: Catalog | None, session, pool, stats: FetchStats, progress, task):
-        self.settings = settings
-        self.catalog = catalog
-        self.session = session
-        self.pool = pool
-        self.stats = stats
-        self.progress = progress
-        self.task = task
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.enqueued: set[str] = set()
-        self.workers: list[asyncio.Task] = []
-        self.flusher: asyncio.Task | None = None
-        self.pending: list[tuple[CoverResult, int]] = []
-        self.headers = {"User-Agent": settings.user_agent}
-        # Busy time (at least one download in flight): the honest denominator for covers/s
-        # when downloads wait on discovery's 1 request/s.
-        self.in_flight = 0
-        self.busy_since = 0.0
-        self.busy_seconds = 0.0
-        self.failed_in_a_row = 0
-        self.fatal: OSError | None = None
-
-    def raise_if_broken(self) -> None:
-        """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all.
-        A local error (disk full) stops the harvest too, after the results so far are recorded."""
-        if self.fatal is not None:
-            self.flush()
-            raise self.fatal
-        if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
-            raise EquigenError(f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
-                               f"at {self.settings.coverart_url} reachable? Re-run the same command to resume")
-
-    def start(self) -> None:
-        self.workers = [asyncio.create_task(self.worker()) for _ in range(self.settings.concurrency)]
-        self.flusher = asyncio.create_task(self.flush_periodically())
-
-    def enqueue(self, mbids) -> None:
-        fresh = [m for m in mbids if m not in self.enqueued]
-        self.enqueued.update(fresh)
-        for m in fresh:
-            self.queue.put_nowait(m)
-        self.progress.update(self.task, total=len(self.enqueued))
-
-    async def drain(self) -> None:
-        """Wait until every queued cover has its result (a worker's error is raised here)."""
-        join = asyncio.ensure_future(self.queue.join())
-        while not join.done():
-            await asyncio.wait([join, *self.workers], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            for w in self.workers:
-                if w.done() and not w.cancelled() and w.exception() is not None:
-                    join.cancel()
-                    raise w.exception()
-            if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
-                join.cancel()
-                self.raise_if_broken()
-        self.raise_if_broken()
-        self.flush()
-
-    async def stop(self) -> None:
-        for w in self.workers:
-            w.cancel()
-        if self.flusher is not None:
-            self.flusher.cancel()
-        await asyncio.gather(*self.workers, *([self.flusher] if self.flusher else []), return_exceptions=True)
-        self.flush()
-
-    def active_seconds(self) -> float:
-        return self.busy_seconds + (time.monotonic() - self.busy_since if self.in_flight else 0.0)
-
-    async def worker(self) -> None:
-        while True:
-            mbid = await self.queue.get()
-            try:
-                if self.fatal is None:
-                    await self._one(mbid)
-            except OSError as exc:   # disk full, the folder gone: stop every download, keep what is recorded
-                self.fatal = exc
-            finally:
-                self.queue.task_done()
-
-    async def _one(self, mbid: str) -> None:
-        loop = asyncio.get_running_loop()
-        if self.in_flight == 0:
-            self.busy_since = time.monotonic()
-        self.in_flight += 1
-        try:
-            url = cover_url(self.settings.coverart_url, mbid, self.settings.thumbnail)
-            outcome = await download_cover(self.session, url, headers=self.headers, max_bytes=self.settings.max_bytes,
-                                           max_attempts=self.settings.max_attempts,
-                                           allow_private=is_local_url(self.settings.coverart_url))
-            if outcome.status == "ok":
-                result = await loop.run_in_executor(self.pool, validate_and_store, self.settings.data_dir,
-                                                    self.settings.max_pixels, self.settings.min_side, mbid, url,
-                                                    outcome.http_status, outcome.data,
-                                                    THUMBNAIL_SLACK * self.settings.thumbnail)
-            else:
-                result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
-        finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self.busy_seconds += time.monotonic() - self.busy_since
-        self.pending.append((result, outcome.attempts))
-        self.stats.downloaded += 1
-        self.stats.by_status[result.status] = self.stats.by_status.get(result.status, 0) + 1
-        if result.status == "ok":
-            self.stats.ok += 1
-            self.stats.bytes += result.bytes or 0
-        else:
-            self.stats.failed += 1
-        self.failed_in_a_row = self.failed_in_a_row + 1 if result.status == "failed" else 0
-        self.progress.update(self.task, advance=1, info=_status_info(self.stats.by_status))
-        if len(self.pending) >= FLUSH_EVERY:
-            self.flush()
-
-    async def flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending and self.catalog is not None:
-            batch, self.pending = self.pending, []
-            self.catalog.record_covers(batch)
-
-
-def validate_and_store(data_dir: Path, max_pixels: int, min_side: int, mbid: str, url: str,
-                       http_status: int | None, data: bytes | None, max_side: int | None = None) -> CoverResult:
-    """Validate and hash downloaded bytes and store them (runs in a worker process or thread).
-
-    max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
-    """
-    data = data or b""
-    try:
-        info = inspect_image(data, max_pixels, min_side)
-        if max_side is not None and max(info.width, info.height) > max_side:
-            raise BadImage(f"{info.width}x{info.height} is far larger than the thumbnail asked for")
-    except BadImage as exc:
-        return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
-    path = store_image(data_dir, info.sha256, info.ext, data)
-    return CoverResult(mbid, "ok", http_status, None, info.sha256, info.phash, info.width, info.height,
-                       len(data), info.format, path, url)
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C is the parent's to handle (it flushes the catalog); workers just finish or get shut down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _validation_pool(expected: int) -> Executor:
-    """Worker processes (one per core) for a download-only run of `expected` >= PROCESS_POOL_MIN_COVERS covers;
-    else two threads (discovery paces downloads at one search page a second, which threads keep up with).
-
-    forkserver, not fork: the parent runs an event loop and threads (fork would copy held locks).
-    """
-    workers = os.cpu_count() or 1
-    if expected < PROCESS_POOL_MIN_COVERS or workers < 2:
-        return ThreadPoolExecutor(max_workers=2)
-    try:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["equigen.images", "equigen.storage", "equigen.catalog"])
-        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
-    except (ValueError, OSError, NotImplementedError):  # no forkserver on this platform
-        return ThreadPoolExecutor(max_workers=2)
-
-
-def _status_info(by_status: dict) -> str:
-    bad = {k: v for k, v in by_status.items() if k != "ok"}
-    return " ".join(f"{k}={v}" for k, v in sorted(bad.items())) if bad else ""
 
 
 def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = None, goal: Goal | None = None) -> Table:

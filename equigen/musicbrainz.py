@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 import aiohttp
 
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, first_line
 from equigen.mbids import require_mbid
 from equigen.records import ReleaseGroup
 from equigen.taxonomy import Label
@@ -154,14 +154,13 @@ class MusicBrainzClient:
     """Async ws/2 client sharing one aiohttp session and one rate limiter."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, user_agent: str, interval: float = 1.0,
-                 max_retries: int = 8, on_request: Callable[[], None] | None = None):
+                 max_retries: int = 8):
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self.limiter = RateLimiter(interval)
         self.max_retries = max_retries
         self.requests = 0
-        self.on_request = on_request
 
     async def get_json(self, path: str, params: dict) -> dict:
         url = f"{self.base_url}{path}"
@@ -169,8 +168,6 @@ class MusicBrainzClient:
             await self.limiter.wait()
             self.requests += 1
             logger.debug("MusicBrainz GET %s %s", path, params)
-            if self.on_request:
-                self.on_request()
             try:
                 async with self.session.get(url, params=params, headers=self.headers, allow_redirects=False) as resp:
                     if resp.status in RETRY_STATUSES or resp.status >= 500:
@@ -197,9 +194,9 @@ class MusicBrainzClient:
                         raise EquigenError(f"MusicBrainz at {self.base_url} sent a non-JSON answer for {path}") from None
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 if attempt >= 2:
-                    raise EquigenError(f"cannot reach MusicBrainz at {self.base_url}: {_describe(exc)}") from None
+                    raise EquigenError(f"cannot reach MusicBrainz at {self.base_url}: {first_line(exc)}") from None
                 delay = _backoff(attempt)
-                logger.info("MusicBrainz connection error (%s); retrying in %.1f s", _describe(exc), delay)
+                logger.info("MusicBrainz connection error (%s); retrying in %.1f s", first_line(exc), delay)
                 self.limiter.push_back(delay)
         raise EquigenError(f"MusicBrainz at {self.base_url} kept answering 503 after {self.max_retries} retries; try later")
 
@@ -228,14 +225,6 @@ class MusicBrainzClient:
             ids=tuple(g.mbid for g in parsed),
         )
 
-    async def lookup(self, mbid: str, label) -> ReleaseGroup:
-        require_mbid(mbid, "release-group MBID")
-        data = await self.get_json(f"/ws/2/release-group/{mbid}", {"inc": "artist-credits tags", "fmt": "json"})
-        try:
-            return parse_release_group(data, label)
-        except MalformedItem as exc:
-            raise EquigenError(f"MusicBrainz sent a malformed release group for {mbid}: {exc}") from None
-
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
     """The decoded body (aiohttp inflates gzip/deflate), read in chunks; None beyond `limit` bytes."""
@@ -263,5 +252,3 @@ def _short(body: bytes) -> str:
     return " ".join(body[:120].decode("utf-8", "replace").split())
 
 
-def _describe(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

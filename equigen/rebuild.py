@@ -19,11 +19,13 @@ from rich.table import Table
 
 from equigen.catalog import Catalog
 from equigen.config import THUMBNAIL_SIZES, Settings
+from equigen.downloader import DownloadStats, download_catalog_covers
 from equigen.errors import EquigenError
+from equigen.lock import data_folder_lock
+from equigen.manifest import MANIFEST_SOURCE, read_manifest
 from equigen.records import ReleaseGroup
-from equigen.taxonomy import Taxonomy
-
-MANIFEST_SOURCE = "manifest"
+from equigen.storage import ensure_writable
+from equigen.taxonomy import Taxonomy, load_taxonomy
 
 
 def manifest_release_groups(manifest: pd.DataFrame) -> list[ReleaseGroup]:
@@ -68,11 +70,18 @@ def compare_with_manifest(manifest: pd.DataFrame, covers: pd.DataFrame) -> pd.Da
     return merged
 
 
-def run_manifest_fetch(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_path: Path,
-                       console: Console):
-    from equigen.dataset import read_manifest
-    from equigen.fetch import download_catalog_covers
+def run_rebuild(settings: Settings, manifest_path: Path, *, console: Console | None = None) -> DownloadStats:
+    """Fetch exactly the items of `manifest_path` into the data folder (locked: one writer per folder)
+    and store them as the selection with the published splits; EquigenError unless every cover matches."""
+    console = console or Console(stderr=True)
+    taxonomy = load_taxonomy(settings.taxonomy_path)
+    ensure_writable(settings.data_dir)
+    with data_folder_lock(settings.data_dir, "fetch"), Catalog(settings.catalog_path) as catalog:
+        return _rebuild(settings, catalog, taxonomy, Path(manifest_path), console)
 
+
+def _rebuild(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_path: Path,
+             console: Console) -> DownloadStats:
     manifest = read_manifest(manifest_path)
     thumbnail = manifest_thumbnail(manifest, settings.thumbnail)
     if thumbnail != settings.thumbnail:
@@ -85,8 +94,8 @@ def run_manifest_fetch(settings: Settings, catalog: Catalog, taxonomy: Taxonomy,
                            "taxonomy: pass the publisher's file with --taxonomy")
     catalog.add_release_groups(manifest_release_groups(manifest), found_via=f"{MANIFEST_SOURCE}:{manifest_path.name}")
     started = time.monotonic()
-    stats = asyncio.run(download_catalog_covers(settings, catalog, genres, console))
-    stats.wall_seconds = time.monotonic() - started
+    stats = asyncio.run(download_catalog_covers(settings, catalog, genres=genres, console=console))
+    wall = time.monotonic() - started
     covers = catalog.covers_frame(status=None)
     compared = compare_with_manifest(manifest, covers)
     ok = compared[compared.outcome.isin(["match", "mismatch"])]
@@ -102,7 +111,7 @@ def run_manifest_fetch(settings: Settings, catalog: Catalog, taxonomy: Taxonomy,
         table.add_row(genre, str(len(rows)), str((rows.outcome == "match").sum()),
                       str((rows.outcome == "mismatch").sum()), str((~rows.outcome.isin(["match", "mismatch"])).sum()))
     console.print(table)
-    console.print(f"wall {stats.wall_seconds:.1f} s | covers downloaded {stats.downloaded} "
+    console.print(f"wall {wall:.1f} s | covers downloaded {stats.downloaded} "
                   f"({stats.covers_per_second:.1f}/s)")
     bad = compared[compared.outcome != "match"]
     if len(bad):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -35,3 +39,11 @@ class CoverResult:
     format: str | None = None
     path: str | None = None
     source_url: str | None = None
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], who: str) -> None:
+    """A frame passed between layers must carry the columns its reader needs: name the missing ones
+    (a ValueError, a programming error) instead of failing later with a bare KeyError."""
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise ValueError(f"{who} needs columns {missing}, got {list(frame.columns)}")

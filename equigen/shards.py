@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, first_line
+from equigen.split import SPLITS
+from equigen.storage import atomic_output, write_atomic
 
-SPLITS = ("train", "validation", "test")
 DATA_DIR = "data"
 CHECKSUMS = "checksums.sha256"
 SHARD_RE = re.compile(r"(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet")
@@ -109,9 +109,8 @@ def write_split(
         table = pa.Table.from_pydict(columns, schema=schema)
         arrow_bytes += table.nbytes
         path = out_dir / shard_name(split, index, count)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp, **WRITE_OPTIONS)
-        os.replace(tmp, path)  # a shard is either complete or absent
+        with atomic_output(path) as tmp:  # a shard is either complete or absent
+            pq.write_table(table, tmp, **WRITE_OPTIONS)
         paths.append(path)
     return paths, arrow_bytes
 
@@ -119,29 +118,50 @@ def write_split(
 # --- reading ------------------------------------------------------------------------------
 
 def shard_files(dataset_dir: Path) -> dict[str, list[Path]]:
-    """Split -> its shard paths in order; EquigenError for a missing data folder or a broken set."""
+    """Split -> its shard paths in order; EquigenError for a missing data folder, a stray file or a broken set."""
+    data = _data_folder(dataset_dir)
+    names = [path.name for path in sorted(data.glob("*.parquet"))]
+    for name in names:
+        match = SHARD_RE.fullmatch(name)
+        if not match or match["split"] not in SPLITS:
+            raise EquigenError(f"unexpected file {name} in {data}: shards are named <split>-NNNNN-of-NNNNN.parquet")
+    if not names:
+        raise EquigenError(f"no Parquet shards in {data}")
+    return {split: split_shards(dataset_dir, split) for split in SPLITS}
+
+
+def split_shards(dataset_dir: Path, split: str) -> list[Path]:
+    """One split's shard paths in order; EquigenError unless every shard i of n is there.
+
+    Files of other splits, or not named like shards, are not looked at (shard_files refuses them).
+    """
+    data = _data_folder(dataset_dir)
+    found: dict[int, int] = {}  # shard index -> the shard count its name gives
+    for path in data.glob(f"{split}-*.parquet"):
+        match = SHARD_RE.fullmatch(path.name)
+        if match and match["split"] == split:
+            found[int(match["index"])] = int(match["count"])
+    if not found:
+        raise EquigenError(f"no {split} shards in {data} (expected {split}-00000-of-NNNNN.parquet)")
+    counts = sorted(set(found.values()))
+    if len(counts) > 1:
+        raise EquigenError(f"{split} shards in {data} disagree on the shard count: {counts}")
+    count = counts[0]
+    beyond = sorted(i for i in found if i >= count)
+    if beyond:
+        raise EquigenError(f"{data / shard_name(split, beyond[0], count)}: shard index beyond the split's count")
+    missing = [i for i in range(count) if i not in found]
+    if missing:
+        raise EquigenError(f"{data / shard_name(split, missing[0], count)} is missing "
+                           f"({len(found)} of {count} {split} shards present)")
+    return [data / shard_name(split, i, count) for i in range(count)]
+
+
+def _data_folder(dataset_dir: Path) -> Path:
     data = Path(dataset_dir) / DATA_DIR
     if not data.is_dir():
         raise EquigenError(f"{dataset_dir} has no {DATA_DIR}/ folder: not a dataset written by `equigen split`")
-    found: dict[str, dict[int, int]] = {}
-    for path in sorted(data.glob("*.parquet")):
-        match = SHARD_RE.fullmatch(path.name)
-        if not match or match["split"] not in SPLITS:
-            raise EquigenError(f"unexpected file {path.name} in {data}: shards are named <split>-NNNNN-of-NNNNN.parquet")
-        found.setdefault(match["split"], {})[int(match["index"])] = int(match["count"])
-    if not found:
-        raise EquigenError(f"no Parquet shards in {data}")
-    result = {}
-    for split in SPLITS:
-        if split not in found:
-            raise EquigenError(f"split {split!r} has no shards in {data}")
-        indexes = found[split]
-        count = next(iter(indexes.values()))
-        if set(indexes.values()) != {count} or set(indexes) != set(range(count)):
-            missing = sorted(set(range(count)) - set(indexes))
-            raise EquigenError(f"split {split!r} is missing shards {missing[:5]} of {count} in {data}")
-        result[split] = [data / shard_name(split, i, count) for i in range(count)]
-    return result
+    return data
 
 
 def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int, floor: int = 64 << 20) -> None:
@@ -152,7 +172,7 @@ def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int,
     except FileNotFoundError:
         raise EquigenError(f"{what} {path} not found") from None
     except (pa.ArrowException, OSError) as exc:
-        raise EquigenError(f"{what} {path} is not a readable Parquet file: {_first_line(exc)}") from None
+        raise EquigenError(f"{what} {path} is not a readable Parquet file: {first_line(exc)}") from None
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if meta.num_rows > max_rows or size > max(floor, meta.num_rows * bytes_per_row):
         raise EquigenError(f"{what} {Path(path).name} holds {meta.num_rows:,} rows and {size:,} uncompressed bytes: "
@@ -165,20 +185,25 @@ def read_schema(path: Path) -> pa.Schema:
     except FileNotFoundError:
         raise EquigenError(f"shard {path} is missing") from None
     except (pa.ArrowException, OSError) as exc:
-        raise EquigenError(f"shard {path.name} is not a readable Parquet file: {_first_line(exc)}") from None
+        raise EquigenError(f"shard {path.name} is not a readable Parquet file: {first_line(exc)}") from None
+
+
+def check_shard_size(path: Path) -> None:
+    """A shard's footer must promise no more than a shard can hold (see check_parquet_size)."""
+    # a row is one cover (at most the 10 MB download cap) plus its metadata
+    check_parquet_size(path, "shard", max_rows=10_000_000, bytes_per_row=12 << 20)
 
 
 def iter_batches(path: Path, columns: Sequence[str] | None = None, batch_rows: int = 500) -> Iterator[pa.RecordBatch]:
     """Record batches of one shard; EquigenError for a missing, corrupt or implausibly large shard."""
-    # a row is one cover (at most the 10 MB download cap) plus its metadata
-    check_parquet_size(path, "shard", max_rows=10_000_000, bytes_per_row=12 << 20)
+    check_shard_size(path)
     try:
         reader = pq.ParquetFile(path)
         yield from reader.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None)
     except FileNotFoundError:
         raise EquigenError(f"shard {path} is missing") from None
     except (pa.ArrowException, OSError) as exc:
-        raise EquigenError(f"shard {path.name} is not a readable Parquet file: {_first_line(exc)}") from None
+        raise EquigenError(f"shard {path.name} is not a readable Parquet file: {first_line(exc)}") from None
 
 
 def read_metadata(dataset_dir: Path) -> pd.DataFrame:
@@ -191,33 +216,28 @@ def read_metadata(dataset_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*METADATA_COLUMNS, "split"])
 
 
-def iter_images(dataset_dir: Path) -> Iterator[tuple[str, str, bytes]]:
-    """(split, sha256 column, image bytes) for every row, shard by shard."""
-    for split, paths in shard_files(dataset_dir).items():
-        for path in paths:
-            for batch in iter_batches(path, ["image", "sha256"], batch_rows=100):
-                images = batch.column("image").field("bytes").to_pylist()
-                for sha, data in zip(batch.column("sha256").to_pylist(), images):
-                    yield split, sha, data
+def schema_problems(schema: pa.Schema, columns: Sequence[str] | None = None) -> list[str]:
+    """How a shard's schema differs from the contract (empty when it conforms).
 
-
-def schema_problems(schema: pa.Schema) -> list[str]:
-    """How a shard's schema differs from the contract (empty when it conforms)."""
+    columns: check only these contract columns, for a reader that needs no others (nor the metadata).
+    """
     problems = []
-    expected = {name: dtype for name, dtype, _ in COLUMNS}
+    expected = {name: dtype for name, dtype, _ in COLUMNS if columns is None or name in columns}
     actual = {f.name: f.type for f in schema}
     for name, dtype in expected.items():
         if name not in actual:
             problems.append(f"missing column {name}")
         elif actual[name] != dtype:
             problems.append(f"column {name} is {actual[name]}, expected {dtype}")
+    if columns is not None:
+        return problems
     problems += [f"unexpected column {name}" for name in actual if name not in expected]
     try:
         features = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
-        names = features["label"]["names"]
+        names = _label_names(features)
         if features["image"]["_type"] != "Image" or features["label"]["_type"] != "ClassLabel":
             problems.append("huggingface metadata: image must be an Image and label a ClassLabel")
-        if not names or not all(isinstance(n, str) for n in names):
+        if names is None:
             problems.append("huggingface metadata: ClassLabel has no names")
     except (KeyError, TypeError, ValueError):
         problems.append("missing or malformed huggingface schema metadata")
@@ -227,9 +247,20 @@ def schema_problems(schema: pa.Schema) -> list[str]:
 def class_names(schema: pa.Schema) -> list[str]:
     """The ClassLabel names stored in a shard's metadata."""
     try:
-        return list(json.loads(schema.metadata[b"huggingface"])["info"]["features"]["label"]["names"])
+        names = _label_names(json.loads(schema.metadata[b"huggingface"])["info"]["features"])
     except (KeyError, TypeError, ValueError):
-        raise EquigenError("shard has no ClassLabel names in its huggingface metadata") from None
+        names = None
+    if names is None:
+        raise EquigenError("shard has no ClassLabel names in its huggingface metadata")
+    return names
+
+
+def _label_names(features: dict) -> list[str] | None:
+    """The label's ClassLabel names when they are a non-empty list of strings."""
+    names = features["label"]["names"]
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
 
 
 # --- checksums ----------------------------------------------------------------------------
@@ -252,7 +283,7 @@ def write_checksums(dataset_dir: Path) -> Path:
     root = Path(dataset_dir)
     lines = [f"{sha256_file(root / rel)}  {rel}\n" for rel in _dataset_files(root)]
     path = root / CHECKSUMS
-    path.write_text("".join(lines), encoding="utf-8")
+    write_atomic(path, "".join(lines))
     return path
 
 
@@ -282,7 +313,3 @@ def checksum_problems(dataset_dir: Path) -> list[str]:
     problems += [f"{rel}: not listed" for rel in _dataset_files(root) if rel not in listed]
     return problems
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

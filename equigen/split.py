@@ -14,15 +14,22 @@ moving single groups was measured and never improved on this, so there is none.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from equigen.mbids import VARIOUS_ARTISTS
+from equigen.records import require_columns
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test")   # the one definition of the split names, in publishing order
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
+
+# Columns each function reads (cluster_id is optional: without it no duplicate cluster links covers).
+GROUP_COLUMNS = ("artist_mbid",)
+SPLIT_COLUMNS = ("mbid", "genre", "artist_mbid")
 
 
 def shared_artist(artist_mbid: object) -> bool:
@@ -32,6 +39,7 @@ def shared_artist(artist_mbid: object) -> bool:
 
 def group_ids(rows: pd.DataFrame) -> np.ndarray:
     """Group number per row: connected components of "same artist" ∪ "same duplicate cluster"."""
+    require_columns(rows, GROUP_COLUMNS, "group_ids")
     n = len(rows)
     artist = rows["artist_mbid"].where(rows["artist_mbid"].map(shared_artist))
     a_codes, a_uniques = pd.factorize(artist)            # -1 for VA / missing: no artist edge
@@ -55,10 +63,11 @@ def group_ids(rows: pd.DataFrame) -> np.ndarray:
 def grouped_stratified_split(
     rows: pd.DataFrame, ratios: tuple[float, float, float] = DEFAULT_RATIOS, seed: int = 0
 ) -> pd.Series:
-    """mbid -> split ("train" | "validation" | "test") for rows with mbid, genre, artist_mbid, cluster_id.
+    """mbid -> split ("train" | "validation" | "test") for rows with mbid, genre, artist_mbid (and cluster_id).
 
     Deterministic for (rows as a set, ratios, seed): the input row order does not matter.
     """
+    require_columns(rows, SPLIT_COLUMNS, "grouped_stratified_split")
     ratios_arr = np.asarray(ratios, dtype=np.float64)
     if len(ratios_arr) != len(SPLITS) or (ratios_arr <= 0).any() or abs(ratios_arr.sum() - 1) > 1e-6:
         raise ValueError(f"ratios must be three positive fractions summing to 1, got {ratios}")
@@ -99,12 +108,21 @@ def _assign(counts: np.ndarray, ratios: np.ndarray, rng: np.random.Generator) ->
     return chosen
 
 
-def split_report(rows: pd.DataFrame, assignment: pd.Series, ratios=DEFAULT_RATIOS) -> dict:
-    """Per-split per-genre counts and deviations from the target ratios (in percentage points).
+@dataclass(frozen=True, eq=False)   # eq=False: DataFrames have no single truth value to compare by
+class SplitReport:
+    """How close a split came to the target ratios (deviations in percentage points)."""
+    counts: pd.DataFrame          # genre x split: covers
+    dev_pp: pd.DataFrame          # genre x split: share of the genre's covers in the split - its ratio
+    worst_dev_pp: float           # max over genres and splits of |dev_pp|
+    worst_share_dev_pp: float     # max over splits and genres of |genre's share of the split - its overall share|
+    split_sizes: dict[str, int]   # split -> covers
+    n_groups: int                 # artist ∪ duplicate-cluster groups
+    largest_group: int            # covers in the largest group
 
-    worst_dev_pp: max over genres and splits of |share of the genre's covers in the split - ratio|.
-    worst_share_dev_pp: max over splits and genres of |genre's share of the split - genre's overall share|.
-    """
+
+def split_report(rows: pd.DataFrame, assignment: pd.Series, ratios=DEFAULT_RATIOS) -> SplitReport:
+    """Per-split per-genre counts and deviations from the target ratios, for the card and the summary."""
+    require_columns(rows, SPLIT_COLUMNS, "split_report")
     split = rows["mbid"].map(assignment)
     table = pd.crosstab(rows["genre"], split).reindex(columns=list(SPLITS), fill_value=0)
     totals = table.sum(axis=1)
@@ -113,12 +131,12 @@ def split_report(rows: pd.DataFrame, assignment: pd.Series, ratios=DEFAULT_RATIO
     composition = table.div(table.sum(axis=0).replace(0, np.nan), axis=1)
     share_dev = composition.sub(totals / totals.sum(), axis=0) * 100
     groups = group_ids(rows)
-    return {
-        "counts": table,
-        "dev_pp": dev,
-        "worst_dev_pp": float(dev.abs().to_numpy().max()) if len(table) else 0.0,
-        "worst_share_dev_pp": float(np.nanmax(np.abs(share_dev.to_numpy()))) if len(table) else 0.0,
-        "split_sizes": table.sum(axis=0).to_dict(),
-        "n_groups": int(groups.max()) + 1 if len(groups) else 0,
-        "largest_group": int(np.bincount(groups).max()) if len(groups) else 0,
-    }
+    return SplitReport(
+        counts=table,
+        dev_pp=dev,
+        worst_dev_pp=float(dev.abs().to_numpy().max()) if len(table) else 0.0,
+        worst_share_dev_pp=float(np.nanmax(np.abs(share_dev.to_numpy()))) if len(table) else 0.0,
+        split_sizes=table.sum(axis=0).to_dict(),
+        n_groups=int(groups.max()) + 1 if len(groups) else 0,
+        largest_group=int(np.bincount(groups).max()) if len(groups) else 0,
+    )

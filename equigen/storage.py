@@ -1,10 +1,13 @@
-"""Content-addressed image store: images/<sha256[:2]>/<sha256>.<ext>, written atomically."""
+"""Files written atomically: content-addressed images (images/<sha256[:2]>/<sha256>.<ext>), reports,
+shards and checkpoints. A kill never leaves a partial file under its final name."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from equigen.errors import EquigenError
 
@@ -42,6 +45,28 @@ def store_image(data_dir: Path, sha256: str, ext: str, data: bytes) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return rel
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path` (mode from the umask),
+    on any error it is removed and `path` keeps its previous content."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared lab folders want the umask's choice
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write bytes (or UTF-8 text) to `path` atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def ensure_writable(data_dir: Path) -> None:

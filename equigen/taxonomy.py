@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, first_line
 
 AMBIGUOUS = "ambiguous"
 UNLABELLED = "unlabelled"
@@ -163,7 +163,7 @@ def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
     except FileNotFoundError:
         raise EquigenError(f"taxonomy file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EquigenError(f"taxonomy file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+        raise EquigenError(f"taxonomy file {path} is not valid TOML: {first_line(exc)}") from None
     except OSError as exc:
         raise EquigenError(f"cannot read taxonomy file {path}: {exc.strerror or exc}") from None
     return parse_taxonomy(raw, str(path))

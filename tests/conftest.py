@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from equigen.config import load_settings
 from equigen.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
-HARVEST_SEED = 11
-HARVEST_PER_GENRE = 12
-
-
-def quiet_console() -> Console:
-    return Console(stderr=True, quiet=True)
+from helpers import HARVEST_PER_GENRE, HARVEST_SEED, copy_harvest, quiet_console
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +40,6 @@ def harvested(_harvest):
 @pytest.fixture(scope="session")
 def harvest_stats(_harvest):
     return _harvest[1]
-
-
-def copy_harvest(settings, dest: Path):
-    """A private copy of a harvested data folder, for tests that modify it."""
-    import dataclasses
-    import shutil
-
-    shutil.copytree(settings.data_dir, dest)
-    return dataclasses.replace(settings, data_dir=dest)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from equigen.baseline import BaselineConfig, parse_weights_option, run_baseline
+from equigen.baseline import BaselineConfig, BaselineResult, parse_weights_option, run_baseline
 from equigen.errors import EquigenError
 
 torch = pytest.importorskip("torch")
@@ -132,16 +132,17 @@ def test_two_models_train_and_report(tiny_dataset, tmp_path):
     result = run_baseline(tiny_dataset, tmp_path / "runs", cfg, progress=False)
 
     run_dir = tmp_path / "runs" / "cmp"
-    assert result["run_dir"] == run_dir and result["report"] == run_dir / "report.md"
+    assert isinstance(result, BaselineResult) and list(result.models) == list(cfg.models)
+    assert result.run_dir == run_dir and result.report == run_dir / "report.md"
     n_test = PER_CLASS["test"] * len(GENRES)
     for model in cfg.models:
         metrics = check_model_outputs(run_dir / model, GENRES, 4, n_test)
-        assert result[model]["accuracy"] == metrics["accuracy"]
+        assert result.models[model]["accuracy"] == metrics["accuracy"]
         history = json.loads((run_dir / model / "history.json").read_text())
         assert history[-1]["train_loss"] < history[0]["train_loss"] * 0.9, (model, history)
     # The classes are easy: the ResNet must beat chance clearly on the test split.
-    assert result["resnet18"]["accuracy"] > 0.5
-    report = result["report"].read_text()
+    assert result.models["resnet18"]["accuracy"] > 0.5
+    report = result.report.read_text()
     for model in cfg.models:
         assert model in report and f"{model}/confusion_matrix.png" in report
     assert all(g in report for g in GENRES)
@@ -161,7 +162,7 @@ def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
     assert "--resume" in one_line_error(e)
 
     result = run_baseline(tiny_dataset, runs, fast_config(epochs=2, resume=True), progress=True)
-    assert result["run_dir"] == runs / "r"  # the newest run, found without --run-name
+    assert result.run_dir == runs / "r"  # the newest run, found without --name
     history = json.loads((runs / "r" / "resnet18" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0] == first[0]  # epoch 1 was restored, not retrained
@@ -173,18 +174,18 @@ def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
 def test_sgd_with_batch_cap(tiny_dataset, tmp_path):
     cfg = fast_config(optimizer="sgd", lr=0.05, max_train_batches=2, patience=1, epochs=2, run_name="sgd")
     result = run_baseline(tiny_dataset, tmp_path / "runs", cfg, progress=False)
-    history = json.loads((result["run_dir"] / "resnet18" / "history.json").read_text())
+    history = json.loads((result.run_dir / "resnet18" / "history.json").read_text())
     assert [h["train_images"] for h in history] == [16] * len(history)
-    assert result["resnet18"]["config"]["optimizer"] == "sgd"
+    assert result.models["resnet18"]["config"]["optimizer"] == "sgd"
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tiny_dataset, tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "equigen.baseline.train", "--dataset", str(tiny_dataset), "--runs-dir", str(runs),
-           "--model", "resnet18", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0",
-           "--device", "cpu", "--run-name", "ddp", "--no-progress"]
+           "-m", "equigen.cli", "baseline", "--dataset", str(tiny_dataset), "--runs-dir", str(runs),
+           "--models", "resnet18", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0",
+           "--device", "cpu", "--name", "ddp", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -321,6 +322,55 @@ def test_config_validation_and_weights_option(tmp_path):
         parse_weights_option(["a.pth", "b.pth"])
     cfg = BaselineConfig(weights={"resnet50": Path("a.pth")}).validated()
     assert cfg.weights_for("resnet50") == Path("a.pth") and cfg.weights_for("efficientnet_b0") is None
+
+
+def test_config_errors_name_the_cli_flags():
+    cases = ((BaselineConfig(models=()), "--models"), (BaselineConfig(models=("resnet18", "resnet18")), "--models"),
+             (BaselineConfig(run_name="a/b"), "--name"))
+    for cfg, flag in cases:
+        with pytest.raises(EquigenError) as e:
+            cfg.validated()
+        assert one_line_error(e).split()[0].rstrip(":") == flag
+
+
+def test_cli_runs_under_the_data_dir_from_the_environment(tiny_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from equigen.cli import app
+
+    data_dir = tmp_path / "data"
+    args = ["baseline", "--dataset", str(tiny_dataset), "--models", "resnet18", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8", "--workers", "0", "--device", "cpu", "--max-train-batches", "1", "--name", "cli",
+            "--no-progress"]
+    res = CliRunner().invoke(app, args, env={"EQUIGEN_DATA_DIR": str(data_dir)})
+    assert res.exit_code == 0, res.output
+    report = data_dir / "runs" / "cli" / "report.md"
+    assert report.is_file() and res.stdout.strip() == f"report: {report}"
+
+    res = CliRunner().invoke(app, [*args, "--runs-dir", str(tmp_path / "elsewhere"), "--epochs", "0"])
+    assert "--epochs" in str(res.exception) and not (tmp_path / "elsewhere").exists()
+
+
+def test_readme_torchrun_line_parses_with_the_cli():
+    import typer
+
+    from equigen.cli import app
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(text for text in readme.splitlines() if text.startswith("torchrun"))
+    verb, *args = line.split("#")[0].split("-m equigen.cli", 1)[1].split()
+    root = typer.main.get_command(app)
+    command = root.get_command(root.make_context("equigen", [verb]), verb)
+    params = command.make_context(verb, args).params
+    assert params["models"] == "resnet50,efficientnet_b0" and params["data_dir"] == Path("D")
+
+
+def test_cli_user_error_exits_with_the_user_error_code(tmp_path):
+    from equigen.errors import EXIT_USER_ERROR
+
+    cmd = [sys.executable, "-m", "equigen.cli", "baseline", "--dataset", str(tmp_path), "--models", ","]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_USER_ERROR and "--models" in proc.stderr
 
 
 def test_import_equigen_baseline_is_light():

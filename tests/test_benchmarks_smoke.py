@@ -30,7 +30,7 @@ SCRIPTS = {
 def img2dataset_venv_ready() -> bool:
     import os
 
-    py = Path(os.environ.get("EQUIGEN_BENCH_VENV", "/work/bench-venv")) / "bin" / "python"
+    py = Path(os.environ.get("EQUIGEN_BENCH_VENV", BENCH / "work" / "bench-venv")) / "bin" / "python"
     return py.exists() and subprocess.run([str(py), "-c", "import img2dataset"], capture_output=True).returncode == 0
 
 
@@ -56,7 +56,7 @@ def test_full_smoke(name):
     for module in SCRIPTS[name]:
         pytest.importorskip(module)
     if name == "bench_download" and not img2dataset_venv_ready():
-        pytest.skip("img2dataset is not installed in its benchmark venv (EQUIGEN_BENCH_VENV, /work/bench-venv)")
+        pytest.skip("img2dataset is not installed in its benchmark venv (EQUIGEN_BENCH_VENV, benchmarks/work/bench-venv)")
     doc = run_smoke(name)
     assert doc["ours_only"] is False
     assert any(row["anchor"] != "-" for row in doc["rows"])

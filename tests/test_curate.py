@@ -13,7 +13,7 @@ from equigen.catalog import Catalog
 from equigen.config import load_settings
 from equigen.curate import run_balance, run_dedup
 from equigen.errors import EquigenError
-from conftest import quiet_console
+from helpers import quiet_console
 
 
 def selection_count(settings) -> int:

@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import copy_harvest, quiet_console
+from helpers import copy_harvest, quiet_console
 from equigen.catalog import Catalog
 from equigen.curate import run_balance, run_dedup
-from equigen.dataset import MANIFEST, read_manifest, run_split
+from equigen.dataset import run_split
+from equigen.manifest import MANIFEST, read_manifest
 from equigen.errors import EquigenError
 from equigen.mbids import VARIOUS_ARTISTS
 from equigen.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
@@ -225,6 +226,32 @@ def test_split_needs_a_selection(harvested, tmp_path):
         run_split(settings, console=quiet_console())
 
 
+def test_split_without_a_catalog_says_fetch_first(harvested, tmp_path):
+    settings = copy_harvest(harvested, tmp_path / "data")
+    settings.catalog_path.unlink()
+    with pytest.raises(EquigenError, match="no catalog at .*equigen fetch"):
+        run_split(settings, console=quiet_console())
+    assert not settings.catalog_path.exists(), "a missing catalog is reported, not created"
+
+
+def test_no_temporary_files_are_published(published):
+    root = published[0].dataset_dir
+    assert not [p for p in root.rglob("*") if p.name.startswith(".")]
+
+
+def test_card_and_manifest_never_import_the_split_verb():
+    """dataset -> card, manifest, split: the other way round (lazy imports too) would be a cycle."""
+    import ast
+
+    import equigen
+    package = Path(equigen.__file__).parent
+    for name in ("card", "manifest", "split"):
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert not imported & {"equigen.dataset", "equigen.rebuild", "equigen.verify"}, name
+
+
 def test_split_refuses_an_empty_split(published, tmp_path):
     settings = copy_harvest(published[0], tmp_path / "data")
     before = (settings.dataset_dir / CHECKSUMS).read_bytes()
@@ -262,12 +289,12 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 def test_fetch_manifest_rebuilds_the_identical_dataset(published, harvest_sim, tmp_path):
     from equigen.config import load_settings
-    from equigen.fetch import run_fetch
+    from equigen.rebuild import run_rebuild
 
     original = published[0]
     rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url,
                             coverart_url=harvest_sim.url)
-    run_fetch(rebuilt, manifest=original.dataset_dir / "manifest.parquet", console=quiet_console())
+    run_rebuild(rebuilt, original.dataset_dir / MANIFEST, console=quiet_console())
     run_split(rebuilt, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
     assert _tree_bytes(rebuilt.dataset_dir) == _tree_bytes(original.dataset_dir)
     assert run_verify(rebuilt.dataset_dir, console=quiet_console())
@@ -275,7 +302,7 @@ def test_fetch_manifest_rebuilds_the_identical_dataset(published, harvest_sim, t
 
 def test_fetch_manifest_reports_sha256_mismatches(published, harvest_sim, tmp_path):
     from equigen.config import load_settings
-    from equigen.fetch import run_fetch
+    from equigen.rebuild import run_rebuild
 
     manifest = pq.read_table(published[0].dataset_dir / "manifest.parquet")
     sha = manifest.column("sha256").to_pylist()
@@ -285,14 +312,14 @@ def test_fetch_manifest_reports_sha256_mismatches(published, harvest_sim, tmp_pa
     rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url,
                             coverart_url=harvest_sim.url)
     with pytest.raises(EquigenError, match="1 of .* not rebuilt identically"):
-        run_fetch(rebuilt, manifest=tampered, console=quiet_console())
+        run_rebuild(rebuilt, tampered, console=quiet_console())
     with Catalog(rebuilt.catalog_path) as catalog:
         assert catalog.covers_frame("ok").shape[0] == manifest.num_rows  # nothing lost: every cover is stored
 
 
 def test_fetch_manifest_with_a_genre_outside_the_taxonomy_fails_before_downloading(published, harvest_sim, tmp_path):
     from equigen.config import load_settings
-    from equigen.fetch import run_fetch
+    from equigen.rebuild import run_rebuild
 
     manifest = pq.read_table(published[0].dataset_dir / "manifest.parquet")
     first = manifest.column("genre")[0].as_py()
@@ -301,7 +328,7 @@ def test_fetch_manifest_with_a_genre_outside_the_taxonomy_fails_before_downloadi
     pq.write_table(manifest.set_column(manifest.schema.get_field_index("genre"), "genre", pa.array(genres)), changed)
     rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url)
     with pytest.raises(EquigenError, match="'Polka' are not in the taxonomy: pass the publisher's file with --taxonomy"):
-        run_fetch(rebuilt, manifest=changed, console=quiet_console())
+        run_rebuild(rebuilt, changed, console=quiet_console())
     with Catalog(rebuilt.catalog_path) as catalog:
         assert catalog.covers_frame(status=None).empty  # nothing fetched, nothing recorded
 

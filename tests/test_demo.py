@@ -121,12 +121,3 @@ def test_every_readme_command_uses_real_verbs_and_options():
             helps[verb] = res.output
         for opt in (a.split("=")[0] for a in args if a.startswith("--")):
             assert opt in helps[verb], f"README: `equigen {verb}` has no option {opt}"
-
-
-def test_torchrun_line_in_readme_parses_with_the_trainer():
-    from equigen.baseline.train import parse_args
-
-    line = next(l for l in README.splitlines() if l.startswith("torchrun"))
-    args = line.split("#")[0].split("-m equigen.baseline.train", 1)[1].split()
-    namespace, config = parse_args(args)
-    assert config.models == ("resnet50", "efficientnet_b0")

@@ -22,7 +22,7 @@ from equigen.images import phash_hex
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
 
-from conftest import HARVEST_PER_GENRE, quiet_console
+from helpers import HARVEST_PER_GENRE, assert_one_line_error, quiet_console, run_cli
 
 EXPECTED_STATUS = {"ok": "ok", "none": "no_art", "truncated": "bad_image", "html": "bad_image",
                    "oversize": "bad_image", "bomb": "bad_image", "tiny": "bad_image"}
@@ -41,11 +41,6 @@ tags = ["reggae", "dub"]
 
 def _settings(url: str, data_dir: Path, **kw):
     return load_settings(data_dir=data_dir, musicbrainz_url=url, coverart_url=url, **kw)
-
-
-def _cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "equigen.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
 
 
 # --- the shared harvest (conftest): 15 genres, default taxonomy ------------------------------------------
@@ -213,11 +208,11 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert ok >= 5
-        resumed = _cli("fetch", "--data-dir", str(killed), "--musicbrainz-url", sim.url, "--coverart-url", sim.url, *common)
+        resumed = run_cli("fetch", "--data-dir", str(killed), "--musicbrainz-url", sim.url, "--coverart-url", sim.url, *common)
         assert resumed.returncode == 0, resumed.stderr
     with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim2:
         clean = tmp_path / "clean"
-        done = _cli("fetch", "--data-dir", str(clean), "--musicbrainz-url", sim2.url, "--coverart-url", sim2.url, *common)
+        done = run_cli("fetch", "--data-dir", str(clean), "--musicbrainz-url", sim2.url, "--coverart-url", sim2.url, *common)
         assert done.returncode == 0, done.stderr
     assert _catalog_snapshot(killed / "catalog.sqlite") == _catalog_snapshot(clean / "catalog.sqlite")
     files = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*") if p.is_file())
@@ -226,47 +221,40 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
 
 # --- bad input: one line, non-zero exit, catalog intact ----------------------------------------------------
 
-def _one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
-    assert result.returncode != 0
-    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert needle in lines[0], lines[0]
-
-
-def test_malformed_taxonomy_cli(tmp_path):
+def test_malformed_taxonomyrun_cli(tmp_path):
     bad = tmp_path / "genres.toml"
     bad.write_text('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["x"]\n')
-    r = _cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
+    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
              "--coverart-url", "http://127.0.0.1:9", "--taxonomy", str(bad))
-    _one_line_error(r, "claimed by both")
+    assert_one_line_error(r, "claimed by both")
 
 
 def test_unreachable_musicbrainz(tmp_path):
-    r = _cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
+    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
              "--coverart-url", "http://127.0.0.1:9", "--genre", "Jazz")
-    _one_line_error(r, "cannot reach MusicBrainz")
+    assert_one_line_error(r, "cannot reach MusicBrainz")
 
 
 def test_non_writable_data_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    r = _cli("fetch", "--data-dir", str(blocker / "sub"), "--musicbrainz-url", "http://127.0.0.1:9",
+    r = run_cli("fetch", "--data-dir", str(blocker / "sub"), "--musicbrainz-url", "http://127.0.0.1:9",
              "--coverart-url", "http://127.0.0.1:9")
-    _one_line_error(r, "not writable")
+    assert_one_line_error(r, "not writable")
     assert blocker.read_text() == "not a folder"
 
 
 def test_real_musicbrainz_without_contact_is_refused(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "EQUIGEN_CONTACT"}
-    r = _cli("fetch", "--data-dir", str(tmp_path / "d"), env=env)
-    _one_line_error(r, "--contact")
+    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), env=env)
+    assert_one_line_error(r, "--contact")
 
 
 def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
     wc = WorldConfig.small(seed=2)
     data = tmp_path / "d"
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(bad_mbid=True)) as bad:
-        r = _cli("fetch", "--data-dir", str(data), "--musicbrainz-url", bad.url, "--coverart-url", bad.url,
+        r = run_cli("fetch", "--data-dir", str(data), "--musicbrainz-url", bad.url, "--coverart-url", bad.url,
                  "--genre", "Metal", "--per-genre", "3")
         searches = len(bad.musicbrainz_log())
     assert r.returncode == 0, r.stderr
@@ -361,19 +349,19 @@ def test_discovery_only_then_download_only_then_fetch_adds_nothing(tmp_path):
 
 def test_unreachable_cover_art_archive_stops_early_in_one_line(tmp_path):
     with simulator_in_thread(world_config=WorldConfig.small(seed=3), sim_config=SimConfig(rate_limit=0)) as sim:
-        r = _cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", sim.url, "--coverart-url",
+        r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", sim.url, "--coverart-url",
                  "http://127.0.0.1:9", "--mb-interval", "0.05", "--per-genre", "200", "--genre", "Rock", "--genre", "Pop",
                  env={**os.environ, "EQUIGEN_MAX_ATTEMPTS": "1"})
         searches = len(sim.musicbrainz_log())
-    _one_line_error(r, "Cover Art Archive")
+    assert_one_line_error(r, "Cover Art Archive")
     names = sum(len(load_taxonomy().search_names(g)) for g in ("Rock", "Pop"))
     assert searches < names / 5, "the harvest stopped instead of searching and trying every candidate"
 
 
 def test_external_text_is_printed_inertly(tmp_path):
-    r = _cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
+    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
              "--coverart-url", "http://127.0.0.1:9", "--genre", "[/bold]\x1b]8;;http://x\x07evil")
-    _one_line_error(r, "unknown genre")
+    assert_one_line_error(r, "unknown genre")
     assert "\x1b" not in r.stderr and "[/bold]" in r.stderr and "MarkupError" not in r.stderr
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 
-import equigen.fetch as fetch
+import equigen.downloader as downloader
 from equigen.catalog import Catalog, ReleaseGroup
 from equigen.config import load_settings
 from equigen.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
-from conftest import quiet_console
+from helpers import quiet_console
 
 
 def _download_only(sim, data_dir):
@@ -27,14 +27,14 @@ def _download_only(sim, data_dir):
 
 def test_process_pool_matches_thread_pool(tmp_path, monkeypatch):
     used = []
-    real_pool = fetch._validation_pool
-    monkeypatch.setattr(fetch, "_validation_pool", lambda n: used.append(real_pool(n)) or used[-1])
+    real_pool = downloader.validation_pool
+    monkeypatch.setattr(downloader, "validation_pool", lambda n: used.append(real_pool(n)) or used[-1])
     # A simulator of its own (flaky covers keep per-server failure counts), flaky ones fail 0 times
     # so both runs see the same server behaviour.
     with simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig(flaky_failures=0)) as sim:
-        monkeypatch.setattr(fetch, "PROCESS_POOL_MIN_COVERS", 1 << 62)
+        monkeypatch.setattr(downloader, "PROCESS_POOL_MIN_COVERS", 1 << 62)
         threads_stats, threads = _download_only(sim, tmp_path / "threads")
-        monkeypatch.setattr(fetch, "PROCESS_POOL_MIN_COVERS", 1)
+        monkeypatch.setattr(downloader, "PROCESS_POOL_MIN_COVERS", 1)
         procs_stats, procs = _download_only(sim, tmp_path / "procs")
     assert type(used[0]).__name__ == "ThreadPoolExecutor"
     assert type(used[1]).__name__ == "ProcessPoolExecutor"

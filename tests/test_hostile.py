@@ -23,7 +23,7 @@ from equigen.fetch import run_fetch
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
 from equigen.taxonomy import load_taxonomy
-from conftest import quiet_console
+from helpers import quiet_console
 
 MBID = "0f8c8b4e-2d5a-4b2b-9a57-6e4f1f7a1c01"
 
@@ -213,7 +213,7 @@ def test_stored_images_follow_the_umask_and_oversized_thumbnails_are_refused(tmp
 
     from PIL import Image
 
-    from equigen.fetch import validate_and_store
+    from equigen.downloader import validate_and_store
 
     buffer = io.BytesIO()
     Image.new("RGB", (1200, 1100), (20, 90, 160)).save(buffer, "JPEG")
@@ -231,7 +231,7 @@ def test_a_tiny_parquet_that_inflates_is_refused_before_reading(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from equigen.dataset import read_manifest
+    from equigen.manifest import read_manifest
 
     path = tmp_path / "manifest.parquet"
     pq.write_table(pa.table({"title": ["x" * (96 << 20)]}), path, compression="zstd")
@@ -290,3 +290,22 @@ def test_disk_full_during_fetch_is_one_line_and_keeps_what_was_stored(tmp_path):
         assert len(stored) >= 80 and all((mount / "d" / p).is_file() for (p,) in stored)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_the_baseline_refuses_a_shard_that_inflates_before_reading_it(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from equigen.baseline.data import load_split
+    from equigen.shards import shard_name, shard_schema
+
+    schema = shard_schema(["Jazz", "Metal"])
+    row = {name: [None] for name in schema.names}
+    row["image"] = [{"bytes": b"\0" * (96 << 20), "path": "x.jpg"}]   # zstd makes it a few KB on disk
+    row["label"] = [0]
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / shard_name("train", 0, 1)
+    pq.write_table(pa.Table.from_pydict(row, schema=schema), path, compression="zstd")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(EquigenError, match="more than such a file can hold"):
+        load_split(tmp_path, "train", image_size=32, num_classes=2)

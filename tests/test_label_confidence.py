@@ -22,14 +22,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import quiet_console
+from helpers import quiet_console
 from equigen.catalog import Catalog
 from equigen.config import load_settings
 from equigen.curate import run_balance, run_dedup
-from equigen.dataset import MANIFEST, label_confidence_table, read_manifest, run_split
+from equigen.card import label_confidence_table
+from equigen.dataset import run_split
+from equigen.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
 from equigen.errors import EquigenError
 from equigen.images import inspect_image
-from equigen.rebuild import MANIFEST_SOURCE, manifest_release_groups
+from equigen.rebuild import manifest_release_groups
 from equigen.records import CoverResult, ReleaseGroup
 from equigen.shards import SPLITS, read_metadata, shard_files
 from equigen.storage import store_image

@@ -69,9 +69,10 @@ def test_no_artist_or_cluster_leakage(world, world_split):
 
 def test_ratio_bound_at_60k(world, world_split):
     report = split_report(world, world_split)
-    assert report["worst_dev_pp"] <= 0.5
-    assert report["worst_share_dev_pp"] <= 0.5
-    assert report["counts"].to_numpy().sum() == len(world)
+    assert report.worst_dev_pp <= 0.5
+    assert report.worst_share_dev_pp <= 0.5
+    assert report.counts.to_numpy().sum() == len(world)
+    assert sum(report.split_sizes.values()) == len(world) and set(report.split_sizes) == set(SPLITS)
 
 
 def test_various_artists_is_not_one_group(world):
@@ -128,4 +129,20 @@ def test_speed_at_100k():
     assignment = grouped_stratified_split(rows, seed=0)
     elapsed = time.perf_counter() - start
     assert elapsed < 5.0
-    assert split_report(rows, assignment)["worst_dev_pp"] <= 0.5
+    assert split_report(rows, assignment).worst_dev_pp <= 0.5
+
+
+def test_missing_columns_are_named():
+    rows = synthetic_rows(n_genres=2, per_genre=5).drop(columns=["genre", "artist_mbid"])
+    with pytest.raises(ValueError, match=r"grouped_stratified_split needs columns \['genre', 'artist_mbid'\]"):
+        grouped_stratified_split(rows)
+    with pytest.raises(ValueError, match=r"group_ids needs columns \['artist_mbid'\]"):
+        group_ids(rows)
+    with pytest.raises(ValueError, match=r"split_report needs columns \['genre', 'artist_mbid'\]"):
+        split_report(rows, pd.Series(dtype=object))
+
+
+def test_cluster_id_is_optional():
+    rows = synthetic_rows(n_genres=2, per_genre=5).drop(columns=["cluster_id"])
+    assignment = grouped_stratified_split(rows, seed=0)
+    assert split_report(rows, assignment).n_groups == len(set(group_ids(rows)))

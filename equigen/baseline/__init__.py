@@ -1,17 +1,18 @@
 """Baseline classifiers (ResNet / EfficientNet) trained and compared on an EquiGen dataset.
 
-This module stays light: torch and torchvision are imported only when `run_baseline` runs.
+The command line is `equigen baseline` (under `torchrun --nproc_per_node=K -m equigen.cli baseline ...`
+for several GPUs). This module stays light: torch and torchvision are imported only when `run_baseline` runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from equigen.errors import EquigenError
 
-__all__ = ["BaselineConfig", "run_baseline", "parse_weights_option"]
+__all__ = ["BaselineConfig", "BaselineResult", "run_baseline", "parse_weights_option"]
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -37,12 +38,12 @@ class BaselineConfig:
     run_name: str | None = None    # folder under runs_dir; default: a timestamp
     max_train_batches: int | None = None  # cap per epoch, for smoke runs
 
-    def validated(self) -> "BaselineConfig":
+    def validated(self) -> BaselineConfig:
         """Checks that need neither torch nor the disk."""
         if not self.models:
-            raise EquigenError("--model: give at least one model")
+            raise EquigenError("--models: give at least one model")
         if len(set(self.models)) != len(self.models):
-            raise EquigenError(f"--model: each model once, got {', '.join(self.models)}")
+            raise EquigenError(f"--models: each model once, got {', '.join(self.models)}")
         if self.epochs < 1:
             raise EquigenError(f"--epochs must be at least 1, got {self.epochs}")
         if self.image_size < 16:
@@ -60,7 +61,7 @@ class BaselineConfig:
         if self.max_train_batches is not None and self.max_train_batches < 1:
             raise EquigenError(f"--max-train-batches must be at least 1, got {self.max_train_batches}")
         if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in (".", "..")):
-            raise EquigenError(f"--run-name must be a plain folder name, got {self.run_name!r}")
+            raise EquigenError(f"--name must be a plain folder name, got {self.run_name!r}")
         if isinstance(self.weights, Path) and len(self.models) > 1:
             raise EquigenError(f"one --weights file fits one architecture, but {len(self.models)} models were asked "
                               f"for ({', '.join(self.models)}): train one model, or give MODEL=PATH for each")
@@ -101,8 +102,17 @@ def parse_weights_option(values: Sequence[str] | None) -> Mapping[str, Path] | P
     return out
 
 
-def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> dict:
-    """Train, evaluate and compare `cfg.models`; returns {model: metrics, "report": Path, "run_dir": Path}.
+@dataclass(frozen=True)
+class BaselineResult:
+    """What a run produced: its folder, the side-by-side report, and each model's test metrics."""
+
+    run_dir: Path
+    report: Path                   # <run_dir>/report.md (written by rank 0 only)
+    models: dict[str, dict]        # model name -> metrics, as in <run_dir>/<model>/metrics.json
+
+
+def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:
+    """Train, evaluate and compare `cfg.models`.
 
     Runs under torchrun unchanged (one process per GPU; only rank 0 writes and prints).
     """

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,65 +15,31 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
-from equigen.errors import EquigenError
+from equigen import shards
+from equigen.errors import EquigenError, first_line
+from equigen.split import SPLITS
 
-SPLITS = ("train", "validation", "test")
-SHARD_RE = re.compile(r"^(?P<split>[a-z]+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+COLUMNS = ("image", "label")  # all that training reads
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def shard_paths(dataset_dir: Path, split: str) -> list[Path]:
-    """The split's shards in order; every shard i of n must be present."""
-    data = dataset_dir / "data"
-    if not data.is_dir():
-        raise EquigenError(f"no dataset at {dataset_dir}: {data} is missing (write one with `equigen split`)")
-    found: dict[int, Path] = {}
-    totals: set[int] = set()
-    for p in data.glob(f"{split}-*.parquet"):
-        m = SHARD_RE.match(p.name)
-        if m and m["split"] == split:
-            found[int(m["i"])] = p
-            totals.add(int(m["n"]))
-    if not found:
-        raise EquigenError(f"no {split} shards in {data} (expected {split}-00000-of-NNNNN.parquet)")
-    if len(totals) != 1:
-        raise EquigenError(f"{split} shards in {data} disagree on the shard count: {sorted(totals)}")
-    n = totals.pop()
-    missing = [i for i in range(n) if i not in found]
-    if missing:
-        name = f"{split}-{missing[0]:05d}-of-{n:05d}.parquet"
-        raise EquigenError(f"{data / name} is missing ({len(found)} of {n} {split} shards present)")
-    if max(found) >= n:
-        raise EquigenError(f"{found[max(found)]}: shard index beyond the split's count of {n}")
-    return [found[i] for i in range(n)]
-
-
-def _check_schema(path: Path, schema: pa.Schema) -> None:
-    image = schema.field("image").type if "image" in schema.names else None
-    image_bytes = None
-    if isinstance(image, pa.StructType) and image.get_field_index("bytes") >= 0:
-        image_bytes = image.field("bytes").type
-    if image_bytes is None or not (pa.types.is_binary(image_bytes) or pa.types.is_large_binary(image_bytes)):
-        raise EquigenError(f"{path}: wrong schema, expected column image: struct<bytes: binary, path: string>")
-    if "label" not in schema.names or not pa.types.is_integer(schema.field("label").type):
-        raise EquigenError(f"{path}: wrong schema, expected an integer column label")
+def _read_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as e:
+        raise EquigenError(f"{path}: not a readable Parquet shard ({first_line(e)})") from None
 
 
 def _read_shard(path: Path) -> tuple[pa.Array, np.ndarray]:
+    problems = shards.schema_problems(_read_schema(path), columns=COLUMNS)
+    if problems:
+        raise EquigenError(f"{path}: wrong schema: {'; '.join(problems)}")
+    shards.check_shard_size(path)   # a hostile footer must not make us allocate gigabytes
     try:
-        schema = pq.read_schema(path)
+        table = pq.read_table(path, columns=list(COLUMNS))
     except (pa.ArrowException, OSError) as e:
-        raise EquigenError(f"{path}: not a readable Parquet shard ({one_line(e)})") from None
-    _check_schema(path, schema)
-    try:
-        table = pq.read_table(path, columns=["image", "label"])
-    except (pa.ArrowException, OSError) as e:
-        raise EquigenError(f"{path}: corrupt Parquet shard ({one_line(e)})") from None
+        raise EquigenError(f"{path}: corrupt Parquet shard ({first_line(e)})") from None
     images = table.column("image").combine_chunks()
     if images.null_count or table.column("label").null_count:
         raise EquigenError(f"{path}: null image or label")
@@ -87,23 +51,18 @@ def class_names(dataset_dir: Path) -> list[str]:
 
     Falls back to the (label, genre) pairs in the train split when the metadata is absent.
     """
-    first = shard_paths(dataset_dir, "train")[0]
+    train = shards.split_shards(dataset_dir, "train")
+    first = train[0]
+    schema = _read_schema(first)
     try:
-        schema = pq.read_schema(first)
-    except (pa.ArrowException, OSError) as e:
-        raise EquigenError(f"{first}: not a readable Parquet shard ({one_line(e)})") from None
-    meta = (schema.metadata or {}).get(b"huggingface")
-    if meta:
-        try:
-            names = json.loads(meta)["info"]["features"]["label"]["names"]
-        except (ValueError, KeyError, TypeError):
-            names = None
-        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
-            return names
+        return shards.class_names(schema)
+    except EquigenError:
+        pass
     if "genre" not in schema.names:
         raise EquigenError(f"{first}: no ClassLabel names in the huggingface metadata and no genre column")
     pairs: dict[int, str] = {}
-    for path in shard_paths(dataset_dir, "train"):
+    for path in train:
+        shards.check_shard_size(path)
         t = pq.read_table(path, columns=["label", "genre"])
         pairs.update(zip(t.column("label").to_pylist(), t.column("genre").to_pylist()))
     if sorted(pairs) != list(range(len(pairs))):
@@ -138,7 +97,7 @@ class CoverDataset(Dataset):
             img.draft("RGB", (self.decode_size, self.decode_size))
             img = img.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            why = "unknown format" if isinstance(e, UnidentifiedImageError) else one_line(e)
+            why = "unknown format" if isinstance(e, UnidentifiedImageError) else first_line(e)
             raise EquigenError(f"{self.paths[k]}: row {row} is not a decodable image ({why})") from None
         return self.transform(img), int(self.labels[i])
 
@@ -153,7 +112,7 @@ def transforms(image_size: int, train: bool):
 
 
 def load_split(dataset_dir: Path, split: str, image_size: int, num_classes: int) -> CoverDataset:
-    paths, chunks, labels = shard_paths(dataset_dir, split), [], []
+    paths, chunks, labels = shards.split_shards(dataset_dir, split), [], []
     for path in paths:
         images, lab = _read_shard(path)
         if len(lab) and (lab.min() < 0 or lab.max() >= num_classes):

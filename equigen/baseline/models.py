@@ -9,8 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from equigen.baseline.data import one_line
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, first_line
 
 _FAMILY = re.compile(r"^(resnet\d+|efficientnet_b\d+)$")
 
@@ -43,7 +42,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file (pickle, zip, unsafe global)
-        raise EquigenError(f"--weights file {path} is not a loadable torch state dict ({one_line(e)})") from None
+        raise EquigenError(f"--weights file {path} is not a loadable torch state dict ({first_line(e)})") from None
     # Accept a bare state dict, or one wrapped the way common checkpoints wrap it.
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

@@ -19,6 +19,8 @@ from sklearn.metrics import (  # noqa: E402
     top_k_accuracy_score,
 )
 
+from equigen.storage import write_atomic  # noqa: E402
+
 
 def compute_metrics(y_true: np.ndarray, scores: np.ndarray, names: list[str]) -> tuple[dict, np.ndarray]:
     """Test-set metrics and the (true x predicted) confusion matrix of counts."""
@@ -41,7 +43,8 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, names: list[str]) ->
 
 
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    """Atomically: a reader (or a killed run) never sees half a file."""
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def write_confusion_csv(path: Path, cm: np.ndarray, names: list[str]) -> None:
@@ -134,5 +137,5 @@ def write_report(run_dir: Path, results: dict[str, dict], names: list[str], cont
         lines += [f"### {m}", "", f"![{m} confusion matrix]({m}/confusion_matrix.png)", "",
                   f"![{m} learning curves]({m}/learning_curves.png)", ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    write_atomic(path, "\n".join(lines))
     return path

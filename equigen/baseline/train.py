@@ -1,16 +1,16 @@
 """Train and evaluate the baseline models, in one process or under torchrun (DDP).
 
-    torchrun --nproc_per_node=K -m equigen.baseline.train --data-dir ./equigen-data --model resnet50
+The entry point is `equigen baseline`; for several GPUs, one process per GPU:
+
+    torchrun --nproc_per_node=K -m equigen.cli baseline --data-dir ./equigen-data --models resnet50
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +25,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from equigen.baseline import BaselineConfig, parse_weights_option
-from equigen.baseline import run_baseline as public_run_baseline
-from equigen.baseline.data import Splits, eval_loader, load_dataset, one_line, train_loader
+from equigen.baseline import BaselineConfig, BaselineResult
+from equigen.baseline.data import Splits, eval_loader, load_dataset, train_loader
 from equigen.baseline.models import build_model, check_model_name, check_weights_file, count_params
 from equigen.baseline.report import (
     compute_metrics,
@@ -37,7 +36,8 @@ from equigen.baseline.report import (
     write_json,
     write_report,
 )
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, first_line
+from equigen.storage import atomic_output
 
 
 @dataclass
@@ -115,10 +115,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_atomic(obj, path: Path) -> None:
-    # An interrupted save must not destroy the previous checkpoint.
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save that an interruption cannot turn into a broken checkpoint: the previous one stays."""
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -206,7 +205,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
             self.best_state = torch.load(self.model_dir / "best.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # a checkpoint from another model/genre set, or a truncated file
-            raise EquigenError(f"cannot resume from {last}: {one_line(e)[:300]}") from None
+            raise EquigenError(f"cannot resume from {last}: {first_line(e)[:300]}") from None
         self.history, self.best_epoch, self.best_f1 = ckpt["history"], ckpt["best_epoch"], ckpt["best_f1"]
         self.start_epoch = ckpt["epoch"] + 1
         set_rng_state(ckpt["rng"])
@@ -347,16 +346,16 @@ class Trainer:
 
 
 def resolve_run_dir(runs_dir: Path, cfg: BaselineConfig) -> Path:
-    """The run folder: --run-name, the newest run when resuming without one, else a fresh timestamp."""
+    """The run folder: --name, the newest run when resuming without one, else a fresh timestamp."""
     if cfg.run_name:
         run_dir = runs_dir / cfg.run_name
         if run_dir.exists() and not cfg.resume and any(run_dir.iterdir()):
-            raise EquigenError(f"run {run_dir} already exists; add --resume to continue it or pick another --run-name")
+            raise EquigenError(f"run {run_dir} already exists; add --resume to continue it or pick another --name")
         return run_dir
     if cfg.resume:
         runs = [p.parent.parent for p in runs_dir.glob("*/*/last.pt")]
         if not runs:
-            raise EquigenError(f"--resume: no run with a checkpoint in {runs_dir}; give --run-name")
+            raise EquigenError(f"--resume: no run with a checkpoint in {runs_dir}; give --name")
         return max(runs, key=lambda p: max(c.stat().st_mtime for c in p.glob("*/last.pt")))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir, n = runs_dir / stamp, 2
@@ -393,7 +392,7 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
 
 
-def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> dict:
+def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:
     """See equigen.baseline.run_baseline (the public entry point, which validates cfg first)."""
     for name in cfg.models:  # fail before any folder is made or data read
         check_model_name(name)
@@ -438,7 +437,7 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
                     write_outputs(model_dir, metrics, cm, hist, splits.names)
         report = write_report(run_dir, results, splits.names, context) if d.main else run_dir / "report.md"
         d.barrier()
-        return {**results, "report": report, "run_dir": run_dir}
+        return BaselineResult(run_dir=run_dir, report=report, models=results)
     except EquigenError as e:
         # Raised in a DataLoader worker, the message arrives wrapped in the worker's traceback.
         last = str(e).strip().splitlines()[-1]
@@ -457,58 +456,3 @@ def write_outputs(model_dir: Path, metrics: dict, cm: np.ndarray, history: list[
                    f"{name}: test accuracy {metrics['accuracy']:.1%} (row-normalised)")
     plot_learning_curves(model_dir / "learning_curves.png", history, metrics["best_epoch"], name)
 
-
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, BaselineConfig]:
-    d = BaselineConfig()
-    p = argparse.ArgumentParser(prog="python -m equigen.baseline.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=Path("./equigen-data"),
-                   help="EquiGen data folder (dataset in DATA_DIR/dataset, runs in DATA_DIR/runs)")
-    p.add_argument("--dataset", type=Path, help="dataset folder (default: DATA_DIR/dataset)")
-    p.add_argument("--runs-dir", type=Path, help="where runs go (default: DATA_DIR/runs)")
-    p.add_argument("--model", dest="models", action="append",
-                   help=f"torchvision resnet*/efficientnet_b* name; repeat for several (default: {' '.join(d.models)})")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--patience", type=int, default=d.patience, help="0 disables early stopping")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
-                   help="local torchvision ImageNet state dict; MODEL=PATH per model when training several")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--no-amp", dest="amp", action="store_false")
-    p.add_argument("--run-name")
-    p.add_argument("--max-train-batches", type=int)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    a = p.parse_args(argv)
-    cfg = BaselineConfig(models=tuple(a.models or d.models), epochs=a.epochs, image_size=a.image_size,
-                         batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, optimizer=a.optimizer,
-                         warmup_epochs=a.warmup_epochs, label_smoothing=a.label_smoothing, patience=a.patience,
-                         seed=a.seed, workers=a.workers, weights=parse_weights_option(a.weights),
-                         resume=a.resume, device=a.device, amp=a.amp, run_name=a.run_name,
-                         max_train_batches=a.max_train_batches)
-    return a, cfg
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        a, cfg = parse_args(argv)
-        result = public_run_baseline(a.dataset or a.data_dir / "dataset", a.runs_dir or a.data_dir / "runs", cfg,
-                                     progress=a.progress)
-    except EquigenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(f"report: {result['report']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

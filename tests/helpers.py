@@ -1,0 +1,40 @@
+"""Helpers shared by the tests (fixtures stay in conftest.py; test modules import these directly)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from equigen.errors import EXIT_USER_ERROR
+
+HARVEST_SEED = 11
+HARVEST_PER_GENRE = 12
+
+
+def quiet_console() -> Console:
+    return Console(stderr=True, quiet=True)
+
+
+def copy_harvest(settings, dest: Path):
+    """A private copy of a harvested data folder, for tests that modify it."""
+    shutil.copytree(settings.data_dir, dest)
+    return dataclasses.replace(settings, data_dir=dest)
+
+
+def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """`python -m equigen.cli ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "equigen.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    """The CLI's contract for a user error: exit 2, one stderr line starting "error:" that says `needle`."""
+    assert result.returncode == EXIT_USER_ERROR, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert needle in lines[0], lines[0]
