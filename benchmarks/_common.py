@@ -57,10 +57,12 @@ def today() -> str:
 
 def system_busy(seconds: float = 1.0) -> float:
     """Fraction of all cores busy over `seconds` (from /proc/stat): other work that would skew a timing."""
+
     def snap():
         with open("/proc/stat") as fh:
             v = [int(x) for x in fh.readline().split()[1:]]
         return sum(v), v[3] + v[4]
+
     try:
         t0, i0 = snap()
         time.sleep(seconds)
@@ -82,8 +84,10 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
         while BUSY_BEFORE > 0.1 and time.monotonic() < deadline:
             BUSY_BEFORE = system_busy(2.0)
         if BUSY_BEFORE > 0.1:
-            print(f"[bench] warning: the machine was {BUSY_BEFORE:.0%} busy before this run: timings will be low",
-                  file=sys.stderr)
+            print(
+                f"[bench] warning: the machine was {BUSY_BEFORE:.0%} busy before this run: timings will be low",
+                file=sys.stderr,
+            )
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="toy size: seconds, for tests/test_benchmarks_smoke.py")
     p.add_argument("--ours-only", action="store_true", help="skip the anchor(s): measure our side only")
@@ -119,8 +123,9 @@ def anchor(module: str, pip_name: str | None = None, *, install: bool = True):
     if not install:
         return None
     print(f"[bench] installing {pip_name or module} into {sys.prefix} ...", file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", pip_name or module],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", pip_name or module], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         print(f"[bench] pip install {pip_name or module} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -201,11 +206,20 @@ def covers(world, mbids: list[str], size: int = 500) -> list[bytes]:
 
 # ---- results ------------------------------------------------------------------------------------
 
-def row(comparison: str, ours: str, anchor: str, ratio: float | None, goal: str, met: bool | None,
-        notes: str = "", **extra) -> dict:
-    return {"comparison": comparison, "ours": ours, "anchor": anchor,
-            "ratio": None if ratio is None else round(float(ratio), 2), "goal": goal, "met": met, "notes": notes,
-            "extra": extra}
+
+def row(
+    comparison: str, ours: str, anchor: str, ratio: float | None, goal: str, met: bool | None, notes: str = "", **extra
+) -> dict:
+    return {
+        "comparison": comparison,
+        "ours": ours,
+        "anchor": anchor,
+        "ratio": None if ratio is None else round(float(ratio), 2),
+        "goal": goal,
+        "met": met,
+        "notes": notes,
+        "extra": extra,
+    }
 
 
 def write_results(name: str, rows: list[dict], args, details: dict | None = None) -> Path:
@@ -213,10 +227,19 @@ def write_results(name: str, rows: list[dict], args, details: dict | None = None
     out_dir = WORK / "smoke" if args.smoke else WORK / "ours-only" if getattr(args, "ours_only", False) else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    doc = {"benchmark": name, "script": f"benchmarks/{name}.py", "argv": sys.argv[1:], "machine": machine(),
-           "date": today(), "python": platform.python_version(), "smoke": bool(args.smoke),
-           "ours_only": bool(getattr(args, "ours_only", False)),
-           "machine_busy_before": None if BUSY_BEFORE is None else round(BUSY_BEFORE, 3), "rows": rows, "details": details or {}}
+    doc = {
+        "benchmark": name,
+        "script": f"benchmarks/{name}.py",
+        "argv": sys.argv[1:],
+        "machine": machine(),
+        "date": today(),
+        "python": platform.python_version(),
+        "smoke": bool(args.smoke),
+        "ours_only": bool(getattr(args, "ours_only", False)),
+        "machine_busy_before": None if BUSY_BEFORE is None else round(BUSY_BEFORE, 3),
+        "rows": rows,
+        "details": details or {},
+    }
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     for r in rows:
         met = {True: "MET", False: "MISSED", None: "-"}[r["met"]]

@@ -32,7 +32,7 @@ def main() -> None:
     world = C.bench_world(args.smoke)
     mbids = C.usable_mbids(world, distinct=False)
     if args.limit:
-        mbids = mbids[:args.limit]
+        mbids = mbids[: args.limit]
     data = C.covers(world, mbids, args.size)
     side = world.side(args.size)
     for mbid, body in zip(mbids, data):

@@ -52,15 +52,33 @@ def main() -> None:
     times["curate"] = time.monotonic() - t
     shutil.rmtree(s.runs_dir / "learning", ignore_errors=True)
     models = tuple(a.models.split(","))
-    cfg = BaselineConfig(models=models, epochs=a.epochs, image_size=a.image_size, batch_size=64, lr=2e-3,
-                         patience=a.epochs, workers=1, run_name="learning")
+    cfg = BaselineConfig(
+        models=models,
+        epochs=a.epochs,
+        image_size=a.image_size,
+        batch_size=64,
+        lr=2e-3,
+        patience=a.epochs,
+        workers=1,
+        run_name="learning",
+    )
     t = time.monotonic()
     result = run_baseline(s.dataset_dir, s.runs_dir, cfg, progress=False)
     times["baseline"] = time.monotonic() - t
-    row = {"per_genre": a.per_genre, "epochs": a.epochs, "image_size": a.image_size, "seconds": times,
-           "models": {m: {k: result.models[m][k] for k in ("accuracy", "macro_f1", "top3_accuracy", "chance", "best_epoch",
-                                                   "train_images_per_s")} for m in models},
-           "report": str(result.report)}
+    row = {
+        "per_genre": a.per_genre,
+        "epochs": a.epochs,
+        "image_size": a.image_size,
+        "seconds": times,
+        "models": {
+            m: {
+                k: result.models[m][k]
+                for k in ("accuracy", "macro_f1", "top3_accuracy", "chance", "best_epoch", "train_images_per_s")
+            }
+            for m in models
+        },
+        "report": str(result.report),
+    }
     print(json.dumps(row, indent=2))
     if not a.smoke:
         (BENCH / "results").mkdir(exist_ok=True)

@@ -69,8 +69,12 @@ def transform(data: bytes, kind: str, rnd: random.Random) -> bytes:
             font = ImageFont.load_default(size=max(10, h // 12))
         except TypeError:  # Pillow < 10.1
             font = ImageFont.load_default()
-        draw.text((w * 0.05, h * 0.83), rnd.choice(["LIVE AT THE HARBOR", "REMASTERED", "Deluxe Edition",
-                                                    "Greatest Hits"]), fill=colour, font=font)
+        draw.text(
+            (w * 0.05, h * 0.83),
+            rnd.choice(["LIVE AT THE HARBOR", "REMASTERED", "Deluxe Edition", "Greatest Hits"]),
+            fill=colour,
+            font=font,
+        )
         return jpeg(img)
     raise ValueError(kind)
 
@@ -85,18 +89,28 @@ def evaluate(pairs: np.ndarray, planted: dict[int, tuple[int, str]]) -> dict:
         want = {(min(c, s), max(c, s)) for c, s in mine.items()}
         involving = {pr for pr in found if pr[0] in mine or pr[1] in mine}
         tp = len(want & found)
-        per[t] = {"planted": len(want), "recall": tp / len(want) if want else None,
-                  "precision": len(want & involving) / len(involving) if involving else 1.0,
-                  "false_pairs": len(involving - want)}
+        per[t] = {
+            "planted": len(want),
+            "recall": tp / len(want) if want else None,
+            "precision": len(want & involving) / len(involving) if involving else 1.0,
+            "false_pairs": len(involving - want),
+        }
     tp_all = len(found & correct)
-    return {"per_transform": per, "pairs_found": len(found), "overall_precision": tp_all / len(found) if found else 1.0,
-            "overall_recall": tp_all / len(correct), "false_pairs_among_distinct": len(
-                {pr for pr in found - correct if pr[0] not in planted and pr[1] not in planted})}
+    return {
+        "per_transform": per,
+        "pairs_found": len(found),
+        "overall_precision": tp_all / len(found) if found else 1.0,
+        "overall_recall": tp_all / len(correct),
+        "false_pairs_among_distinct": len(
+            {pr for pr in found - correct if pr[0] not in planted and pr[1] not in planted}
+        ),
+    }
 
 
 def summary(ev: dict, ts=TRANSFORMS) -> str:
-    return "; ".join(f"{t} P {ev['per_transform'][t]['precision']:.3f} R {ev['per_transform'][t]['recall']:.3f}"
-                     for t in ts)
+    return "; ".join(
+        f"{t} P {ev['per_transform'][t]['precision']:.3f} R {ev['per_transform'][t]['recall']:.3f}" for t in ts
+    )
 
 
 def main() -> None:
@@ -108,14 +122,14 @@ def main() -> None:
     if args.smoke:
         args.distinct, args.per_transform = 60, 4
     world = C.bench_world(args.smoke)
-    mbids = C.usable_mbids(world)[:args.distinct]
+    mbids = C.usable_mbids(world)[: args.distinct]
     base = C.covers(world, mbids, 500)
     rnd = random.Random(args.seed)
     sources = rnd.sample(range(len(base)), len(TRANSFORMS) * args.per_transform)
     pool = list(base)
     planted: dict[int, tuple[int, str]] = {}
     for k, t in enumerate(TRANSFORMS):
-        for s in sources[k * args.per_transform:(k + 1) * args.per_transform]:
+        for s in sources[k * args.per_transform : (k + 1) * args.per_transform]:
             planted[len(pool)] = (s, t)
             pool.append(transform(base[s], t, rnd))
     details = {"distinct": len(base), "copies": len(planted), "threshold_ours": DEFAULT_THRESHOLD}
@@ -128,8 +142,11 @@ def main() -> None:
     details["ours"] = ev_ours
 
     def met_of(ev):
-        return all(ev["per_transform"][t]["precision"] >= 0.99 and ev["per_transform"][t]["recall"] >= 0.95
-                   for t in TRANSFORMS if t not in GOAL_EXEMPT)
+        return all(
+            ev["per_transform"][t]["precision"] >= 0.99 and ev["per_transform"][t]["recall"] >= 0.95
+            for t in TRANSFORMS
+            if t not in GOAL_EXEMPT
+        )
 
     goal = "P >= 0.99, R >= 0.95 per transform (crop, overlay reported)"
     rows = []
@@ -140,12 +157,15 @@ def main() -> None:
 
         ph = PHash(verbose=False)
         t0 = time.perf_counter()
-        enc = {str(i): ph.encode_image(image_array=np.asarray(Image.open(io.BytesIO(b)).convert("RGB")))
-               for i, b in enumerate(pool)}
+        enc = {
+            str(i): ph.encode_image(image_array=np.asarray(Image.open(io.BytesIO(b)).convert("RGB")))
+            for i, b in enumerate(pool)
+        }
         dups = ph.find_duplicates(encoding_map=enc, max_distance_threshold=10)
         details["imagededup_seconds"] = time.perf_counter() - t0
-        ref_pairs = np.array(sorted({(min(int(a), int(b)), max(int(a), int(b))) for a, bs in dups.items() for b in bs}),
-                             dtype=np.int64).reshape(-1, 2)
+        ref_pairs = np.array(
+            sorted({(min(int(a), int(b)), max(int(a), int(b))) for a, bs in dups.items() for b in bs}), dtype=np.int64
+        ).reshape(-1, 2)
         ev_ref = evaluate(ref_pairs, planted)
         details["imagededup"] = ev_ref
     for t in TRANSFORMS:
@@ -156,16 +176,37 @@ def main() -> None:
             ref_txt = f"P {r['precision']:.3f} R {r['recall']:.3f} (imagededup PHash, 10)"
         exempt = t in GOAL_EXEMPT
         met = None if exempt else bool(o["precision"] >= 0.99 and o["recall"] >= 0.95)
-        rows.append(C.row(f"Dedup quality: {t} ({o['planted']} copies among {len(base):,} covers)",
-                          f"P {o['precision']:.3f} R {o['recall']:.3f} (threshold {DEFAULT_THRESHOLD})", ref_txt,
-                          None, "reported only" if exempt else "P >= 0.99, R >= 0.95", met,
-                          f"{o['false_pairs']} false pairs involving these copies"))
-    ref_all = "-" if ev_ref is None else (f"P {ev_ref['overall_precision']:.3f} R {ev_ref['overall_recall']:.3f}, "
-                                          f"{ev_ref['false_pairs_among_distinct']} false pairs among distinct")
-    rows.append(C.row(f"Dedup quality: all {len(planted)} copies among {len(base):,} covers",
-                      f"P {ev_ours['overall_precision']:.3f} R {ev_ours['overall_recall']:.3f}, "
-                      f"{ev_ours['false_pairs_among_distinct']} false pairs among distinct", ref_all, None, goal,
-                      met_of(ev_ours), "overall P counts every pair found"))
+        rows.append(
+            C.row(
+                f"Dedup quality: {t} ({o['planted']} copies among {len(base):,} covers)",
+                f"P {o['precision']:.3f} R {o['recall']:.3f} (threshold {DEFAULT_THRESHOLD})",
+                ref_txt,
+                None,
+                "reported only" if exempt else "P >= 0.99, R >= 0.95",
+                met,
+                f"{o['false_pairs']} false pairs involving these copies",
+            )
+        )
+    ref_all = (
+        "-"
+        if ev_ref is None
+        else (
+            f"P {ev_ref['overall_precision']:.3f} R {ev_ref['overall_recall']:.3f}, "
+            f"{ev_ref['false_pairs_among_distinct']} false pairs among distinct"
+        )
+    )
+    rows.append(
+        C.row(
+            f"Dedup quality: all {len(planted)} copies among {len(base):,} covers",
+            f"P {ev_ours['overall_precision']:.3f} R {ev_ours['overall_recall']:.3f}, "
+            f"{ev_ours['false_pairs_among_distinct']} false pairs among distinct",
+            ref_all,
+            None,
+            goal,
+            met_of(ev_ours),
+            "overall P counts every pair found",
+        )
+    )
     print(details)
     C.write_results(NAME, rows, args, details)
 

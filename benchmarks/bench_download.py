@@ -11,7 +11,8 @@ flaky, resolved to a genre: ~9,300).
 - ours: `run_fetch(settings, discover=False)` on a catalog holding those release groups (inserted
   beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time.
-- img2dataset (in its own venv, benchmarks/work/bench-venv or $EQUIGEN_BENCH_VENV, since it pins older pandas/albumentations):
+- img2dataset (in its own venv, benchmarks/work/bench-venv or $EQUIGEN_BENCH_VENV, since it pins older
+  pandas/albumentations):
   output_format files, resize_mode no, skip_reencode (so it decodes to validate but keeps the bytes),
   sha256 on (its default), exif off, retries 0, processes_count x thread_count = --concurrency
   (2 x 16), 500 URLs per shard so both processes get work.
@@ -83,8 +84,11 @@ def ensure_img2dataset(install: bool) -> Path | None:
 
 
 def start_server(smoke: bool, limit: int):
-    cmd = [sys.executable, str(C.BENCH_DIR / "_sim_server.py")] + (["--smoke"] if smoke else []) + \
-          (["--limit", str(limit)] if limit else [])
+    cmd = (
+        [sys.executable, str(C.BENCH_DIR / "_sim_server.py")]
+        + (["--smoke"] if smoke else [])
+        + (["--limit", str(limit)] if limit else [])
+    )
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line:
@@ -119,8 +123,13 @@ def timed_child(cmd: list, server_pid: int, env=None) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     server = cpu_of(server_pid) - s0
-    out = {"wall_s": wall, "cpu_s": machine_busy_s() - m0 - server, "rusage_children_cpu_s": children_cpu() - c0,
-           "server_cpu_s": server, "rc": proc.returncode}
+    out = {
+        "wall_s": wall,
+        "cpu_s": machine_busy_s() - m0 - server,
+        "rusage_children_cpu_s": children_cpu() - c0,
+        "server_cpu_s": server,
+        "rc": proc.returncode,
+    }
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
         raise RuntimeError(f"{cmd[:3]} failed with {proc.returncode}")
@@ -128,8 +137,9 @@ def timed_child(cmd: list, server_pid: int, env=None) -> dict:
     return out
 
 
-def run_ours(url: str, world, mbids: list[str], concurrency: int, work: Path, server_pid: int,
-             threads: bool = False) -> dict:
+def run_ours(
+    url: str, world, mbids: list[str], concurrency: int, work: Path, server_pid: int, threads: bool = False
+) -> dict:
     from equigen.catalog import Catalog, ReleaseGroup
 
     data_dir = work / "ours"
@@ -137,8 +147,19 @@ def run_ours(url: str, world, mbids: list[str], concurrency: int, work: Path, se
     groups = []
     for m in mbids:
         rg = world.by_mbid[m]
-        groups.append(ReleaseGroup(rg.mbid, rg.title, rg.primary_type, rg.secondary_types, rg.first_release_date,
-                                   rg.artist.mbid, rg.artist.name, rg.tags, rg.genre))
+        groups.append(
+            ReleaseGroup(
+                rg.mbid,
+                rg.title,
+                rg.primary_type,
+                rg.secondary_types,
+                rg.first_release_date,
+                rg.artist.mbid,
+                rg.artist.name,
+                rg.tags,
+                rg.genre,
+            )
+        )
     with Catalog(data_dir / "catalog.sqlite") as cat:
         cat.add_release_groups(groups, found_via="benchmark")
     arg = json.dumps({"data_dir": str(data_dir), "url": url, "concurrency": concurrency, "threads": threads})
@@ -154,9 +175,15 @@ def run_img2dataset(py: Path, urls: list[str], concurrency: int, work: Path, ser
     url_file = work / "urls.txt"
     url_file.write_text("\n".join(urls) + "\n")
     processes = min(2, concurrency)
-    arg = json.dumps({"urls": str(url_file), "out": str(out_dir), "processes": processes,
-                      "threads": max(1, concurrency // processes),
-                      "per_shard": max(10, min(500, len(urls) // (4 * processes)))})
+    arg = json.dumps(
+        {
+            "urls": str(url_file),
+            "out": str(out_dir),
+            "processes": processes,
+            "threads": max(1, concurrency // processes),
+            "per_shard": max(10, min(500, len(urls) // (4 * processes))),
+        }
+    )
     env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true"}
     res = timed_child([str(py), "-c", I2D_SCRIPT, arg], server_pid, env=env)
     res.pop("stdout")
@@ -174,8 +201,11 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="use only the first N covers")
-    p.add_argument("--thread-pool-too", action="store_true",
-                   help="also run ours with the old 2-thread validation pool (the before/after of the change)")
+    p.add_argument(
+        "--thread-pool-too",
+        action="store_true",
+        help="also run ours with the old 2-thread validation pool (the before/after of the change)",
+    )
     args = p.parse_args()
     if args.smoke:
         args.limit, args.repeat, args.concurrency = args.limit or 60, 1, 8
@@ -183,7 +213,7 @@ def main() -> None:
     genres = set(world.taxonomy.genres)
     pool = C.usable_mbids(world, distinct=False)
     if args.limit:
-        pool = pool[:args.limit]
+        pool = pool[: args.limit]
     mbids = [m for m in pool if world.by_mbid[m].genre in genres]
     work = C.WORK / ("download-smoke" if args.smoke else "download")
     work.mkdir(parents=True, exist_ok=True)
@@ -199,8 +229,11 @@ def main() -> None:
         for _ in range(args.repeat):
             if args.thread_pool_too:
                 runs["ours_threads"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid, True))
-                print("ours (threads)", {k: v for k, v in runs["ours_threads"][-1].items() if k != "by_status"},
-                      flush=True)
+                print(
+                    "ours (threads)",
+                    {k: v for k, v in runs["ours_threads"][-1].items() if k != "by_status"},
+                    flush=True,
+                )
             runs["ours"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid))
             print("ours", {k: v for k, v in runs["ours"][-1].items() if k != "by_status"}, flush=True)
             if py is not None:
@@ -214,12 +247,19 @@ def main() -> None:
     best = {k: max(v, key=lambda r: r["covers_per_s"]) for k, v in runs.items() if v}
     o = best["ours"]
     n = len(mbids)
-    ours_txt = (f"{o['covers_per_s']:.0f} covers/s ({o['ok']}/{n} ok in {o['wall_s']:.1f} s wall; "
-                f"busy-time rate {o['rate_busy']:.0f}/s; client CPU {o['cpu_s'] / o['wall_s']:.2f} cores, "
-                f"server {o['server_cpu_s'] / o['wall_s']:.2f} cores)")
+    ours_txt = (
+        f"{o['covers_per_s']:.0f} covers/s ({o['ok']}/{n} ok in {o['wall_s']:.1f} s wall; "
+        f"busy-time rate {o['rate_busy']:.0f}/s; client CPU {o['cpu_s'] / o['wall_s']:.2f} cores, "
+        f"server {o['server_cpu_s'] / o['wall_s']:.2f} cores)"
+    )
     goal = ">= 2x img2dataset and >= 1,000 covers/s"
-    details = {"covers": n, "concurrency": args.concurrency, "cores": cores, "runs": runs,
-               "server_cpu_share_ours": o["server_cpu_s"] / (o["wall_s"] * cores)}
+    details = {
+        "covers": n,
+        "concurrency": args.concurrency,
+        "cores": cores,
+        "runs": runs,
+        "server_cpu_share_ours": o["server_cpu_s"] / (o["wall_s"] * cores),
+    }
     if "ours_threads" in best:
         details["ours_threads_best_covers_per_s"] = best["ours_threads"]["covers_per_s"]
     rows = []
@@ -227,18 +267,31 @@ def main() -> None:
         i = best["img2dataset"]
         details["server_cpu_share_img2dataset"] = i["server_cpu_s"] / (i["wall_s"] * cores)
         ratio = o["covers_per_s"] / i["covers_per_s"] if i["covers_per_s"] else None
-        rows.append(C.row(
-            f"Download {n:,} CAA covers (500 px, 307->302->image), concurrency {args.concurrency}",
-            ours_txt,
-            f"{i['covers_per_s']:.0f} covers/s ({i['ok']}/{n} ok in {i['wall_s']:.1f} s; client CPU "
-            f"{i['cpu_s'] / i['wall_s']:.2f} cores, server {i['server_cpu_s'] / i['wall_s']:.2f} cores; "
-            f"img2dataset {C.version_of_in(BENCH_VENV, 'img2dataset')})",
-            ratio, goal, bool(ratio is not None and ratio >= 2 and o["covers_per_s"] >= 1000),
-            f"best of {args.repeat}; server shares the {cores} cores "
-            f"({details['server_cpu_share_ours']:.0%} of machine CPU during ours)"))
+        rows.append(
+            C.row(
+                f"Download {n:,} CAA covers (500 px, 307->302->image), concurrency {args.concurrency}",
+                ours_txt,
+                f"{i['covers_per_s']:.0f} covers/s ({i['ok']}/{n} ok in {i['wall_s']:.1f} s; client CPU "
+                f"{i['cpu_s'] / i['wall_s']:.2f} cores, server {i['server_cpu_s'] / i['wall_s']:.2f} cores; "
+                f"img2dataset {C.version_of_in(BENCH_VENV, 'img2dataset')})",
+                ratio,
+                goal,
+                bool(ratio is not None and ratio >= 2 and o["covers_per_s"] >= 1000),
+                f"best of {args.repeat}; server shares the {cores} cores "
+                f"({details['server_cpu_share_ours']:.0%} of machine CPU during ours)",
+            )
+        )
     else:
-        rows.append(C.row(f"Download {n:,} CAA covers (ours only)", ours_txt, "-", None, goal,
-                          bool(o["covers_per_s"] >= 1000) and None))
+        rows.append(
+            C.row(
+                f"Download {n:,} CAA covers (ours only)",
+                ours_txt,
+                "-",
+                None,
+                goal,
+                bool(o["covers_per_s"] >= 1000) and None,
+            )
+        )
     C.write_results(NAME, rows, args, details)
 
 

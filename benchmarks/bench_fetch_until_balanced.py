@@ -47,14 +47,25 @@ def equigen(args: list[str], pythonpath: str | None = None, **kw) -> subprocess.
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     # `python -m` puts the working folder first on sys.path: run from the checkout whose code is meant
-    return subprocess.run([sys.executable, "-m", "equigen.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=pythonpath or ROOT, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "equigen.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=pythonpath or ROOT,
+        **kw,
+    )
 
 
 def start_simulator(knobs: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "equigen.cli", "simulate", "--port", str(port), *knobs],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "equigen.cli", "simulate", "--port", str(port), *knobs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -78,8 +89,10 @@ def run_world(name: str, per_genre: int, anchor: str | None, work: Path) -> dict
         data = work / f"{name}-{'anchor' if anchor else 'ours'}"
         common = ["--data-dir", str(data)]
         t0 = time.monotonic()
-        fetch = equigen(["fetch", *common, "--musicbrainz-url", url, "--coverart-url", url,
-                         "--per-genre", str(per_genre)], pythonpath=anchor)
+        fetch = equigen(
+            ["fetch", *common, "--musicbrainz-url", url, "--coverart-url", url, "--per-genre", str(per_genre)],
+            pythonpath=anchor,
+        )
         wall = time.monotonic() - t0
         if fetch.returncode != 0:
             raise SystemExit(f"fetch failed: {fetch.stderr[-2000:]}")
@@ -92,17 +105,21 @@ def run_world(name: str, per_genre: int, anchor: str | None, work: Path) -> dict
     report = json.loads((data / "reports" / "balance.json").read_text())
     short = {g["genre"]: g["shortfall"] for g in report["genres"] if g["shortfall"] > 0}
     capped = {g: v["usable_capped"] for g, v in truth["genres"].items()}
-    lacking = sorted(g for g, n in capped.items() if n < per_genre)   # the world does not hold N there
+    lacking = sorted(g for g, n in capped.items() if n < per_genre)  # the world does not hold N there
     published = sum(g["selected"] for g in report["genres"])
     stored = ok_covers(data / "catalog.sqlite")
     return {
-        "world": name, "per_genre": per_genre, "wall_s": round(wall, 1),
+        "world": name,
+        "per_genre": per_genre,
+        "wall_s": round(wall, 1),
         "mb_requests": sum(1 for e in log if e["service"] == "musicbrainz"),
         "cover_requests": sum(1 for e in log if e["service"] == "coverart"),
-        "stored": stored, "published": published,
+        "stored": stored,
+        "published": published,
         "stored_per_published": round(stored / published, 3) if published else None,
         "balance_ok_first_time": balance.returncode == 0,
-        "short_genres": short, "genres_lacking_albums": lacking,
+        "short_genres": short,
+        "genres_lacking_albums": lacking,
         "short_but_world_has_them": sorted(set(short) - set(lacking)),
         "dedup_ok": dedup.returncode == 0,
         "shortfall_lines": re.findall(r"short: [^\n]+", fetch.stderr.replace("\n", " ").replace("  ", " ")),
@@ -121,7 +138,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(dir=BENCH / "work" if (BENCH / "work").is_dir() else None) as tmp:
         for world in args.worlds.split(","):
-            for anchor in ([None, args.anchor] if args.anchor else [None]):
+            for anchor in [None, args.anchor] if args.anchor else [None]:
                 row = run_world(world, args.per_genre, anchor, Path(tmp))
                 row["code"] = "anchor" if anchor else "ours"
                 print(json.dumps(row), flush=True)
@@ -131,21 +148,35 @@ def main() -> None:
     rows = []
     for ours in (r for r in results if r["code"] == "ours"):
         anchor = next((r for r in results if r["code"] == "anchor" and r["world"] == ours["world"]), None)
-        rows.append({
-            "comparison": f"fetch --per-genre {ours['per_genre']} then balance, world {ours['world']}",
-            "ours": (f"{ours['stored_per_published']} stored per published ({ours['stored']} / {ours['published']}); "
-                     f"{ours['mb_requests']} MusicBrainz requests; {ours['wall_s']} s; short only where the world "
-                     f"lacks albums: {ours['short_but_world_has_them'] == []} ({', '.join(ours['short_genres']) or 'none'})"),
-            "anchor": ("-" if anchor is None else
-                       f"{anchor['stored_per_published']} stored per published ({anchor['stored']} / "
-                       f"{anchor['published']}); {anchor['mb_requests']} requests; {anchor['wall_s']} s; short: "
-                       f"{len(anchor['short_genres'])} genres, {len(anchor['short_but_world_has_them'])} of them "
-                       "where the world has the albums"),
-            "ratio": None, "goal": "every genre with the albums balances after one fetch; <= 1.3 stored per published",
-            "met": not ours["short_but_world_has_them"] and (ours["stored_per_published"] or 9) <= 1.3,
-        })
-    doc = {"script": "benchmarks/bench_fetch_until_balanced.py", "date": time.strftime("%Y-%m-%d"),
-           "machine": machine(), "rows": rows, "runs": results}
+        rows.append(
+            {
+                "comparison": f"fetch --per-genre {ours['per_genre']} then balance, world {ours['world']}",
+                "ours": (
+                    f"{ours['stored_per_published']} stored per published ({ours['stored']} / {ours['published']}); "
+                    f"{ours['mb_requests']} MusicBrainz requests; {ours['wall_s']} s; short only where the world "
+                    f"lacks albums: {ours['short_but_world_has_them'] == []} "
+                    f"({', '.join(ours['short_genres']) or 'none'})"
+                ),
+                "anchor": (
+                    "-"
+                    if anchor is None
+                    else f"{anchor['stored_per_published']} stored per published ({anchor['stored']} / "
+                    f"{anchor['published']}); {anchor['mb_requests']} requests; {anchor['wall_s']} s; short: "
+                    f"{len(anchor['short_genres'])} genres, {len(anchor['short_but_world_has_them'])} of them "
+                    "where the world has the albums"
+                ),
+                "ratio": None,
+                "goal": "every genre with the albums balances after one fetch; <= 1.3 stored per published",
+                "met": not ours["short_but_world_has_them"] and (ours["stored_per_published"] or 9) <= 1.3,
+            }
+        )
+    doc = {
+        "script": "benchmarks/bench_fetch_until_balanced.py",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "rows": rows,
+        "runs": results,
+    }
     out = BENCH / "results" / "bench_fetch_until_balanced.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
@@ -155,6 +186,7 @@ def machine() -> str:
     sys.path.insert(0, str(BENCH))
     try:
         import _common as C
+
         return C.machine()
     except Exception:  # the description is informative only
         return f"{os.cpu_count()} cores"

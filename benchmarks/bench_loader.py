@@ -41,10 +41,22 @@ def build_data(n: int, smoke: bool) -> tuple[Path, Path, list[str]]:
         rows = []
         for m, b in zip(mbids, data):
             rg = world.by_mbid[m]
-            rows.append({"label": genres.index(rg.genre), "genre": rg.genre, "release_group_mbid": m,
-                         "artist_mbid": rg.artist.mbid, "artist_name": rg.artist.name, "title": rg.title,
-                         "year": None, "phash": None, "sha256": hashlib.sha256(b).hexdigest(), "width": 500,
-                         "height": 500, "ext": "jpg"})
+            rows.append(
+                {
+                    "label": genres.index(rg.genre),
+                    "genre": rg.genre,
+                    "release_group_mbid": m,
+                    "artist_mbid": rg.artist.mbid,
+                    "artist_name": rg.artist.name,
+                    "title": rg.title,
+                    "year": None,
+                    "phash": None,
+                    "sha256": hashlib.sha256(b).hexdigest(),
+                    "width": 500,
+                    "height": 500,
+                    "ext": "jpg",
+                }
+            )
             path = folder / rg.genre / f"{m}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b)
@@ -91,8 +103,13 @@ def main() -> None:
     ds = load_split(shards, "train", args.image_size, len(genres))
     loader = train_loader(ds, args.batch, args.workers, seed=0, rank=0, world=1, pin_memory=False)
     ours, n_ours = images_per_second(loader, args.epochs, loader.sampler)
-    details = {"n": len(ds), "batch": args.batch, "workers": args.workers, "epochs_timed": max(1, args.epochs - 1),
-               "ours_img_s": ours}
+    details = {
+        "n": len(ds),
+        "batch": args.batch,
+        "workers": args.workers,
+        "epochs_timed": max(1, args.epochs - 1),
+        "ours_img_s": ours,
+    }
     goal = ">= 1x ImageFolder"
     rows = []
     tv = None if args.ours_only else C.anchor("torchvision", install=not args.no_install)
@@ -100,20 +117,33 @@ def main() -> None:
         from torchvision.datasets import ImageFolder
 
         ref_ds = ImageFolder(str(folder), transform=transforms(args.image_size, True))
-        ref_loader = DataLoader(ref_ds, batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                                drop_last=len(ref_ds) >= args.batch, persistent_workers=args.workers > 0,
-                                generator=torch.Generator().manual_seed(0))
+        ref_loader = DataLoader(
+            ref_ds,
+            batch_size=args.batch,
+            shuffle=True,
+            num_workers=args.workers,
+            drop_last=len(ref_ds) >= args.batch,
+            persistent_workers=args.workers > 0,
+            generator=torch.Generator().manual_seed(0),
+        )
         ref, _ = images_per_second(ref_loader, args.epochs)
         # again ours, then the reference, to even out drift on a shared machine; keep the best of each
         ours2, _ = images_per_second(loader, args.epochs, loader.sampler)
         ref2, _ = images_per_second(ref_loader, args.epochs)
         details.update(ours_img_s_runs=[ours, ours2], imagefolder_img_s_runs=[ref, ref2])
         ours, ref = max(ours, ours2), max(ref, ref2)
-        rows.append(C.row(
-            f"Loader {len(ds):,} covers 500 px -> {args.image_size} px tensors, batch {args.batch}, "
-            f"{args.workers} workers", f"{ours:.0f} img/s (Parquet shards)",
-            f"{ref:.0f} img/s (torchvision {C.version_of('torchvision')} ImageFolder)", ours / ref, goal,
-            bool(ours / ref >= 1.0), "same transform object; best of 2 runs each, epoch 1 of each run untimed"))
+        rows.append(
+            C.row(
+                f"Loader {len(ds):,} covers 500 px -> {args.image_size} px tensors, batch {args.batch}, "
+                f"{args.workers} workers",
+                f"{ours:.0f} img/s (Parquet shards)",
+                f"{ref:.0f} img/s (torchvision {C.version_of('torchvision')} ImageFolder)",
+                ours / ref,
+                goal,
+                bool(ours / ref >= 1.0),
+                "same transform object; best of 2 runs each, epoch 1 of each run untimed",
+            )
+        )
     else:
         rows.append(C.row(f"Loader {len(ds):,} covers (ours only)", f"{ours:.0f} img/s", "-", None, goal, None))
     print(details)

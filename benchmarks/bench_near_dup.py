@@ -33,11 +33,12 @@ NAME = "bench_near_dup"
 
 def make_hashes(n: int, seed: int = 0, dup_fraction: float = 0.01, max_flip: int = 8) -> tuple[np.ndarray, int]:
     rng = np.random.default_rng(seed)
-    h = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + \
-        rng.integers(0, 2, size=n).astype(np.uint64)
+    h = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + rng.integers(
+        0, 2, size=n
+    ).astype(np.uint64)
     k = int(n * dup_fraction)
     idx = rng.permutation(n)
-    src, dst = idx[:k], idx[k:2 * k]
+    src, dst = idx[:k], idx[k : 2 * k]
     for s, d in zip(src, dst):
         flips = rng.choice(64, size=rng.integers(0, max_flip + 1), replace=False)
         mask = np.uint64(sum(1 << int(b) for b in flips))
@@ -135,10 +136,17 @@ def main() -> None:
         ours_txt = f"{t_ours:.2f} s, recall {d['ours_recall']:.4f}"
         if faiss is not None:
             flat_txt = f"{t_flat:.1f} s{' (extrapolated from ' + str(len(q_items)) + ' queries)' if subsample else ''}"
-            rows.append(C.row(f"Near-dup search n={n:,}, r={r}: vs faiss IndexBinaryFlat", ours_txt,
-                              f"faiss Flat {flat_txt}, recall 1.0", t_flat / t_ours,
-                              f"exact, <= {goal_s:.0f} s", exact and t_ours <= goal_s,
-                              f"ground truth: {d['truth_on']}; {len(truth)} true pairs there"))
+            rows.append(
+                C.row(
+                    f"Near-dup search n={n:,}, r={r}: vs faiss IndexBinaryFlat",
+                    ours_txt,
+                    f"faiss Flat {flat_txt}, recall 1.0",
+                    t_flat / t_ours,
+                    f"exact, <= {goal_s:.0f} s",
+                    exact and t_ours <= goal_s,
+                    f"ground truth: {d['truth_on']}; {len(truth)} true pairs there",
+                )
+            )
             t0 = time.perf_counter()
             mh = faiss.IndexBinaryMultiHash(64, 4, 16)
             mh.nflip = 1
@@ -147,13 +155,24 @@ def main() -> None:
             d["faiss_multihash_s"] = t_mh = time.perf_counter() - t0
             mh_set = pair_set(touching(mh_pairs, q_items)) if subsample else pair_set(mh_pairs)
             d["faiss_multihash_recall"] = recall_on(mh_set, truth)
-            rows.append(C.row(f"Near-dup search n={n:,}, r={r}: vs faiss IndexBinaryMultiHash(4x16, nflip 1)",
-                              ours_txt, f"{t_mh:.2f} s, recall {d['faiss_multihash_recall']:.4f}", t_mh / t_ours,
-                              f"exact, <= {goal_s:.0f} s", exact and t_ours <= goal_s, "MultiHash is approximate"))
+            rows.append(
+                C.row(
+                    f"Near-dup search n={n:,}, r={r}: vs faiss IndexBinaryMultiHash(4x16, nflip 1)",
+                    ours_txt,
+                    f"{t_mh:.2f} s, recall {d['faiss_multihash_recall']:.4f}",
+                    t_mh / t_ours,
+                    f"exact, <= {goal_s:.0f} s",
+                    exact and t_ours <= goal_s,
+                    "MultiHash is approximate",
+                )
+            )
         if n <= args.exact_up_to:
             sq = np.sort(rng.choice(n, size=min(n, args.slow_queries), replace=False))
-            sq_truth = {pr for pr in truth if pr[0] in set(sq.tolist()) or pr[1] in set(sq.tolist())} if not subsample \
+            sq_truth = (
+                {pr for pr in truth if pr[0] in set(sq.tolist()) or pr[1] in set(sq.tolist())}
+                if not subsample
                 else None
+            )
             if pybktree is not None:
                 t0 = time.perf_counter()
                 items = [(int(v), i) for i, v in enumerate(h.tolist())]
@@ -171,11 +190,18 @@ def main() -> None:
                 d["pybktree_build_s"] = t_build
                 rec = recall_on(found, sq_truth) if sq_truth is not None else None
                 d["pybktree_recall_subsample"] = rec
-                rows.append(C.row(f"Near-dup search n={n:,}, r={r}: vs pybktree", ours_txt,
-                                  f"{t_bk:.0f} s (build {t_build:.1f} s + {len(sq)} queries x {n // len(sq)}, "
-                                  f"extrapolated), recall {rec if rec is None else f'{rec:.3f}'}", t_bk / t_ours,
-                                  f"exact, <= {goal_s:.0f} s", exact and t_ours <= goal_s,
-                                  "single process, pure Python BK-tree"))
+                rows.append(
+                    C.row(
+                        f"Near-dup search n={n:,}, r={r}: vs pybktree",
+                        ours_txt,
+                        f"{t_bk:.0f} s (build {t_build:.1f} s + {len(sq)} queries x {n // len(sq)}, "
+                        f"extrapolated), recall {rec if rec is None else f'{rec:.3f}'}",
+                        t_bk / t_ours,
+                        f"exact, <= {goal_s:.0f} s",
+                        exact and t_ours <= goal_s,
+                        "single process, pure Python BK-tree",
+                    )
+                )
             if imagededup is not None:
                 from imagededup.handlers.search.brute_force_cython import BruteForceCython
                 from imagededup.methods.hashing import Hashing
@@ -195,14 +221,30 @@ def main() -> None:
                 d["imagededup_s_extrapolated"] = t_idd
                 rec = recall_on(found, sq_truth) if sq_truth is not None else None
                 d["imagededup_recall_subsample"] = rec
-                rows.append(C.row(f"Near-dup search n={n:,}, r={r}: vs imagededup (brute_force_cython)", ours_txt,
-                                  f"{t_idd:.0f} s ({len(sq)} queries timed, x n / {workers} workers, "
-                                  f"extrapolated), recall {rec if rec is None else f'{rec:.3f}'}", t_idd / t_ours,
-                                  f"exact, <= {goal_s:.0f} s", exact and t_ours <= goal_s,
-                                  "imagededup's default search_method; rebuilds Python lists of all n hashes per query"))
+                rows.append(
+                    C.row(
+                        f"Near-dup search n={n:,}, r={r}: vs imagededup (brute_force_cython)",
+                        ours_txt,
+                        f"{t_idd:.0f} s ({len(sq)} queries timed, x n / {workers} workers, "
+                        f"extrapolated), recall {rec if rec is None else f'{rec:.3f}'}",
+                        t_idd / t_ours,
+                        f"exact, <= {goal_s:.0f} s",
+                        exact and t_ours <= goal_s,
+                        "imagededup's default search_method; rebuilds Python lists of all n hashes per query",
+                    )
+                )
         if faiss is None:
-            rows.append(C.row(f"Near-dup search n={n:,}, r={r} (ours only)", ours_txt, "-", None,
-                              f"exact, <= {goal_s:.0f} s", exact and t_ours <= goal_s, d["truth_on"]))
+            rows.append(
+                C.row(
+                    f"Near-dup search n={n:,}, r={r} (ours only)",
+                    ours_txt,
+                    "-",
+                    None,
+                    f"exact, <= {goal_s:.0f} s",
+                    exact and t_ours <= goal_s,
+                    d["truth_on"],
+                )
+            )
         details[str(n)] = d
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}, flush=True)
     C.write_results(NAME, rows, args, details)

@@ -48,7 +48,7 @@ def main() -> None:
     world = C.bench_world(args.smoke)
     mbids = C.usable_mbids(world)
     step = max(1, len(mbids) // args.n)
-    data = C.covers(world, mbids[::step][:args.n], args.size)
+    data = C.covers(world, mbids[::step][: args.n], args.size)
     side = Image.open(io.BytesIO(data[0])).size
     install = not args.no_install
     imagehash = None if args.ours_only else C.anchor("imagehash", "ImageHash", install=install)
@@ -62,36 +62,62 @@ def main() -> None:
     if imagehash is not None:
         t_ih, h_ih = per_image(lambda b: str(imagehash.phash(Image.open(io.BytesIO(b)))), data)
         details["imagehash_ms"] = t_ih * 1e3
-        for label, t, hs in (("inspect_image (validate + sha256 + pHash)", t_inspect, h_inspect),
-                             ("phash_hex (full decode)", t_full, h_full)):
+        for label, t, hs in (
+            ("inspect_image (validate + sha256 + pHash)", t_inspect, h_inspect),
+            ("phash_hex (full decode)", t_full, h_full),
+        ):
             dist = np.array([hamming(a, b) for a, b in zip(hs, h_ih)])
-            stats = {"mean": float(dist.mean()), "p99": float(np.percentile(dist, 99)), "max": int(dist.max()),
-                     "identical": float(np.mean(dist == 0))}
+            stats = {
+                "mean": float(dist.mean()),
+                "p99": float(np.percentile(dist, 99)),
+                "max": int(dist.max()),
+                "identical": float(np.mean(dist == 0)),
+            }
             details[f"distance_{label.split()[0]}"] = stats
-            rows.append(C.row(f"pHash {len(data)} covers {side[0]} px: ours {label} vs imagehash.phash",
-                              f"{t * 1e3:.2f} ms/img; dist to imagehash mean {stats['mean']:.2f}, p99 {stats['p99']:.0f}",
-                              f"{t_ih * 1e3:.2f} ms/img (ImageHash {C.version_of('ImageHash')})", t_ih / t,
-                              goal, bool(t_ih / t >= 5 and stats["mean"] <= 2),
-                              f"max {stats['max']}, identical {stats['identical']:.0%}"))
+            rows.append(
+                C.row(
+                    f"pHash {len(data)} covers {side[0]} px: ours {label} vs imagehash.phash",
+                    f"{t * 1e3:.2f} ms/img; dist to imagehash mean {stats['mean']:.2f}, p99 {stats['p99']:.0f}",
+                    f"{t_ih * 1e3:.2f} ms/img (ImageHash {C.version_of('ImageHash')})",
+                    t_ih / t,
+                    goal,
+                    bool(t_ih / t >= 5 and stats["mean"] <= 2),
+                    f"max {stats['max']}, identical {stats['identical']:.0%}",
+                )
+            )
     if imagededup is not None:
         from imagededup.methods import PHash
 
         ph = PHash(verbose=False)
         t_idd, h_idd = per_image(
-            lambda b: ph.encode_image(image_array=np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))), data)
+            lambda b: ph.encode_image(image_array=np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))), data
+        )
         details["imagededup_ms"] = t_idd * 1e3
         dist = np.array([hamming(a, b) for a, b in zip(h_inspect, h_idd)])
-        details["distance_inspect_vs_imagededup"] = {"mean": float(dist.mean()),
-                                                     "p99": float(np.percentile(dist, 99))}
-        rows.append(C.row(f"pHash {len(data)} covers {side[0]} px: ours inspect_image vs imagededup PHash",
-                          f"{t_inspect * 1e3:.2f} ms/img",
-                          f"{t_idd * 1e3:.2f} ms/img (imagededup {C.version_of('imagededup')}, decode incl.)",
-                          t_idd / t_inspect, ">= 5x faster", bool(t_idd / t_inspect >= 5),
-                          f"dist ours-imagededup mean {dist.mean():.2f}, p99 {np.percentile(dist, 99):.0f} "
-                          "(imagededup resizes with its own pipeline, so it is not bit-equal to imagehash)"))
+        details["distance_inspect_vs_imagededup"] = {"mean": float(dist.mean()), "p99": float(np.percentile(dist, 99))}
+        rows.append(
+            C.row(
+                f"pHash {len(data)} covers {side[0]} px: ours inspect_image vs imagededup PHash",
+                f"{t_inspect * 1e3:.2f} ms/img",
+                f"{t_idd * 1e3:.2f} ms/img (imagededup {C.version_of('imagededup')}, decode incl.)",
+                t_idd / t_inspect,
+                ">= 5x faster",
+                bool(t_idd / t_inspect >= 5),
+                f"dist ours-imagededup mean {dist.mean():.2f}, p99 {np.percentile(dist, 99):.0f} "
+                "(imagededup resizes with its own pipeline, so it is not bit-equal to imagehash)",
+            )
+        )
     if not rows:
-        rows.append(C.row(f"pHash {len(data)} covers (ours only)", f"{t_inspect * 1e3:.2f} ms/img (inspect_image), "
-                          f"{t_full * 1e3:.2f} ms/img (phash_hex)", "-", None, goal, None))
+        rows.append(
+            C.row(
+                f"pHash {len(data)} covers (ours only)",
+                f"{t_inspect * 1e3:.2f} ms/img (inspect_image), {t_full * 1e3:.2f} ms/img (phash_hex)",
+                "-",
+                None,
+                goal,
+                None,
+            )
+        )
     print({k: v for k, v in details.items()})
     C.write_results(NAME, rows, args, details)
 

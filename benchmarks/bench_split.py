@@ -39,10 +39,10 @@ RATIOS = (0.7, 0.15, 0.15)
 
 def make_rows(n_items: int, n_artists: int, n_genres: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    genre_w = 1.0 / np.arange(1, n_genres + 1) ** 0.8               # uneven genre popularity
+    genre_w = 1.0 / np.arange(1, n_genres + 1) ** 0.8  # uneven genre popularity
     genre_w /= genre_w.sum()
     artist_genre = rng.choice(n_genres, size=n_artists, p=genre_w)
-    size_w = np.minimum(rng.lognormal(0.0, 1.3, size=n_artists), 60.0)   # long tail of artist sizes
+    size_w = np.minimum(rng.lognormal(0.0, 1.3, size=n_artists), 60.0)  # long tail of artist sizes
     size_w /= size_w.sum()
     n_va = int(0.02 * n_items)
     n_main = n_items - n_va
@@ -61,12 +61,14 @@ def make_rows(n_items: int, n_artists: int, n_genres: int, seed: int = 0) -> pd.
     n_dup = int(0.005 * n_items)
     src, dst = rng.choice(n_items, size=n_dup, replace=False), rng.choice(n_items, size=n_dup, replace=False)
     cluster[dst] = cluster[src]
-    return pd.DataFrame({
-        "mbid": [f"rg-{i:07d}" for i in range(n_items)],
-        "genre": [f"genre-{g:02d}" for g in genre],
-        "artist_mbid": artist_ids,
-        "cluster_id": cluster,
-    })
+    return pd.DataFrame(
+        {
+            "mbid": [f"rg-{i:07d}" for i in range(n_items)],
+            "genre": [f"genre-{g:02d}" for g in genre],
+            "artist_mbid": artist_ids,
+            "cluster_id": cluster,
+        }
+    )
 
 
 def evaluate(rows: pd.DataFrame, assignment: pd.Series, groups: np.ndarray) -> dict:
@@ -77,10 +79,14 @@ def evaluate(rows: pd.DataFrame, assignment: pd.Series, groups: np.ndarray) -> d
     per_artist = pd.Series(split).groupby(artists.to_numpy()).nunique()
     per_cluster = pd.Series(split).groupby(rows["cluster_id"].to_numpy()).nunique()
     sizes = {s: int((split == s).sum()) for s in SPLITS}
-    return {"worst_dev_pp": rep.worst_dev_pp, "worst_share_dev_pp": rep.worst_share_dev_pp,
-            "leaked_groups": int((per_group > 1).sum()), "leaked_artists": int((per_artist > 1).sum()),
-            "leaked_clusters": int((per_cluster > 1).sum()),
-            "split_fractions": {s: round(v / len(rows), 4) for s, v in sizes.items()}}
+    return {
+        "worst_dev_pp": rep.worst_dev_pp,
+        "worst_share_dev_pp": rep.worst_share_dev_pp,
+        "leaked_groups": int((per_group > 1).sum()),
+        "leaked_artists": int((per_artist > 1).sum()),
+        "leaked_clusters": int((per_cluster > 1).sum()),
+        "split_fractions": {s: round(v / len(rows), 4) for s, v in sizes.items()},
+    }
 
 
 def main() -> None:
@@ -94,19 +100,29 @@ def main() -> None:
         args.items, args.artists = 4000, 400
     rows = make_rows(args.items, args.artists, args.genres, args.seed)
     groups_for_eval = group_ids(rows)
-    details = {"items": len(rows), "artists": args.artists, "genres": args.genres,
-               "groups": int(groups_for_eval.max()) + 1, "largest_group": int(np.bincount(groups_for_eval).max())}
+    details = {
+        "items": len(rows),
+        "artists": args.artists,
+        "genres": args.genres,
+        "groups": int(groups_for_eval.max()) + 1,
+        "largest_group": int(np.bincount(groups_for_eval).max()),
+    }
 
     t0 = time.perf_counter()
     ours = grouped_stratified_split(rows, RATIOS, seed=args.seed)
     t_ours = time.perf_counter() - t0
     ev_ours = evaluate(rows, ours, groups_for_eval)
     details["ours"] = {**ev_ours, "seconds": t_ours}
-    ours_txt = (f"{ev_ours['worst_dev_pp']:.2f} pp (share {ev_ours['worst_share_dev_pp']:.2f} pp), "
-                f"{ev_ours['leaked_groups']} leaked, {t_ours:.2f} s")
+    ours_txt = (
+        f"{ev_ours['worst_dev_pp']:.2f} pp (share {ev_ours['worst_share_dev_pp']:.2f} pp), "
+        f"{ev_ours['leaked_groups']} leaked, {t_ours:.2f} s"
+    )
     goal = "<= 0.5 pp, 0 leaked groups, <= 5 s"
-    met = bool(max(ev_ours["worst_dev_pp"], ev_ours["worst_share_dev_pp"]) <= 0.5 and ev_ours["leaked_groups"] == 0
-               and t_ours <= 5)
+    met = bool(
+        max(ev_ours["worst_dev_pp"], ev_ours["worst_share_dev_pp"]) <= 0.5
+        and ev_ours["leaked_groups"] == 0
+        and t_ours <= 5
+    )
     rows_out = []
     sk = None if args.ours_only else C.anchor("sklearn", "scikit-learn", install=not args.no_install)
     if sk is not None:
@@ -128,12 +144,19 @@ def main() -> None:
         t_sgkf = time.perf_counter() - t0
         ev = evaluate(rows, pd.Series(names, index=idx), groups_for_eval)
         details["sklearn_StratifiedGroupKFold"] = {**ev, "seconds": t_sgkf}
-        rows_out.append(C.row(
-            f"Split {len(rows):,} items / {args.artists:,} artists / {args.genres} genres: vs StratifiedGroupKFold(20) 14/3/3",
-            ours_txt, f"{ev['worst_dev_pp']:.2f} pp (share {ev['worst_share_dev_pp']:.2f} pp), "
-                      f"{ev['leaked_groups']} leaked, {t_sgkf:.2f} s (scikit-learn {C.version_of('scikit-learn')})",
-            t_sgkf / t_ours, goal, met, f"ratio = time; split sizes ours {ev_ours['split_fractions']}, "
-                                        f"sklearn {ev['split_fractions']}"))
+        rows_out.append(
+            C.row(
+                f"Split {len(rows):,} items / {args.artists:,} artists / {args.genres} genres: "
+                "vs StratifiedGroupKFold(20) 14/3/3",
+                ours_txt,
+                f"{ev['worst_dev_pp']:.2f} pp (share {ev['worst_share_dev_pp']:.2f} pp), "
+                f"{ev['leaked_groups']} leaked, {t_sgkf:.2f} s (scikit-learn {C.version_of('scikit-learn')})",
+                t_sgkf / t_ours,
+                goal,
+                met,
+                f"ratio = time; split sizes ours {ev_ours['split_fractions']}, sklearn {ev['split_fractions']}",
+            )
+        )
 
         t0 = time.perf_counter()
         first = GroupShuffleSplit(n_splits=1, train_size=0.7, random_state=args.seed)
@@ -145,12 +168,20 @@ def main() -> None:
         t_gss = time.perf_counter() - t0
         ev = evaluate(rows, pd.Series(names, index=idx), groups_for_eval)
         details["sklearn_GroupShuffleSplit"] = {**ev, "seconds": t_gss}
-        rows_out.append(C.row(
-            f"Split {len(rows):,} items / {args.artists:,} artists / {args.genres} genres: vs GroupShuffleSplit 70/15/15",
-            ours_txt, f"{ev['worst_dev_pp']:.2f} pp (share {ev['worst_share_dev_pp']:.2f} pp), "
-                      f"{ev['leaked_groups']} leaked, {t_gss:.2f} s",
-            t_gss / t_ours, goal, met, f"ratio = time; GroupShuffleSplit sizes {ev['split_fractions']} "
-                                       "(it splits groups, not items, and does not stratify)"))
+        rows_out.append(
+            C.row(
+                f"Split {len(rows):,} items / {args.artists:,} artists / {args.genres} genres: "
+                "vs GroupShuffleSplit 70/15/15",
+                ours_txt,
+                f"{ev['worst_dev_pp']:.2f} pp (share {ev['worst_share_dev_pp']:.2f} pp), "
+                f"{ev['leaked_groups']} leaked, {t_gss:.2f} s",
+                t_gss / t_ours,
+                goal,
+                met,
+                f"ratio = time; GroupShuffleSplit sizes {ev['split_fractions']} "
+                "(it splits groups, not items, and does not stratify)",
+            )
+        )
     else:
         rows_out.append(C.row(f"Split {len(rows):,} items (ours only)", ours_txt, "-", None, goal, met))
     print(details)

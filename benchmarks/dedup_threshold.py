@@ -57,11 +57,21 @@ def main() -> None:
     for t in range(args.max_threshold + 1):
         found = {tuple(p) for p in all_pairs[distance <= t].tolist()} | same_bytes
         hits = found & truth.keys()
-        by_transform = {tr: sum(1 for p in hits if truth[p] == tr) / max(1, sum(v == tr for v in truth.values()))
-                        for tr in sorted(set(truth.values()))}
-        rows.append({"threshold": t, "pairs": len(found), "true": len(hits), "false": len(found - hits),
-                     "precision": len(hits) / len(found) if found else 1.0, "recall": len(hits) / len(truth),
-                     **{f"recall_{k}": v for k, v in by_transform.items()}})
+        by_transform = {
+            tr: sum(1 for p in hits if truth[p] == tr) / max(1, sum(v == tr for v in truth.values()))
+            for tr in sorted(set(truth.values()))
+        }
+        rows.append(
+            {
+                "threshold": t,
+                "pairs": len(found),
+                "true": len(hits),
+                "false": len(found - hits),
+                "precision": len(hits) / len(found) if found else 1.0,
+                "recall": len(hits) / len(truth),
+                **{f"recall_{k}": v for k, v in by_transform.items()},
+            }
+        )
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
         print(f"{len(truth)} true duplicate pairs in {len(groups)} planted groups")

@@ -23,8 +23,10 @@ def table() -> str:
     docs = {p.stem: json.loads(p.read_text()) for p in (BENCH / "results").glob("*.json")}
     docs = {k: d for k, d in docs.items() if isinstance(d, dict) and "rows" in d and "machine" in d}  # our format only
     names = [n for n in ORDER if n in docs] + sorted(set(docs) - set(ORDER))
-    lines = ["| # | comparison | ours | anchor | ratio | goal | met? | machine | date | script |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| # | comparison | ours | anchor | ratio | goal | met? | machine | date | script |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     k = 0
     for name in names:
         doc = docs[name]
@@ -35,8 +37,10 @@ def table() -> str:
             met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
             ratio = "-" if row["ratio"] is None else f"{row['ratio']}x"
             ours = row["ours"] + (f" — {row['notes']}" if row.get("notes") else "")
-            lines.append(f"| {k} | {cell(row['comparison'])} | {cell(ours)} | {cell(row['anchor'])} | {ratio} | "
-                         f"{cell(row['goal'])} | {met} | {cell(machine)} | {doc['date']} | `{doc['script']}` |")
+            lines.append(
+                f"| {k} | {cell(row['comparison'])} | {cell(ours)} | {cell(row['anchor'])} | {ratio} | "
+                f"{cell(row['goal'])} | {met} | {cell(machine)} | {doc['date']} | `{doc['script']}` |"
+            )
     return "\n".join(lines)
 
 

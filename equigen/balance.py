@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,13 +15,13 @@ from equigen.taxonomy import NO_GENRE
 
 @dataclass(frozen=True)
 class BalanceResult:
-    selected: pd.DataFrame     # mbid, genre (sorted by genre order, then mbid)
-    table: pd.DataFrame        # genre, eligible, usable, selected, shortfall
+    selected: pd.DataFrame  # mbid, genre (sorted by genre order, then mbid)
+    table: pd.DataFrame  # genre, eligible, usable, selected, shortfall
     per_genre: int
     artist_cap: int
     seed: int
     min_confidence: float = 0.0
-    below_confidence: dict[str, int] = field(default_factory=dict)   # genre -> covers left out for it
+    below_confidence: dict[str, int] = field(default_factory=dict)  # genre -> covers left out for it
 
     def short_genres(self) -> list[str]:
         return short_genres(self.table)
@@ -47,7 +47,11 @@ def _keys(seed: int, scope: str, names: pd.Series) -> np.ndarray:
 
 
 def select_balanced(
-    rows: pd.DataFrame, genres: Sequence[str], per_genre: int, seed: int, artist_cap: int | None = None,
+    rows: pd.DataFrame,
+    genres: Sequence[str],
+    per_genre: int,
+    seed: int,
+    artist_cap: int | None = None,
     min_confidence: float = 0.0,
 ) -> BalanceResult:
     """Choose up to `per_genre` covers for each genre.
@@ -81,7 +85,7 @@ def select_balanced(
             confidence = pd.to_numeric(df["label_confidence"], errors="coerce").astype("float64")
         else:
             confidence = pd.Series(np.nan, index=df.index)
-        below = ok & ~(confidence >= min_confidence)   # NaN (unknown) compares False: not eligible
+        below = ok & ~(confidence >= min_confidence)  # NaN (unknown) compares False: not eligible
         ok &= ~below
     below_counts = df.loc[below, "genre"].value_counts()
     below_confidence = {g: int(below_counts.get(g, 0)) for g in wanted}
@@ -98,11 +102,19 @@ def select_balanced(
         usable = g[g["round"] < cap].sort_values(["round", "artist_key", "artist"], kind="stable")
         chosen = usable.head(per_genre)
         picked.append(chosen[["mbid", "genre"]])
-        table.append({"genre": genre, "eligible": len(g), "usable": len(usable), "selected": len(chosen),
-                      "shortfall": per_genre - len(chosen)})
+        table.append(
+            {
+                "genre": genre,
+                "eligible": len(g),
+                "usable": len(usable),
+                "selected": len(chosen),
+                "shortfall": per_genre - len(chosen),
+            }
+        )
     selected = pd.concat(picked, ignore_index=True) if picked else pd.DataFrame(columns=["mbid", "genre"])
     order = {g: i for i, g in enumerate(wanted)}
     selected = selected.sort_values(["genre", "mbid"], key=lambda c: c.map(order) if c.name == "genre" else c)
     table_df = pd.DataFrame(table, columns=["genre", "eligible", "usable", "selected", "shortfall"])
-    return BalanceResult(selected.reset_index(drop=True), table_df, per_genre, cap, seed, min_confidence,
-                         below_confidence)
+    return BalanceResult(
+        selected.reset_index(drop=True), table_df, per_genre, cap, seed, min_confidence, below_confidence
+    )

@@ -22,10 +22,11 @@ from equigen.storage import write_atomic
 
 PLOTS_DIR = "plots"
 PRETTY_NAME = "EquiGen album covers by genre"
-CARD_TEMPLATE = "data/card_template.md"   # inside the package; ${name} placeholders (string.Template)
+CARD_TEMPLATE = "data/card_template.md"  # inside the package; ${name} placeholders (string.Template)
 
 
 # --- pure helpers -------------------------------------------------------------------------
+
 
 def label_confidence_table(items: pd.DataFrame, genres: list[str]) -> pd.DataFrame:
     """Per genre (in `genres` order): how strongly MusicBrainz tag votes back the published labels.
@@ -40,25 +41,52 @@ def label_confidence_table(items: pd.DataFrame, genres: list[str]) -> pd.DataFra
     for genre in genres:
         mine = (items["genre"] == genre).to_numpy()
         conf = confidence[mine].dropna()
-        rows.append({
-            "genre": genre, "covers": int(mine.sum()), "known": len(conf),
-            "median_votes": float(votes[mine].median()) if votes[mine].notna().any() else np.nan,
-            "median_confidence": float(conf.median()) if len(conf) else np.nan,
-            "min_confidence": float(conf.min()) if len(conf) else np.nan,
-            "full": float((conf >= 1.0).mean()) if len(conf) else np.nan,
-            "below_075": float((conf < 0.75).mean()) if len(conf) else np.nan,
-        })
-    return pd.DataFrame(rows, columns=["genre", "covers", "known", "median_votes", "median_confidence",
-                                       "min_confidence", "full", "below_075"])
+        rows.append(
+            {
+                "genre": genre,
+                "covers": int(mine.sum()),
+                "known": len(conf),
+                "median_votes": float(votes[mine].median()) if votes[mine].notna().any() else np.nan,
+                "median_confidence": float(conf.median()) if len(conf) else np.nan,
+                "min_confidence": float(conf.min()) if len(conf) else np.nan,
+                "full": float((conf >= 1.0).mean()) if len(conf) else np.nan,
+                "below_075": float((conf < 0.75).mean()) if len(conf) else np.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "genre",
+            "covers",
+            "known",
+            "median_votes",
+            "median_confidence",
+            "min_confidence",
+            "full",
+            "below_075",
+        ],
+    )
 
 
 # --- writers ------------------------------------------------------------------------------
 
-def write_card(out: Path, items: pd.DataFrame, genres: list[str], report: SplitReport, stats: dict, written: dict,
-               ratios, seed: int, shard_rows: int, ambiguity_ratio: float = 0.8) -> None:
+
+def write_card(
+    out: Path,
+    items: pd.DataFrame,
+    genres: list[str],
+    report: SplitReport,
+    stats: dict,
+    written: dict,
+    ratios,
+    seed: int,
+    shard_rows: int,
+    ambiguity_ratio: float = 0.8,
+) -> None:
     """README.md: Hub YAML front matter (configs, dataset_info) and the dataset card."""
-    write_atomic(out / "README.md", card_text(items, genres, report, stats, written, ratios, seed, shard_rows,
-                                              ambiguity_ratio))
+    write_atomic(
+        out / "README.md", card_text(items, genres, report, stats, written, ratios, seed, shard_rows, ambiguity_ratio)
+    )
 
 
 def card_template() -> Template:
@@ -66,8 +94,17 @@ def card_template() -> Template:
     return Template(resources.files("equigen").joinpath(CARD_TEMPLATE).read_text(encoding="utf-8"))
 
 
-def card_text(items: pd.DataFrame, genres: list[str], report: SplitReport, stats: dict, written: dict,
-              ratios, seed: int, shard_rows: int, ambiguity_ratio: float = 0.8) -> str:
+def card_text(
+    items: pd.DataFrame,
+    genres: list[str],
+    report: SplitReport,
+    stats: dict,
+    written: dict,
+    ratios,
+    seed: int,
+    shard_rows: int,
+    ambiguity_ratio: float = 0.8,
+) -> str:
     """The card: the template filled with the counts, sizes and statistics of this dataset."""
     feature_yaml = []
     for name, feature in hf_features(genres).items():
@@ -82,26 +119,49 @@ def card_text(items: pd.DataFrame, genres: list[str], report: SplitReport, stats
     table = ["| genre | label | " + " | ".join(SPLITS) + " | total |", "|---|---:|" + "---:|" * (len(SPLITS) + 1)]
     for label, genre in enumerate(genres):
         row = counts.loc[genre]
-        table.append(f"| {genre} | {label} | " + " | ".join(str(int(row[s])) for s in SPLITS) + f" | {int(row.sum())} |")
+        table.append(
+            f"| {genre} | {label} | " + " | ".join(str(int(row[s])) for s in SPLITS) + f" | {int(row.sum())} |"
+        )
     table.append("| **total** | | " + " | ".join(str(int(counts[s].sum())) for s in SPLITS) + f" | {len(items)} |")
     confidence_table, unknown_note = _label_confidence_table_md(items, genres)
     return card_template().substitute(
-        pretty_name=PRETTY_NAME, pretty_name_yaml=_q(PRETTY_NAME), version=__version__,
+        pretty_name=PRETTY_NAME,
+        pretty_name_yaml=_q(PRETTY_NAME),
+        version=__version__,
         size_category=_size_category(len(items)),
         files_yaml="\n".join(f"  - split: {s}\n    path: {DATA_DIR}/{s}-*" for s in SPLITS),
         features_yaml="\n".join(feature_yaml),
-        splits_yaml="\n".join(f"  - name: {s}\n    num_bytes: {written[s]['num_bytes']}\n"
-                              f"    num_examples: {written[s]['num_examples']}" for s in SPLITS),
+        splits_yaml="\n".join(
+            f"  - name: {s}\n    num_bytes: {written[s]['num_bytes']}\n    num_examples: {written[s]['num_examples']}"
+            for s in SPLITS
+        ),
         download_size=sum(p.stat().st_size for w in written.values() for p in w["files"]),
         dataset_size=sum(w["num_bytes"] for w in written.values()),
-        n_items=len(items), n_genres=len(genres),
-        per_genre=int(counts.sum(axis=1).max()), ratios=",".join(f"{r:g}" for r in ratios), seed=seed,
-        shard_rows=shard_rows, counts_table="\n".join(table), worst_dev_pp=f"{report.worst_dev_pp:.3f}",
-        **{key: stats[key] for key in ("groups", "largest_group", "artists", "unshared_artist_items",
-                                       "artists_in_several_splits", "clusters_in_several_splits")},
-        ambiguity_pct=f"{100 * ambiguity_ratio:g}", confidence_table=confidence_table,
+        n_items=len(items),
+        n_genres=len(genres),
+        per_genre=int(counts.sum(axis=1).max()),
+        ratios=",".join(f"{r:g}" for r in ratios),
+        seed=seed,
+        shard_rows=shard_rows,
+        counts_table="\n".join(table),
+        worst_dev_pp=f"{report.worst_dev_pp:.3f}",
+        **{
+            key: stats[key]
+            for key in (
+                "groups",
+                "largest_group",
+                "artists",
+                "unshared_artist_items",
+                "artists_in_several_splits",
+                "clusters_in_several_splits",
+            )
+        },
+        ambiguity_pct=f"{100 * ambiguity_ratio:g}",
+        confidence_table=confidence_table,
         unknown_evidence_note=unknown_note,
-        data_dir=DATA_DIR, manifest=MANIFEST, plots_dir=PLOTS_DIR,
+        data_dir=DATA_DIR,
+        manifest=MANIFEST,
+        plots_dir=PLOTS_DIR,
     )
 
 
@@ -118,19 +178,29 @@ def _label_confidence_table_md(items: pd.DataFrame, genres: list[str]) -> tuple[
     def pct(value: float) -> str:
         return "n/a" if pd.isna(value) else f"{100 * value:.1f} %"
 
-    table = ["| genre | covers | median votes | median confidence | min confidence | confidence 1.0 "
-             "| confidence < 0.75 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| genre | covers | median votes | median confidence | min confidence | confidence 1.0 | confidence < 0.75 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in stats.itertuples(index=False):
-        table.append(f"| {row.genre} | {row.covers} | {votes(row.median_votes)} | "
-                     f"{num(row.median_confidence, '.3f')} | {num(row.min_confidence, '.3f')} | {pct(row.full)} | "
-                     f"{pct(row.below_075)} |")
+        table.append(
+            f"| {row.genre} | {row.covers} | {votes(row.median_votes)} | "
+            f"{num(row.median_confidence, '.3f')} | {num(row.min_confidence, '.3f')} | {pct(row.full)} | "
+            f"{pct(row.below_075)} |"
+        )
     overall = label_confidence_table(items.assign(genre="all"), ["all"]).iloc[0]
-    table.append(f"| **all** | {overall.covers} | {votes(overall.median_votes)} | "
-                 f"{num(overall.median_confidence, '.3f')} | {num(overall.min_confidence, '.3f')} | "
-                 f"{pct(overall.full)} | {pct(overall.below_075)} |")
+    table.append(
+        f"| **all** | {overall.covers} | {votes(overall.median_votes)} | "
+        f"{num(overall.median_confidence, '.3f')} | {num(overall.min_confidence, '.3f')} | "
+        f"{pct(overall.full)} | {pct(overall.below_075)} |"
+    )
     unknown = int(overall.covers - overall.known)
-    note = (f"\n\n{unknown} covers have unknown evidence (null in both columns): they come from a catalog or a "
-            "manifest written before EquiGen recorded it, and are left out of the statistics." if unknown else "")
+    note = (
+        f"\n\n{unknown} covers have unknown evidence (null in both columns): they come from a catalog or a "
+        "manifest written before EquiGen recorded it, and are left out of the statistics."
+        if unknown
+        else ""
+    )
     return "\n".join(table), note
 
 
@@ -148,7 +218,7 @@ def _size_category(n: int) -> str:
 
 def write_plots(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
     """Split x genre stacked bars and the artist-size histogram (PNG, no timestamps)."""
-    from matplotlib.figure import Figure   # no pyplot: no global state, no GUI backend
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
     folder = out / PLOTS_DIR
@@ -205,19 +275,29 @@ def write_label_confidence_plot(path: Path, items: pd.DataFrame, genres: list[st
     left, right = fig.subplots(1, 2, sharey=True)
     positions = np.arange(len(genres))
     # Matplotlib 3.10 replaced vert=False by orientation="horizontal" (vert is deprecated from 3.11).
-    horizontal = ({"orientation": "horizontal"} if "orientation" in inspect.signature(Axes.boxplot).parameters
-                  else {"vert": False})
-    style = dict(**horizontal, widths=0.6, patch_artist=True, showfliers=True, manage_ticks=False,
-                 medianprops={"color": "black"}, flierprops={"markersize": 3, "alpha": 0.5})
+    horizontal = (
+        {"orientation": "horizontal"}
+        if "orientation" in inspect.signature(Axes.boxplot).parameters
+        else {"vert": False}
+    )
+    style = dict(
+        **horizontal,
+        widths=0.6,
+        patch_artist=True,
+        showfliers=True,
+        manage_ticks=False,
+        medianprops={"color": "black"},
+        flierprops={"markersize": 3, "alpha": 0.5},
+    )
     for ax, data, color in ((left, conf_data, "#4c72b0"), (right, vote_data, "#dd8452")):
-        shown = [i for i, d in enumerate(data) if len(d)]   # a genre without known evidence gets no box
+        shown = [i for i, d in enumerate(data) if len(d)]  # a genre without known evidence gets no box
         if shown:
             boxes = ax.boxplot([data[i] for i in shown], positions=positions[shown], **style)
             for patch in boxes["boxes"]:
                 patch.set_facecolor(color)
                 patch.set_alpha(0.6)
         ax.set_yticks(positions, [f"{g} (n={len(d)})" for g, d in zip(genres, conf_data)])
-        ax.set_ylim(len(genres) - 0.5, -0.5)   # first genre on top
+        ax.set_ylim(len(genres) - 0.5, -0.5)  # first genre on top
         ax.grid(axis="x", alpha=0.3)
     left.set_xlim(0, 1.02)
     left.axvline(0.75, color="firebrick", linestyle=":", linewidth=1)
@@ -238,16 +318,41 @@ def write_label_confidence_plot(path: Path, items: pd.DataFrame, genres: list[st
 
 
 CROISSANT_CONTEXT = {
-    "@language": "en", "@vocab": "https://schema.org/", "citeAs": "cr:citeAs", "column": "cr:column",
-    "conformsTo": "dct:conformsTo", "cr": "http://mlcommons.org/croissant/", "rai": "http://mlcommons.org/croissant/RAI/",
-    "data": {"@id": "cr:data", "@type": "@json"}, "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
-    "dct": "http://purl.org/dc/terms/", "examples": {"@id": "cr:examples", "@type": "@json"},
-    "extract": "cr:extract", "field": "cr:field", "fileProperty": "cr:fileProperty", "fileObject": "cr:fileObject",
-    "fileSet": "cr:fileSet", "format": "cr:format", "includes": "cr:includes", "isLiveDataset": "cr:isLiveDataset",
-    "jsonPath": "cr:jsonPath", "key": "cr:key", "md5": "cr:md5", "parentField": "cr:parentField", "path": "cr:path",
-    "recordSet": "cr:recordSet", "references": "cr:references", "regex": "cr:regex", "repeated": "cr:repeated",
-    "replace": "cr:replace", "sc": "https://schema.org/", "separator": "cr:separator", "source": "cr:source",
-    "subField": "cr:subField", "transform": "cr:transform", "equivalentProperty": "cr:equivalentProperty",
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "dct": "http://purl.org/dc/terms/",
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "parentField": "cr:parentField",
+    "path": "cr:path",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "sc": "https://schema.org/",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+    "equivalentProperty": "cr:equivalentProperty",
     "samplingRate": "cr:samplingRate",
 }
 _CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Integer", "float32": "sc:Float"}
@@ -256,61 +361,112 @@ _CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Int
 def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
     """croissant.json: each shard as a FileObject (sha256), one FileSet over them, and a RecordSet."""
     shards = [p for paths in shard_files(out).values() for p in paths]
-    distribution: list[dict] = [{
-        "@type": "cr:FileObject", "@id": p.name, "name": p.name, "contentUrl": f"{DATA_DIR}/{p.name}",
-        "encodingFormat": "application/x-parquet", "contentSize": f"{p.stat().st_size} B", "sha256": sha256_file(p),
-    } for p in shards]
-    distribution.append({
-        "@type": "cr:FileSet", "@id": "parquet-shards", "name": "parquet-shards",
-        "description": "All Parquet shards of all splits.", "encodingFormat": "application/x-parquet",
-        "includes": f"{DATA_DIR}/*.parquet",
-    })
+    distribution: list[dict] = [
+        {
+            "@type": "cr:FileObject",
+            "@id": p.name,
+            "name": p.name,
+            "contentUrl": f"{DATA_DIR}/{p.name}",
+            "encodingFormat": "application/x-parquet",
+            "contentSize": f"{p.stat().st_size} B",
+            "sha256": sha256_file(p),
+        }
+        for p in shards
+    ]
+    distribution.append(
+        {
+            "@type": "cr:FileSet",
+            "@id": "parquet-shards",
+            "name": "parquet-shards",
+            "description": "All Parquet shards of all splits.",
+            "encodingFormat": "application/x-parquet",
+            "includes": f"{DATA_DIR}/*.parquet",
+        }
+    )
 
     def field(name: str, data_type: str, description: str, **source) -> dict:
-        return {"@type": "cr:Field", "@id": f"covers/{name}", "name": name, "description": description,
-                "dataType": data_type, "source": {"fileSet": {"@id": "parquet-shards"}, **source}}
+        return {
+            "@type": "cr:Field",
+            "@id": f"covers/{name}",
+            "name": name,
+            "description": description,
+            "dataType": data_type,
+            "source": {"fileSet": {"@id": "parquet-shards"}, **source},
+        }
 
     descriptions = {
         "genre": "Genre name (the ClassLabel name of label).",
-        "label_votes": ("MusicBrainz genre tag votes of the release group, summed over every tag mapped to one "
-                        "of the genres (empty when unknown)."),
+        "label_votes": (
+            "MusicBrainz genre tag votes of the release group, summed over every tag mapped to one "
+            "of the genres (empty when unknown)."
+        ),
         "label_confidence": ("The winning genre's share of label_votes, from 0 to 1 (empty when unknown)."),
-        "release_group_mbid": "MusicBrainz release group MBID.", "artist_mbid": "MusicBrainz artist MBID.",
-        "artist_name": "Artist credit name.", "title": "Release group title.",
-        "year": "Year of the first release (may be empty).", "phash": "64-bit perceptual hash, 16 hex digits.",
-        "sha256": "SHA-256 of the image bytes.", "width": "Image width in pixels.", "height": "Image height in pixels.",
+        "release_group_mbid": "MusicBrainz release group MBID.",
+        "artist_mbid": "MusicBrainz artist MBID.",
+        "artist_name": "Artist credit name.",
+        "title": "Release group title.",
+        "year": "Year of the first release (may be empty).",
+        "phash": "64-bit perceptual hash, 16 hex digits.",
+        "sha256": "SHA-256 of the image bytes.",
+        "width": "Image width in pixels.",
+        "height": "Image height in pixels.",
     }
     features = hf_features(genres)
     fields = [
-        field("image", "sc:ImageObject", "The front cover image (original bytes).",
-              extract={"column": "image"}, transform={"jsonPath": "bytes"}),
-        field("label", "sc:Integer", "Genre label id: " + ", ".join(f"{i}={g}" for i, g in enumerate(genres)) + ".",
-              extract={"column": "label"}),
-        field("split", "sc:Text", "train, validation or test (from the shard file name).",
-              extract={"fileProperty": "filename"}, transform={"regex": "^(train|validation|test)-.*\\.parquet$"}),
+        field(
+            "image",
+            "sc:ImageObject",
+            "The front cover image (original bytes).",
+            extract={"column": "image"},
+            transform={"jsonPath": "bytes"},
+        ),
+        field(
+            "label",
+            "sc:Integer",
+            "Genre label id: " + ", ".join(f"{i}={g}" for i, g in enumerate(genres)) + ".",
+            extract={"column": "label"},
+        ),
+        field(
+            "split",
+            "sc:Text",
+            "train, validation or test (from the shard file name).",
+            extract={"fileProperty": "filename"},
+            transform={"regex": "^(train|validation|test)-.*\\.parquet$"},
+        ),
     ]
-    fields += [field(name, _CROISSANT_TYPES[features[name]["dtype"]], text, extract={"column": name})
-               for name, text in descriptions.items()]
+    fields += [
+        field(name, _CROISSANT_TYPES[features[name]["dtype"]], text, extract={"column": name})
+        for name, text in descriptions.items()
+    ]
     metadata = {
         "@context": CROISSANT_CONTEXT,
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": "equigen-album-covers",
-        "description": (f"{len(items)} album front covers in {len(genres)} genres, balanced and split by artist and "
-                        "near-duplicate cluster (no leakage across train/validation/test)."),
+        "description": (
+            f"{len(items)} album front covers in {len(genres)} genres, balanced and split by artist and "
+            "near-duplicate cluster (no leakage across train/validation/test)."
+        ),
         "license": "https://creativecommons.org/publicdomain/zero/1.0/",
         "url": "https://musicbrainz.org/",
         "version": __version__,
         "citeAs": "EquiGen album covers by genre (citation to be added)",
         "keywords": ["album covers", "music genre", "image classification", "MusicBrainz", "Cover Art Archive"],
         "isAccessibleForFree": True,
-        "creditText": ("Metadata CC0 from MusicBrainz; genre labels derived from MusicBrainz tags (CC BY-NC-SA 3.0). "
-                       "Cover images are copyrighted by their owners and are "
-                       "included for non-commercial research only; the licence above covers the metadata only."),
+        "creditText": (
+            "Metadata CC0 from MusicBrainz; genre labels derived from MusicBrainz tags (CC BY-NC-SA 3.0). "
+            "Cover images are copyrighted by their owners and are "
+            "included for non-commercial research only; the licence above covers the metadata only."
+        ),
         "distribution": distribution,
-        "recordSet": [{
-            "@type": "cr:RecordSet", "@id": "covers", "name": "covers",
-            "description": "One record per album cover.", "field": fields,
-        }],
+        "recordSet": [
+            {
+                "@type": "cr:RecordSet",
+                "@id": "covers",
+                "name": "covers",
+                "description": "One record per album cover.",
+                "field": fields,
+            }
+        ],
     }
     write_atomic(out / "croissant.json", json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")

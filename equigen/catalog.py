@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -111,7 +111,8 @@ class Catalog:
                     if stmt.strip():
                         self.conn.execute(stmt)
                 self.conn.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
                 stored = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
                 version = int(stored) if str(stored).isdigit() else -1
                 if version < 1:
@@ -133,13 +134,13 @@ class Catalog:
         self.conn.close()
 
     @classmethod
-    def existing(cls, path: Path | str) -> "Catalog":
+    def existing(cls, path: Path | str) -> Catalog:
         """Open a catalog a fetch already wrote; a one-line error when there is none."""
         if not Path(path).is_file():
             raise EquigenError(f"no catalog at {path}: run `equigen fetch` first")
         return cls(path)
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -190,8 +191,12 @@ class Catalog:
         mbids = list(mbids)
         if not mbids:
             return set()
-        return {row[0] for row in self.conn.execute(
-            f"SELECT mbid FROM release_groups WHERE mbid IN ({','.join('?' * len(mbids))})", mbids)}
+        return {
+            row[0]
+            for row in self.conn.execute(
+                f"SELECT mbid FROM release_groups WHERE mbid IN ({','.join('?' * len(mbids))})", mbids
+            )
+        }
 
     def genre_counts(self) -> dict[str, int]:
         """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""
@@ -212,18 +217,34 @@ class Catalog:
             " artist_mbid, artist_name, tags, genre, found_via, discovered_at, label_votes, label_confidence, seq)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
-                (g.mbid, g.title, g.primary_type, json.dumps(list(g.secondary_types)), g.first_release_date,
-                 g.artist_mbid, g.artist_name, json.dumps([list(t) for t in g.tags]), g.genre, found_via, now,
-                 g.label_votes, g.label_confidence, seq + i)
+                (
+                    g.mbid,
+                    g.title,
+                    g.primary_type,
+                    json.dumps(list(g.secondary_types)),
+                    g.first_release_date,
+                    g.artist_mbid,
+                    g.artist_name,
+                    json.dumps([list(t) for t in g.tags]),
+                    g.genre,
+                    found_via,
+                    now,
+                    g.label_votes,
+                    g.label_confidence,
+                    seq + i,
+                )
                 for i, g in enumerate(groups, 1)
             ],
         )
         if self.conn.total_changes == before:
             new = []
         else:
-            stored = dict(self.conn.execute(
-                f"SELECT mbid, seq FROM release_groups WHERE seq > ? AND mbid IN ({','.join('?' * len(groups))})",
-                [seq, *[g.mbid for g in groups]]).fetchall())
+            stored = dict(
+                self.conn.execute(
+                    f"SELECT mbid, seq FROM release_groups WHERE seq > ? AND mbid IN ({','.join('?' * len(groups))})",
+                    [seq, *[g.mbid for g in groups]],
+                ).fetchall()
+            )
             unique = {g.mbid: g for g in reversed(groups)}  # a page may list an MBID twice: the first one counts
             new = sorted(((g, stored[m]) for m, g in unique.items() if m in stored), key=lambda pair: pair[1])
         self.conn.executemany(
@@ -241,7 +262,8 @@ class Catalog:
         """
         rows = self.conn.execute(
             "SELECT mbid, tags, genre, label_votes, label_confidence FROM release_groups"
-            " WHERE found_via IS NULL OR found_via NOT LIKE 'manifest:%'").fetchall()
+            " WHERE found_via IS NULL OR found_via NOT LIKE 'manifest:%'"
+        ).fetchall()
         updates, changed = [], 0
         for mbid, tags, genre, votes, confidence in rows:
             try:
@@ -255,7 +277,8 @@ class Catalog:
                 changed += verdict.genre != genre
         with self.transaction():
             self.conn.executemany(
-                "UPDATE release_groups SET genre = ?, label_votes = ?, label_confidence = ? WHERE mbid = ?", updates)
+                "UPDATE release_groups SET genre = ?, label_votes = ?, label_confidence = ? WHERE mbid = ?", updates
+            )
             if changed:
                 self.conn.execute("DELETE FROM selection")
                 self.conn.execute("DELETE FROM clusters")
@@ -271,7 +294,9 @@ class Catalog:
             "SELECT r.mbid, r.genre, r.artist_mbid, r.label_confidence, r.seq, c.status, c.sha256,"
             " c.planned_round FROM release_groups r JOIN covers c USING (mbid)"
             f" WHERE r.genre IN ({','.join('?' * len(genres))}) ORDER BY r.seq",
-            self.conn, params=genres)
+            self.conn,
+            params=genres,
+        )
         for column in ("label_confidence", "planned_round"):  # all-NULL columns would come back as objects
             frame[column] = pd.to_numeric(frame[column]).astype("float64")
         return frame
@@ -279,8 +304,12 @@ class Catalog:
     def load_plan(self) -> tuple[int, dict[str, int], str | None, bool]:
         """(round, quota per genre, plan key, round finished) of the stored fetch plan."""
         quota = dict(self.conn.execute("SELECT genre, attempt_upto FROM fetch_plan").fetchall())
-        return (int(self.get_meta("fetch_round", "0")), quota, self.get_meta("fetch_plan_key"),
-                self.get_meta("fetch_round_done", "0") == self.get_meta("fetch_round", "0"))
+        return (
+            int(self.get_meta("fetch_round", "0")),
+            quota,
+            self.get_meta("fetch_plan_key"),
+            self.get_meta("fetch_round_done", "0") == self.get_meta("fetch_round", "0"),
+        )
 
     def start_round(self, round_no: int, quota: dict[str, int], key: str) -> None:
         with self.transaction():
@@ -303,15 +332,19 @@ class Catalog:
             self.conn.execute("UPDATE covers SET planned_round = NULL WHERE status = 'pending'")
 
     def planned_pending(self, round_no: int) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid)"
-            " WHERE c.planned_round = ? AND c.status = 'pending' ORDER BY r.seq", (round_no,))]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid)"
+                " WHERE c.planned_round = ? AND c.status = 'pending' ORDER BY r.seq",
+                (round_no,),
+            )
+        ]
 
     # --- covers ---------------------------------------------------------------------------
     def covers_to_fetch(self, genres: Iterable[str] | None = None) -> list[str]:
         """MBIDs whose cover is pending or failed (failed ones get another run's attempts)."""
-        sql = ("SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid)"
-               " WHERE c.status IN ('pending', 'failed')")
+        sql = "SELECT c.mbid FROM covers c JOIN release_groups r USING (mbid) WHERE c.status IN ('pending', 'failed')"
         args: list = []
         if genres is not None:
             genres = list(genres)
@@ -326,8 +359,25 @@ class Catalog:
             self.conn.executemany(
                 "UPDATE covers SET status=?, attempts=attempts+?, http_status=?, error=?, sha256=?, phash=?,"
                 " width=?, height=?, bytes=?, format=?, path=?, source_url=?, updated_at=? WHERE mbid=?",
-                [(r.status, a, r.http_status, r.error, r.sha256, r.phash, r.width, r.height, r.bytes, r.format,
-                  r.path, r.source_url, now, r.mbid) for r, a in results],
+                [
+                    (
+                        r.status,
+                        a,
+                        r.http_status,
+                        r.error,
+                        r.sha256,
+                        r.phash,
+                        r.width,
+                        r.height,
+                        r.bytes,
+                        r.format,
+                        r.path,
+                        r.source_url,
+                        now,
+                        r.mbid,
+                    )
+                    for r, a in results
+                ],
             )
 
     def status_table(self) -> pd.DataFrame:
@@ -342,7 +392,8 @@ class Catalog:
         """One row per cover joined with its release group: the input of dedup, balance and split."""
         sql = (
             "SELECT c.mbid, r.title, r.primary_type, r.secondary_types, r.first_release_date, r.artist_mbid,"
-            " r.artist_name, r.tags, r.genre, r.label_votes, r.label_confidence, r.seq, c.status, c.attempts, c.http_status, c.error, c.sha256, c.phash,"
+            " r.artist_name, r.tags, r.genre, r.label_votes, r.label_confidence, r.seq,"
+            " c.status, c.attempts, c.http_status, c.error, c.sha256, c.phash,"
             " c.width, c.height, c.bytes, c.format, c.path, c.source_url"
             " FROM covers c JOIN release_groups r USING (mbid)"
         )
@@ -360,8 +411,10 @@ class Catalog:
             self.conn.execute("DELETE FROM clusters")
             self.conn.executemany(
                 "INSERT INTO clusters(mbid, cluster_id, is_canonical, conflict) VALUES (?,?,?,?)",
-                [(str(m), int(c), int(k), int(x)) for m, c, k, x in
-                 rows[["mbid", "cluster_id", "is_canonical", "conflict"]].itertuples(index=False)],
+                [
+                    (str(m), int(c), int(k), int(x))
+                    for m, c, k, x in rows[["mbid", "cluster_id", "is_canonical", "conflict"]].itertuples(index=False)
+                ],
             )
 
     def clusters_frame(self) -> pd.DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -27,10 +26,22 @@ console = Console(stderr=True)
 out = Console()
 
 # Options shared by the verbs. None means "not given": environment (EQUIGEN_*) then defaults apply.
-DataDir = typer.Option(None, "--data-dir", "-d", help="Working folder of one dataset build [env EQUIGEN_DATA_DIR; default ./equigen-data].")
-MusicBrainzUrl = typer.Option(None, "--musicbrainz-url", help="MusicBrainz base URL: the real service, a mirror, or the simulator [default https://musicbrainz.org].")
-CoverartUrl = typer.Option(None, "--coverart-url", help="Cover Art Archive base URL [default https://coverartarchive.org].")
-Contact = typer.Option(None, "--contact", help="E-mail or URL for the User-Agent; required by MusicBrainz for non-local use [env EQUIGEN_CONTACT].")
+DataDir = typer.Option(
+    None, "--data-dir", "-d", help="Working folder of one dataset build [env EQUIGEN_DATA_DIR; default ./equigen-data]."
+)
+MusicBrainzUrl = typer.Option(
+    None,
+    "--musicbrainz-url",
+    help="MusicBrainz base URL: the real service, a mirror, or the simulator [default https://musicbrainz.org].",
+)
+CoverartUrl = typer.Option(
+    None, "--coverart-url", help="Cover Art Archive base URL [default https://coverartarchive.org]."
+)
+Contact = typer.Option(
+    None,
+    "--contact",
+    help="E-mail or URL for the User-Agent; required by MusicBrainz for non-local use [env EQUIGEN_CONTACT].",
+)
 Taxonomy = typer.Option(None, "--taxonomy", help="Genre taxonomy TOML (default: the built-in manifests/genres.toml).")
 Seed = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
 
@@ -43,14 +54,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log retries, backoffs and fetch rounds (-v); also every request and redirect (-vv)."),
-    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also append the log to this file (at -v's level, INFO if -v is not given), for diagnosing a long harvest afterwards."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="Log retries, backoffs and fetch rounds (-v); also every request and redirect (-vv).",
+    ),
+    log_file: Path | None = typer.Option(
+        None,
+        "--log-file",
+        help="Also append the log to this file (at -v's level, INFO if -v is not given), for diagnosing a long harvest afterwards.",
+    ),
 ) -> None:
     _configure_logging(verbose, log_file)
 
 
-def _configure_logging(verbose: int, log_file: Optional[Path]) -> None:
+def _configure_logging(verbose: int, log_file: Path | None) -> None:
     """Module loggers (equigen.*) to stderr with -v, and to --log-file; warnings always reach stderr."""
     import logging
 
@@ -82,24 +105,54 @@ def _settings(**flags):
 
 @app.command()
 def fetch(
-    data_dir: Optional[Path] = DataDir,
-    musicbrainz_url: Optional[str] = MusicBrainzUrl,
-    coverart_url: Optional[str] = CoverartUrl,
-    contact: Optional[str] = Contact,
-    taxonomy: Optional[Path] = Taxonomy,
-    per_genre: int = typer.Option(DEFAULT_PER_GENRE, "--per-genre", help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (ok, distinct, labelled, within the artist cap) plus --margin."),
-    margin: float = typer.Option(0.05, "--margin", help="Extra usable covers per genre, as a fraction of --per-genre, for near-duplicates that dedup will drop (replaces the old --oversample)."),
-    artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="The artist cap balance will apply [default max(2, ceil(per_genre/100))]; covers beyond it are not downloaded."),
-    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Only count (and download) release groups whose label confidence (the winning genre's share of tag votes) is at least this; use the same value with balance."),
-    genres: Optional[List[str]] = typer.Option(None, "--genre", help="Only these genres (repeatable)."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Simultaneous cover downloads [default 32]."),
-    thumbnail: Optional[int] = typer.Option(None, "--thumbnail", help="Cover Art Archive thumbnail size: 250, 500 or 1200 [default 500]."),
-    mb_interval: Optional[float] = typer.Option(None, "--mb-interval", help="Seconds between MusicBrainz requests [default 1.0; lower only for your own mirror]."),
-    include_types: Optional[List[str]] = typer.Option(None, "--include-secondary", help="Keep these secondary types (compilation, live, soundtrack, ...) which are skipped by default."),
+    data_dir: Path | None = DataDir,
+    musicbrainz_url: str | None = MusicBrainzUrl,
+    coverart_url: str | None = CoverartUrl,
+    contact: str | None = Contact,
+    taxonomy: Path | None = Taxonomy,
+    per_genre: int = typer.Option(
+        DEFAULT_PER_GENRE,
+        "--per-genre",
+        help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (ok, distinct, labelled, within the artist cap) plus --margin.",
+    ),
+    margin: float = typer.Option(
+        0.05,
+        "--margin",
+        help="Extra usable covers per genre, as a fraction of --per-genre, for near-duplicates that dedup will drop (replaces the old --oversample).",
+    ),
+    artist_cap: int | None = typer.Option(
+        None,
+        "--artist-cap",
+        help="The artist cap balance will apply [default max(2, ceil(per_genre/100))]; covers beyond it are not downloaded.",
+    ),
+    min_confidence: float = typer.Option(
+        0.0,
+        "--min-confidence",
+        help="Only count (and download) release groups whose label confidence (the winning genre's share of tag votes) is at least this; use the same value with balance.",
+    ),
+    genres: list[str] | None = typer.Option(None, "--genre", help="Only these genres (repeatable)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Simultaneous cover downloads [default 32]."),
+    thumbnail: int | None = typer.Option(
+        None, "--thumbnail", help="Cover Art Archive thumbnail size: 250, 500 or 1200 [default 500]."
+    ),
+    mb_interval: float | None = typer.Option(
+        None,
+        "--mb-interval",
+        help="Seconds between MusicBrainz requests [default 1.0; lower only for your own mirror].",
+    ),
+    include_types: list[str] | None = typer.Option(
+        None,
+        "--include-secondary",
+        help="Keep these secondary types (compilation, live, soundtrack, ...) which are skipped by default.",
+    ),
     skip_discovery: bool = typer.Option(False, "--skip-discovery", help="Only download covers already in the catalog."),
     skip_download: bool = typer.Option(False, "--skip-download", help="Only discover release groups."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Rebuild a published dataset: fetch exactly the items of this manifest.parquet (sha256 checked)."),
-    oversample: Optional[float] = typer.Option(None, "--oversample", hidden=True),
+    manifest: Path | None = typer.Option(
+        None,
+        "--manifest",
+        help="Rebuild a published dataset: fetch exactly the items of this manifest.parquet (sha256 checked).",
+    ),
+    oversample: float | None = typer.Option(None, "--oversample", hidden=True),
 ) -> None:
     """Harvest release groups (MusicBrainz search by genre tag) and their front covers (Cover Art Archive) until every genre can be balanced.
 
@@ -109,10 +162,20 @@ def fetch(
     killed run stopped and ends with the same catalog.
     """
     if oversample is not None:
-        raise EquigenError("--oversample is gone: fetch now stops when every genre can be balanced; "
-                           "--margin sets the extra share for near-duplicates (default 0.05)")
-    settings = _settings(data_dir=data_dir, musicbrainz_url=musicbrainz_url, coverart_url=coverart_url, contact=contact,
-                         concurrency=concurrency, thumbnail=thumbnail, mb_interval=mb_interval, taxonomy_path=taxonomy)
+        raise EquigenError(
+            "--oversample is gone: fetch now stops when every genre can be balanced; "
+            "--margin sets the extra share for near-duplicates (default 0.05)"
+        )
+    settings = _settings(
+        data_dir=data_dir,
+        musicbrainz_url=musicbrainz_url,
+        coverart_url=coverart_url,
+        contact=contact,
+        concurrency=concurrency,
+        thumbnail=thumbnail,
+        mb_interval=mb_interval,
+        taxonomy_path=taxonomy,
+    )
     if manifest is not None:
         from equigen.rebuild import run_rebuild
 
@@ -120,15 +183,28 @@ def fetch(
         return
     from equigen.fetch import run_fetch
 
-    run_fetch(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap, min_confidence=min_confidence,
-              genres=genres, include_secondary=include_types,
-              discover=not skip_discovery, download=not skip_download, console=console)
+    run_fetch(
+        settings,
+        per_genre=per_genre,
+        margin=margin,
+        artist_cap=artist_cap,
+        min_confidence=min_confidence,
+        genres=genres,
+        include_secondary=include_types,
+        discover=not skip_discovery,
+        download=not skip_download,
+        console=console,
+    )
 
 
 @app.command()
 def dedup(
-    data_dir: Optional[Path] = DataDir,
-    threshold: Optional[int] = typer.Option(None, "--threshold", help="Max pHash Hamming distance for near-duplicates (default chosen on the simulator's planted duplicates; see README)."),
+    data_dir: Path | None = DataDir,
+    threshold: int | None = typer.Option(
+        None,
+        "--threshold",
+        help="Max pHash Hamming distance for near-duplicates (default chosen on the simulator's planted duplicates; see README).",
+    ),
 ) -> None:
     """Find exact (sha256) and near (pHash) duplicate covers, cluster them, pick one canonical cover per cluster."""
     from equigen.curate import run_dedup
@@ -138,31 +214,54 @@ def dedup(
 
 @app.command()
 def balance(
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
     per_genre: int = typer.Option(DEFAULT_PER_GENRE, "--per-genre", help="Exactly this many covers per genre."),
     seed: int = Seed,
-    artist_cap: Optional[int] = typer.Option(None, "--artist-cap", help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%]."),
-    allow_short: bool = typer.Option(False, "--allow-short", help="Keep genres that cannot reach --per-genre (with all they have) instead of failing."),
-    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Only covers whose label confidence (the winning genre's share of the release group's MusicBrainz genre tag votes, 0 to 1) is at least this; above 0, covers of unknown confidence are left out too [default 0: every labelled cover]."),
+    artist_cap: int | None = typer.Option(
+        None,
+        "--artist-cap",
+        help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%].",
+    ),
+    allow_short: bool = typer.Option(
+        False,
+        "--allow-short",
+        help="Keep genres that cannot reach --per-genre (with all they have) instead of failing.",
+    ),
+    min_confidence: float = typer.Option(
+        0.0,
+        "--min-confidence",
+        help="Only covers whose label confidence (the winning genre's share of the release group's MusicBrainz genre tag votes, 0 to 1) is at least this; above 0, covers of unknown confidence are left out too [default 0: every labelled cover].",
+    ),
 ) -> None:
     """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
     from equigen.curate import run_balance
 
-    run_balance(_settings(data_dir=data_dir), per_genre=per_genre, seed=seed, artist_cap=artist_cap,
-                allow_short=allow_short, min_confidence=min_confidence, console=console)
+    run_balance(
+        _settings(data_dir=data_dir),
+        per_genre=per_genre,
+        seed=seed,
+        artist_cap=artist_cap,
+        allow_short=allow_short,
+        min_confidence=min_confidence,
+        console=console,
+    )
 
 
 @app.command()
 def split(
-    data_dir: Optional[Path] = DataDir,
-    ratios: str = typer.Option(",".join(f"{r:.2f}" for r in DEFAULT_RATIOS), "--ratios", help="train,validation,test fractions."),
+    data_dir: Path | None = DataDir,
+    ratios: str = typer.Option(
+        ",".join(f"{r:.2f}" for r in DEFAULT_RATIOS), "--ratios", help="train,validation,test fractions."
+    ),
     seed: int = Seed,
     shard_rows: int = typer.Option(2000, "--shard-rows", help="Rows per Parquet shard."),
 ) -> None:
     """Split the balanced selection by artist and duplicate-cluster groups, stratified by genre; write the dataset."""
     from equigen.dataset import run_split
 
-    run_split(_settings(data_dir=data_dir), ratios=_parse_ratios(ratios), seed=seed, shard_rows=shard_rows, console=console)
+    run_split(
+        _settings(data_dir=data_dir), ratios=_parse_ratios(ratios), seed=seed, shard_rows=shard_rows, console=console
+    )
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -177,8 +276,12 @@ def _parse_ratios(text: str) -> tuple[float, float, float]:
 
 @app.command()
 def verify(
-    dataset_dir: Path = typer.Argument(..., help="A dataset folder written by `equigen split` (the one holding data/ and README.md)."),
-    radius: Optional[int] = typer.Option(None, "--radius", help="pHash distance counted as a near-duplicate leak [default: dedup's threshold]."),
+    dataset_dir: Path = typer.Argument(
+        ..., help="A dataset folder written by `equigen split` (the one holding data/ and README.md)."
+    ),
+    radius: int | None = typer.Option(
+        None, "--radius", help="pHash distance counted as a near-duplicate leak [default: dedup's threshold]."
+    ),
 ) -> None:
     """Audit a dataset folder, trusting nothing stored: counts, artist and near-duplicate leakage, decoding, checksums, schema."""
     from equigen.verify import run_verify
@@ -190,10 +293,12 @@ def verify(
 
 @app.command()
 def baseline(
-    data_dir: Optional[Path] = DataDir,
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder [default <data-dir>/dataset]."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go [default <data-dir>/runs]."),
-    models: str = typer.Option("resnet50,efficientnet_b0", "--models", help="Comma-separated torchvision resnet*/efficientnet_b* names."),
+    data_dir: Path | None = DataDir,
+    dataset: Path | None = typer.Option(None, "--dataset", help="Dataset folder [default <data-dir>/dataset]."),
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where runs go [default <data-dir>/runs]."),
+    models: str = typer.Option(
+        "resnet50,efficientnet_b0", "--models", help="Comma-separated torchvision resnet*/efficientnet_b* names."
+    ),
     epochs: int = typer.Option(10, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -202,16 +307,28 @@ def baseline(
     warmup_epochs: float = typer.Option(1.0, "--warmup-epochs"),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd."),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
-    patience: int = typer.Option(3, "--patience", help="Early stopping: epochs without validation macro-F1 improvement."),
+    patience: int = typer.Option(
+        3, "--patience", help="Early stopping: epochs without validation macro-F1 improvement."
+    ),
     seed: int = Seed,
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes decoding images."),
-    weights: Optional[List[str]] = typer.Option(None, "--weights", help="[MODEL=]PATH of a local torchvision ImageNet state dict to start from (repeatable; nothing is downloaded)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run named --name (default: the newest) from its last checkpoint."),
-    max_train_batches: Optional[int] = typer.Option(None, "--max-train-batches", help="Cap batches per epoch (quick smoke runs)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run folder name under --runs-dir [default: a timestamp]."),
+    weights: list[str] | None = typer.Option(
+        None,
+        "--weights",
+        help="[MODEL=]PATH of a local torchvision ImageNet state dict to start from (repeatable; nothing is downloaded).",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run named --name (default: the newest) from its last checkpoint."
+    ),
+    max_train_batches: int | None = typer.Option(
+        None, "--max-train-batches", help="Cap batches per epoch (quick smoke runs)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Run folder name under --runs-dir [default: a timestamp]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (bf16 where supported)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars (off for logs; the per-epoch lines stay)."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bars (off for logs; the per-epoch lines stay)."
+    ),
 ) -> None:
     """Train and compare image classifiers (ResNet vs EfficientNet) on the dataset's shards; write metrics, plots and a report.
 
@@ -222,12 +339,26 @@ def baseline(
     from equigen.baseline import BaselineConfig, parse_weights_option, run_baseline
 
     settings = _settings(data_dir=data_dir)
-    cfg = BaselineConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), epochs=epochs,
-                         image_size=image_size, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                         weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                         patience=patience, seed=seed, workers=workers,
-                         weights=parse_weights_option(weights) if weights else None, resume=resume, run_name=name,
-                         device=device, amp=amp, max_train_batches=max_train_batches)
+    cfg = BaselineConfig(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        epochs=epochs,
+        image_size=image_size,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing,
+        patience=patience,
+        seed=seed,
+        workers=workers,
+        weights=parse_weights_option(weights) if weights else None,
+        resume=resume,
+        run_name=name,
+        device=device,
+        amp=amp,
+        max_train_batches=max_train_batches,
+    )
     result = run_baseline(dataset or settings.dataset_dir, runs_dir or settings.runs_dir, cfg, progress=progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
         out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
@@ -235,11 +366,17 @@ def baseline(
 
 @app.command()
 def demo(
-    data_dir: Path = typer.Option(Path("./equigen-demo"), "--data-dir", "-d", help="Working folder for the demo build."),
+    data_dir: Path = typer.Option(
+        Path("./equigen-demo"), "--data-dir", "-d", help="Working folder for the demo build."
+    ),
     per_genre: int = typer.Option(40, "--per-genre", help="Covers per genre in the demo dataset."),
-    epochs: int = typer.Option(10, "--epochs", help="Baseline epochs per model (EfficientNet from scratch needs ~8 to leave chance)."),
+    epochs: int = typer.Option(
+        10, "--epochs", help="Baseline epochs per model (EfficientNet from scratch needs ~8 to leave chance)."
+    ),
     image_size: int = typer.Option(64, "--image-size", help="Baseline input size in pixels."),
-    models: str = typer.Option("resnet18,efficientnet_b0", "--models", help="Comma-separated torchvision models to compare."),
+    models: str = typer.Option(
+        "resnet18,efficientnet_b0", "--models", help="Comma-separated torchvision models to compare."
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo folder first instead of resuming."),
 ) -> None:
     """Run the whole pipeline offline against the built-in simulator: fetch, dedup, balance, split, verify, baseline.
@@ -248,8 +385,15 @@ def demo(
     """
     from equigen.demo import run_demo
 
-    run_demo(data_dir, per_genre=per_genre, epochs=epochs, fresh=fresh, image_size=image_size,
-             models=tuple(m.strip() for m in models.split(",") if m.strip()), console=console)
+    run_demo(
+        data_dir,
+        per_genre=per_genre,
+        epochs=epochs,
+        fresh=fresh,
+        image_size=image_size,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        console=console,
+    )
 
 
 @app.command()
@@ -257,11 +401,32 @@ def simulate(
     port: int = typer.Option(8080, "--port", help="Port on 127.0.0.1 to serve on."),
     seed: int = Seed,
     host: str = typer.Option("127.0.0.1", "--host"),
-    cover_px: Optional[int] = typer.Option(None, "--cover-px", help="Serve every cover at this side (small for quick tests) instead of the requested thumbnail size."),
-    art_coverage: Optional[float] = typer.Option(None, "--art-coverage", min=0.0, max=1.0, help="Share of release groups (0-1) with a front cover, the same in every genre, e.g. 0.5 [default: spread from 0.90 down to 0.45 over the genres in a seeded order; see /__sim__/truth]."),
-    thin: Optional[List[str]] = typer.Option(None, "--thin", help="Make this genre thin: only --thin-artists artists, so a harvest cannot fill it (repeatable; genre names as in the taxonomy, any case)."),
-    thin_artists: Optional[int] = typer.Option(None, "--thin-artists", min=1, help="Artists in each --thin genre [default 12]."),
-    artists: Optional[int] = typer.Option(None, "--artists", min=100, help="Artists in the world [default 3000: enough for fetch --per-genre 40]; about 12000 hold --per-genre 150 at 50 %% art coverage."),
+    cover_px: int | None = typer.Option(
+        None,
+        "--cover-px",
+        help="Serve every cover at this side (small for quick tests) instead of the requested thumbnail size.",
+    ),
+    art_coverage: float | None = typer.Option(
+        None,
+        "--art-coverage",
+        min=0.0,
+        max=1.0,
+        help="Share of release groups (0-1) with a front cover, the same in every genre, e.g. 0.5 [default: spread from 0.90 down to 0.45 over the genres in a seeded order; see /__sim__/truth].",
+    ),
+    thin: list[str] | None = typer.Option(
+        None,
+        "--thin",
+        help="Make this genre thin: only --thin-artists artists, so a harvest cannot fill it (repeatable; genre names as in the taxonomy, any case).",
+    ),
+    thin_artists: int | None = typer.Option(
+        None, "--thin-artists", min=1, help="Artists in each --thin genre [default 12]."
+    ),
+    artists: int | None = typer.Option(
+        None,
+        "--artists",
+        min=100,
+        help="Artists in the world [default 3000: enough for fetch --per-genre 40]; about 12000 hold --per-genre 150 at 50 %% art coverage.",
+    ),
 ) -> None:
     """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops).
 
@@ -270,15 +435,26 @@ def simulate(
     """
     from equigen.simulator import serve_forever
 
-    serve_forever(port=port, seed=seed, host=host, cover_px=cover_px, art_coverage=art_coverage,
-                  thin_genres=tuple(thin) if thin else None, thin_artists=thin_artists, n_artists=artists)
+    serve_forever(
+        port=port,
+        seed=seed,
+        host=host,
+        cover_px=cover_px,
+        art_coverage=art_coverage,
+        thin_genres=tuple(thin) if thin else None,
+        thin_artists=thin_artists,
+        n_artists=artists,
+    )
 
 
 def _catalog_error(exc: BaseException) -> None:
     detail = str(exc).strip().splitlines()[-1].rsplit(": ", 1)[-1] if str(exc).strip() else type(exc).__name__
-    console.print(f"[bold red]error:[/] the catalog cannot be read or written ({inert(detail[:200])}): check free "
-                  "disk space; a damaged catalog.sqlite can be set aside and rebuilt with `equigen fetch`",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold red]error:[/] the catalog cannot be read or written ({inert(detail[:200])}): check free "
+        "disk space; a damaged catalog.sqlite can be set aside and rebuilt with `equigen fetch`",
+        highlight=False,
+        soft_wrap=True,
+    )
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -291,14 +467,18 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted: the catalog is consistent; re-run the same command to resume")
         sys.exit(EXIT_INTERRUPTED)
-    except sqlite3.DatabaseError as exc:   # a damaged catalog, or a disk that filled up under SQLite
+    except sqlite3.DatabaseError as exc:  # a damaged catalog, or a disk that filled up under SQLite
         _catalog_error(exc)
-    except OSError as exc:   # disk full, permissions, a folder removed under us: what was stored stays stored
-        if type(exc).__module__.startswith("pandas"):   # pandas wraps SQLite's errors in an OSError subclass
+    except OSError as exc:  # disk full, permissions, a folder removed under us: what was stored stays stored
+        if type(exc).__module__.startswith("pandas"):  # pandas wraps SQLite's errors in an OSError subclass
             _catalog_error(exc)
         where = f" ({inert(exc.filename)})" if getattr(exc, "filename", None) else ""
-        console.print(f"[bold red]error:[/] {inert(exc.strerror or exc)}{where}: free space or fix the folder, then "
-                      "re-run the same command (it resumes)", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]error:[/] {inert(exc.strerror or exc)}{where}: free space or fix the folder, then "
+            "re-run the same command (it resumes)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(EXIT_USER_ERROR)
 
 

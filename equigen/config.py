@@ -23,15 +23,15 @@ class Settings:
     musicbrainz_url: str = DEFAULT_MUSICBRAINZ_URL
     coverart_url: str = DEFAULT_COVERART_URL
     contact: str | None = None
-    concurrency: int = 32          # simultaneous cover downloads
-    per_host: int = 32             # simultaneous connections to one host
-    thumbnail: int = 500           # Cover Art Archive thumbnail size
-    mb_interval: float = 1.0       # seconds between MusicBrainz requests (their rule: 1/s)
-    max_bytes: int = 10_000_000    # download cap per cover
-    max_pixels: int = 40_000_000   # decompression-bomb guard
-    min_side: int = 32             # smaller images are bad_image
-    max_attempts: int = 4          # per cover per run, for 5xx / timeouts / resets
-    timeout: float = 30.0          # seconds per HTTP request
+    concurrency: int = 32  # simultaneous cover downloads
+    per_host: int = 32  # simultaneous connections to one host
+    thumbnail: int = 500  # Cover Art Archive thumbnail size
+    mb_interval: float = 1.0  # seconds between MusicBrainz requests (their rule: 1/s)
+    max_bytes: int = 10_000_000  # download cap per cover
+    max_pixels: int = 40_000_000  # decompression-bomb guard
+    min_side: int = 32  # smaller images are bad_image
+    max_attempts: int = 4  # per cover per run, for 5xx / timeouts / resets
+    timeout: float = 30.0  # seconds per HTTP request
     taxonomy_path: Path | None = None
 
     @property
@@ -55,7 +55,7 @@ class Settings:
         contact = self.contact or "no contact given"
         return f"equigen/{__version__} ( {contact} )"
 
-    def validated(self) -> "Settings":
+    def validated(self) -> Settings:
         """Checks that do not touch the network or the disk."""
         for name in ("musicbrainz_url", "coverart_url"):
             url = getattr(self, name)
@@ -70,7 +70,7 @@ class Settings:
             raise EquigenError(f"--contact must be an e-mail address or URL without spaces, got {self.contact!r}")
         return self
 
-    def for_musicbrainz(self) -> "Settings":
+    def for_musicbrainz(self) -> Settings:
         """Extra checks for commands that talk to MusicBrainz (their rules for non-local clients)."""
         mb_host = urlparse(self.musicbrainz_url).hostname
         if mb_host not in LOOPBACK_HOSTS and not self.contact:
@@ -111,7 +111,9 @@ def load_settings(**flags) -> Settings:
             try:
                 values[f.name] = Path(env) if f.name in PATH_FIELDS else _coerce(env, default)
             except ValueError:
-                raise EquigenError(f"environment variable EQUIGEN_{f.name.upper()}={env!r} is not a valid value") from None
+                raise EquigenError(
+                    f"environment variable EQUIGEN_{f.name.upper()}={env!r} is not a valid value"
+                ) from None
     unknown = set(flags) - {f.name for f in fields(Settings)}
     if unknown:
         raise TypeError(f"unknown settings: {sorted(unknown)}")

@@ -27,7 +27,7 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str                 # ok | no_art | bad_image | failed
+    status: str  # ok | no_art | bad_image | failed
     attempts: int
     http_status: int | None = None
     data: bytes | None = None
@@ -63,7 +63,9 @@ class GlobalOnlyResolver(ThreadedResolver):
         results = await super().resolve(host, port, family)
         allowed = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
         if not allowed:
-            raise NotGlobalAddress(f"{host[:80]} resolves to no global address ({results[0]['host'] if results else '-'})")
+            raise NotGlobalAddress(
+                f"{host[:80]} resolves to no global address ({results[0]['host'] if results else '-'})"
+            )
         return allowed
 
 
@@ -89,8 +91,16 @@ def cover_url(coverart_url: str, mbid: str, thumbnail: int) -> str:
     return f"{coverart_url.rstrip('/')}/release-group/{require_mbid(mbid)}/front-{thumbnail}"
 
 
-async def download_cover(session: aiohttp.ClientSession, url: str, *, headers: dict, max_bytes: int,
-                         max_attempts: int = 4, backoff: float = 0.5, allow_private: bool = True) -> Outcome:
+async def download_cover(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: dict,
+    max_bytes: int,
+    max_attempts: int = 4,
+    backoff: float = 0.5,
+    allow_private: bool = True,
+) -> Outcome:
     """GET `url` following at most MAX_REDIRECTS http(s) redirects; retry transient failures.
 
     allow_private=False refuses any hop to a non-global IP literal ("refused"); host names are
@@ -109,7 +119,7 @@ async def download_cover(session: aiohttp.ClientSession, url: str, *, headers: d
                 logger.info("refused %s: %s", url, exc.os_error)
                 return Outcome("refused", attempt, None, error=f"refused: {exc.os_error}"[:300])
             last_error, last_status = f"{type(exc).__name__}: {exc}".strip(": "), None
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             last_error, last_status = f"{type(exc).__name__}: {exc}".strip(": "), None
         else:
             if status == 404:
@@ -119,13 +129,16 @@ async def download_cover(session: aiohttp.ClientSession, url: str, *, headers: d
             return Outcome("failed", attempt, status, final_url=final_url, error=f"HTTP {status}")
         if attempt < max_attempts:
             delay = backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-            logger.info("cover %s: %s; retry %d of %d in %.1f s", url, last_error[:80], attempt, max_attempts - 1, delay)
+            logger.info(
+                "cover %s: %s; retry %d of %d in %.1f s", url, last_error[:80], attempt, max_attempts - 1, delay
+            )
             await asyncio.sleep(delay)
     return Outcome("failed", max_attempts, last_status, error=last_error[:300] or "failed")
 
 
-async def _get_following(session, url: str, headers: dict, max_bytes: int,
-                         allow_private: bool = True) -> tuple[int, bytes | None, str]:
+async def _get_following(
+    session, url: str, headers: dict, max_bytes: int, allow_private: bool = True
+) -> tuple[int, bytes | None, str]:
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         if not allow_private and _private_literal(current):

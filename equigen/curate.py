@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from equigen.balance import BalanceResult, select_balanced
-from equigen.defaults import DEFAULT_PER_GENRE
 from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
+from equigen.defaults import DEFAULT_PER_GENRE
 from equigen.errors import EquigenError
 from equigen.lock import data_folder_lock
 from equigen.storage import write_atomic
@@ -39,6 +39,7 @@ def _write_json(path: Path, payload: dict) -> None:
 
 # --- dedup ----------------------------------------------------------------------------------
 
+
 def _distance(a: pd.Series, b: pd.Series) -> np.ndarray:
     return popcount(hashes_from_hex(a.tolist()) ^ hashes_from_hex(b.tolist())).astype(int)
 
@@ -48,20 +49,23 @@ def _member_pairs(covers: pd.DataFrame) -> pd.DataFrame:
     members = covers[covers["cluster_size"] > 1]
     canon = members[members["is_canonical"]].set_index("cluster_id")
     others = members[~members["is_canonical"]]
-    pairs = pd.DataFrame({
-        "cluster_id": others["cluster_id"].to_numpy(),
-        "a": canon.loc[others["cluster_id"], "mbid"].to_numpy(),
-        "b": others["mbid"].to_numpy(),
-        "exact": canon.loc[others["cluster_id"], "sha256"].to_numpy() == others["sha256"].to_numpy(),
-        "distance": _distance(canon.loc[others["cluster_id"], "phash"], others["phash"]),
-    })
+    pairs = pd.DataFrame(
+        {
+            "cluster_id": others["cluster_id"].to_numpy(),
+            "a": canon.loc[others["cluster_id"], "mbid"].to_numpy(),
+            "b": others["mbid"].to_numpy(),
+            "exact": canon.loc[others["cluster_id"], "sha256"].to_numpy() == others["sha256"].to_numpy(),
+            "distance": _distance(canon.loc[others["cluster_id"], "phash"], others["phash"]),
+        }
+    )
     return pairs.sort_values(["distance", "cluster_id", "b"], ignore_index=True)
 
 
 def _sheet_examples(pairs: pd.DataFrame, k: int = SHEET_PAIRS) -> pd.DataFrame:
     """Up to k pairs covering every distance seen, largest first (the ones near the threshold test it)."""
     order = pairs.assign(turn=pairs.groupby("distance").cumcount()).sort_values(
-        ["turn", "distance"], ascending=[True, False], kind="stable")
+        ["turn", "distance"], ascending=[True, False], kind="stable"
+    )
     return order.head(k).sort_values(["distance", "cluster_id"]).drop(columns="turn")
 
 
@@ -75,7 +79,7 @@ def _thumb(data_dir: Path, path: str | None, side: int = 240):
             thumb.thumbnail((side, side))
             return thumb
     except (OSError, ValueError):
-        return Image.new("RGB", (side, side), (200, 200, 200))   # file gone: a grey box keeps the sheet
+        return Image.new("RGB", (side, side), (200, 200, 200))  # file gone: a grey box keeps the sheet
 
 
 def write_pairs_sheet(path: Path, data_dir: Path, covers: pd.DataFrame, examples: pd.DataFrame, threshold: int) -> None:
@@ -104,8 +108,9 @@ def write_pairs_sheet(path: Path, data_dir: Path, covers: pd.DataFrame, examples
         genres = f"{a['genre']}  |  {b['genre']}"
         size = f"{a['width']}x{a['height']}  |  {b['width']}x{b['height']}"
         colour = "firebrick" if a["genre"] != b["genre"] else "black"
-        ax.text(0.5, -0.04, f"{genres}\n{size}", transform=ax.transAxes, ha="center", va="top", fontsize=9,
-                color=colour)
+        ax.text(
+            0.5, -0.04, f"{genres}\n{size}", transform=ax.transAxes, ha="center", va="top", fontsize=9, color=colour
+        )
     if examples.empty:
         axes[0, 0].text(0.5, 0.5, "no duplicates found", ha="center", va="center", fontsize=14)
     fig.suptitle(f"Duplicate pairs (threshold {threshold}): canonical cover left, dropped copy right", fontsize=13)
@@ -123,22 +128,35 @@ def dedup_report(covers: pd.DataFrame, threshold: int) -> dict:
     largest = []
     for cid in sizes.index[:MAX_LISTED_CLUSTERS]:
         members = multi[multi["cluster_id"] == cid].sort_values(["is_canonical", "mbid"], ascending=[False, True])
-        largest.append({
-            "cluster_id": int(cid), "size": int(sizes[cid]), "exact": bool(one_sha[cid]),
-            "conflict": bool(conflicts[cid]),
-            "members": [{"mbid": m.mbid, "genre": m.genre, "artist": m.artist_name, "title": m.title,
-                         "width": int(m.width), "height": int(m.height), "canonical": bool(m.is_canonical)}
-                        for m in members.itertuples(index=False)],
-        })
+        largest.append(
+            {
+                "cluster_id": int(cid),
+                "size": int(sizes[cid]),
+                "exact": bool(one_sha[cid]),
+                "conflict": bool(conflicts[cid]),
+                "members": [
+                    {
+                        "mbid": m.mbid,
+                        "genre": m.genre,
+                        "artist": m.artist_name,
+                        "title": m.title,
+                        "width": int(m.width),
+                        "height": int(m.height),
+                        "canonical": bool(m.is_canonical),
+                    }
+                    for m in members.itertuples(index=False)
+                ],
+            }
+        )
     return {
         "threshold": threshold,
         "covers": len(covers),
         "clusters": int(covers["cluster_id"].nunique()),
         "duplicate_clusters": len(sizes),
-        "exact_duplicate_clusters": int(one_sha.sum()),     # every member has the same bytes
-        "near_duplicate_clusters": int((~one_sha).sum()),   # at least two members differ in bytes
+        "exact_duplicate_clusters": int(one_sha.sum()),  # every member has the same bytes
+        "near_duplicate_clusters": int((~one_sha).sum()),  # at least two members differ in bytes
         "items_in_clusters": len(multi),
-        "items_dropped": int(len(multi) - len(sizes)),      # non-canonical members
+        "items_dropped": int(len(multi) - len(sizes)),  # non-canonical members
         "label_conflicts": int(conflicts.sum()),
         "largest_clusters": largest,
     }
@@ -160,7 +178,8 @@ def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, consol
         covers = catalog.covers_frame("ok")
         if covers.empty:
             raise EquigenError(
-                f"the catalog in {settings.data_dir} holds no downloaded covers: run `equigen fetch` first")
+                f"the catalog in {settings.data_dir} holds no downloaded covers: run `equigen fetch` first"
+            )
         clusters = dedup_rows(covers, threshold)
         catalog.replace_clusters(clusters)
         catalog.set_meta("dedup_threshold", str(threshold))
@@ -174,10 +193,15 @@ def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, consol
     table = Table(title=f"dedup (pHash distance <= {threshold})")
     table.add_column("")
     table.add_column("count", justify="right")
-    for label, key in [("covers", "covers"), ("duplicate clusters", "duplicate_clusters"),
-                       ("  exact (same bytes)", "exact_duplicate_clusters"), ("  near", "near_duplicate_clusters"),
-                       ("covers in clusters", "items_in_clusters"), ("dropped (non-canonical)", "items_dropped"),
-                       ("clusters with a label conflict", "label_conflicts")]:
+    for label, key in [
+        ("covers", "covers"),
+        ("duplicate clusters", "duplicate_clusters"),
+        ("  exact (same bytes)", "exact_duplicate_clusters"),
+        ("  near", "near_duplicate_clusters"),
+        ("covers in clusters", "items_in_clusters"),
+        ("dropped (non-canonical)", "items_dropped"),
+        ("clusters with a label conflict", "label_conflicts"),
+    ]:
         table.add_row(label, str(report[key]))
     console.print(table)
     console.print(f"reports: {reports / 'dedup.json'}, {reports / 'dedup_pairs.png'}")
@@ -185,6 +209,7 @@ def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, consol
 
 
 # --- balance --------------------------------------------------------------------------------
+
 
 def _balance_genres(catalog: Catalog, settings: Settings) -> list[str]:
     """The genres that were fetched (taxonomy order); all taxonomy genres when none were searched (manifest)."""
@@ -203,22 +228,23 @@ def write_balance_plot(path: Path, result: BalanceResult) -> None:
     table = result.table
     x = np.arange(len(table))
     fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(table) + 2), 4.8))
-    eligible = "eligible (canonical, labelled" + (f", confidence >= {result.min_confidence:g})"
-                                                  if result.min_confidence > 0 else ")")
+    eligible = "eligible (canonical, labelled" + (
+        f", confidence >= {result.min_confidence:g})" if result.min_confidence > 0 else ")"
+    )
     ax.bar(x - 0.2, table["eligible"], 0.4, label=eligible, color="#9bb7d4")
     ax.bar(x + 0.2, table["selected"], 0.4, label="selected", color="#1f4e79")
-    ax.axhline(result.per_genre, color="firebrick", linestyle="--", linewidth=1.2,
-               label=f"target {result.per_genre}")
+    ax.axhline(result.per_genre, color="firebrick", linestyle="--", linewidth=1.2, label=f"target {result.per_genre}")
     for xi, row in zip(x, table.itertuples(index=False)):
         if row.shortfall > 0:
-            ax.annotate(f"-{row.shortfall}", (xi + 0.2, row.selected), ha="center", va="bottom",
-                        fontsize=8, color="firebrick")
+            ax.annotate(
+                f"-{row.shortfall}", (xi + 0.2, row.selected), ha="center", va="bottom", fontsize=8, color="firebrick"
+            )
     ax.set_xticks(x, table["genre"], rotation=35, ha="right")
     ax.set_xlabel("genre")
     ax.set_ylabel("covers")
     ax.set_title(f"Balance: {result.per_genre} per genre, artist cap {result.artist_cap}, seed {result.seed}")
     top = max(int(table["eligible"].max()) if len(table) else 0, result.per_genre)
-    ax.set_ylim(0, 1.25 * top)   # headroom for the legend
+    ax.set_ylim(0, 1.25 * top)  # headroom for the legend
     ax.legend(loc="upper right", ncol=3, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -235,16 +261,37 @@ def _balance_table(result: BalanceResult) -> Table:
     return table
 
 
-def run_balance(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, seed: int = 0, artist_cap: int | None = None,
-                allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
+def run_balance(
+    settings: Settings,
+    per_genre: int = DEFAULT_PER_GENRE,
+    seed: int = 0,
+    artist_cap: int | None = None,
+    allow_short: bool = False,
+    min_confidence: float = 0.0,
+    console: Console | None = None,
+) -> dict:
     """Balance with the data folder locked (see lock.py): one writer per folder."""
     with data_folder_lock(settings.data_dir, "balance", create=False):
-        return _run_balance_unlocked(settings, per_genre=per_genre, seed=seed, artist_cap=artist_cap,
-                                     allow_short=allow_short, min_confidence=min_confidence, console=console)
+        return _run_balance_unlocked(
+            settings,
+            per_genre=per_genre,
+            seed=seed,
+            artist_cap=artist_cap,
+            allow_short=allow_short,
+            min_confidence=min_confidence,
+            console=console,
+        )
 
 
-def _run_balance_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE, seed: int = 0, artist_cap: int | None = None,
-                allow_short: bool = False, min_confidence: float = 0.0, console: Console | None = None) -> dict:
+def _run_balance_unlocked(
+    settings: Settings,
+    per_genre: int = DEFAULT_PER_GENRE,
+    seed: int = 0,
+    artist_cap: int | None = None,
+    allow_short: bool = False,
+    min_confidence: float = 0.0,
+    console: Console | None = None,
+) -> dict:
     """Select per_genre canonical covers per fetched genre and store the selection.
 
     A genre that cannot reach per_genre fails the run (catalog untouched) unless allow_short:
@@ -262,7 +309,8 @@ def _run_balance_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE
         clusters = catalog.clusters_frame()
         if clusters.empty:
             raise EquigenError(
-                f"the catalog in {settings.data_dir} has no duplicate clusters: run `equigen dedup` first")
+                f"the catalog in {settings.data_dir} has no duplicate clusters: run `equigen dedup` first"
+            )
         covers = catalog.covers_frame("ok")
         stale = len(set(covers["mbid"]) - set(clusters["mbid"]))
         if stale:
@@ -273,26 +321,37 @@ def _run_balance_unlocked(settings: Settings, per_genre: int = DEFAULT_PER_GENRE
         short = result.short_genres()
 
         reports = _reports_dir(settings)
-        report = {"per_genre": per_genre, "seed": seed, "artist_cap": result.artist_cap,
-                  "min_confidence": result.min_confidence, "allow_short": allow_short,
-                  "stored": not short or allow_short, "short_genres": short,
-                  "below_min_confidence": result.below_confidence,
-                  "genres": result.table.to_dict(orient="records")}
+        report = {
+            "per_genre": per_genre,
+            "seed": seed,
+            "artist_cap": result.artist_cap,
+            "min_confidence": result.min_confidence,
+            "allow_short": allow_short,
+            "stored": not short or allow_short,
+            "short_genres": short,
+            "below_min_confidence": result.below_confidence,
+            "genres": result.table.to_dict(orient="records"),
+        }
         _write_json(reports / "balance.json", report)
         write_balance_plot(reports / "balance.png", result)
         console.print(_balance_table(result))
         if result.min_confidence > 0:
-            console.print(f"--min-confidence {result.min_confidence:g}: {sum(result.below_confidence.values())} "
-                          "canonical covers with lower or unknown label confidence were not eligible")
+            console.print(
+                f"--min-confidence {result.min_confidence:g}: {sum(result.below_confidence.values())} "
+                "canonical covers with lower or unknown label confidence were not eligible"
+            )
         if short and not allow_short:
             lower = ", lower --min-confidence" if result.min_confidence > 0 else ""
             raise EquigenError(
                 f"{len(short)} genre(s) cannot reach {per_genre} covers ({', '.join(short)}): fetch more, lower "
-                f"--per-genre, raise --artist-cap{lower}, or pass --allow-short to keep them short")
+                f"--per-genre, raise --artist-cap{lower}, or pass --allow-short to keep them short"
+            )
         catalog.replace_selection(result.selected)
         catalog.set_meta("selection_source", "balance")
-        catalog.set_meta("balance", json.dumps(
-            {k: report[k] for k in ("per_genre", "seed", "artist_cap", "min_confidence")}))
-    console.print(f"selected {len(result.selected)} covers; "
-                  f"reports: {reports / 'balance.json'}, {reports / 'balance.png'}")
+        catalog.set_meta(
+            "balance", json.dumps({k: report[k] for k in ("per_genre", "seed", "artist_cap", "min_confidence")})
+        )
+    console.print(
+        f"selected {len(result.selected)} covers; reports: {reports / 'balance.json'}, {reports / 'balance.png'}"
+    )
     return report

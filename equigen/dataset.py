@@ -31,10 +31,16 @@ from equigen.images import FORMAT_EXT
 from equigen.lock import data_folder_lock
 from equigen.manifest import MANIFEST, MANIFEST_SOURCE, write_manifest
 from equigen.shards import write_checksums, write_split
-from equigen.split import (DEFAULT_RATIOS, SPLITS, SplitReport, group_ids, grouped_stratified_split, shared_artist,
-                           split_report)
+from equigen.split import (
+    DEFAULT_RATIOS,
+    SPLITS,
+    SplitReport,
+    group_ids,
+    grouped_stratified_split,
+    shared_artist,
+    split_report,
+)
 from equigen.taxonomy import load_taxonomy
-
 
 
 def run_split(
@@ -68,7 +74,8 @@ def _run_split_unlocked(
         selection = catalog.selection_frame()
         if selection.empty:
             raise EquigenError(
-                f"the catalog in {settings.data_dir} has no balanced selection: run `equigen balance` first")
+                f"the catalog in {settings.data_dir} has no balanced selection: run `equigen balance` first"
+            )
         unknown = sorted(set(selection["genre"]) - set(genres_all))
         if unknown:
             raise EquigenError(f"selected genres {unknown[:3]} are not in the taxonomy: re-run `equigen balance`")
@@ -84,8 +91,10 @@ def _run_split_unlocked(
         report = split_report(selection, assignment, ratios)
         empty = [split for split in SPLITS if not report.split_sizes.get(split)]
         if empty:
-            raise EquigenError(f"split {'/'.join(empty)} would be empty: {len(selection)} covers in "
-                               f"{report.n_groups} artist groups are too few; balance more covers per genre")
+            raise EquigenError(
+                f"split {'/'.join(empty)} would be empty: {len(selection)} covers in "
+                f"{report.n_groups} artist groups are too few; balance more covers per genre"
+            )
         items = dataset_items(selection, assignment, genres)
         stats = leakage_stats(selection, assignment)
 
@@ -95,8 +104,18 @@ def _run_split_unlocked(
         try:
             written = write_dataset(build, items, genres, settings.data_dir, shard_rows)
             write_plots(build, items, genres)
-            write_card(build, items, genres, report, stats, written, ratios, seed, shard_rows,
-                       ambiguity_ratio=taxonomy.ambiguity_ratio)
+            write_card(
+                build,
+                items,
+                genres,
+                report,
+                stats,
+                written,
+                ratios,
+                seed,
+                shard_rows,
+                ambiguity_ratio=taxonomy.ambiguity_ratio,
+            )
             write_croissant(build, items, genres)
             write_checksums(build)
             _swap_in(build, target)
@@ -107,13 +126,18 @@ def _run_split_unlocked(
     elapsed = time.perf_counter() - started
     _print_summary(console, report, stats, genres, target, elapsed)
     return {
-        "dataset_dir": target, "counts": report.counts, "worst_dev_pp": report.worst_dev_pp,
-        "split_sizes": report.split_sizes, "n_groups": report.n_groups, "leakage": stats,
+        "dataset_dir": target,
+        "counts": report.counts,
+        "worst_dev_pp": report.worst_dev_pp,
+        "split_sizes": report.split_sizes,
+        "n_groups": report.n_groups,
+        "leakage": stats,
         "seconds": elapsed,
     }
 
 
 # --- pure helpers -------------------------------------------------------------------------
+
 
 def dataset_items(selection: pd.DataFrame, assignment: pd.Series, genres: list[str]) -> pd.DataFrame:
     """One row per published item with the shard columns, split, ext, path and source_url.
@@ -123,27 +147,31 @@ def dataset_items(selection: pd.DataFrame, assignment: pd.Series, genres: list[s
     """
     label_of = {g: i for i, g in enumerate(genres)}
     year = pd.to_numeric(selection["first_release_date"].astype("string").str.slice(0, 4), errors="coerce")
-    items = pd.DataFrame({
-        "split": selection["mbid"].map(assignment),
-        "label": selection["genre"].map(label_of).astype("int64"),
-        "genre": selection["genre"],
-        # float32 here already, as in the shards: a rebuild from the manifest sees the very same values.
-        "label_votes": pd.to_numeric(selection["label_votes"], errors="coerce").astype("Int32"),
-        "label_confidence": pd.to_numeric(selection["label_confidence"], errors="coerce").astype("Float32"),
-        "release_group_mbid": selection["mbid"],
-        "artist_mbid": selection["artist_mbid"],
-        "artist_name": selection["artist_name"],
-        "title": selection["title"],
-        "year": year.astype("Int32"),
-        "phash": selection["phash"],
-        "sha256": selection["sha256"],
-        "width": selection["width"].astype("Int32"),
-        "height": selection["height"].astype("Int32"),
-        "ext": [FORMAT_EXT.get(f) or (Path(p).suffix.lstrip(".").lower() or "jpg")
-                for f, p in zip(selection["format"], selection["path"].fillna(""))],
-        "path": selection["path"],
-        "source_url": selection["source_url"],
-    })
+    items = pd.DataFrame(
+        {
+            "split": selection["mbid"].map(assignment),
+            "label": selection["genre"].map(label_of).astype("int64"),
+            "genre": selection["genre"],
+            # float32 here already, as in the shards: a rebuild from the manifest sees the very same values.
+            "label_votes": pd.to_numeric(selection["label_votes"], errors="coerce").astype("Int32"),
+            "label_confidence": pd.to_numeric(selection["label_confidence"], errors="coerce").astype("Float32"),
+            "release_group_mbid": selection["mbid"],
+            "artist_mbid": selection["artist_mbid"],
+            "artist_name": selection["artist_name"],
+            "title": selection["title"],
+            "year": year.astype("Int32"),
+            "phash": selection["phash"],
+            "sha256": selection["sha256"],
+            "width": selection["width"].astype("Int32"),
+            "height": selection["height"].astype("Int32"),
+            "ext": [
+                FORMAT_EXT.get(f) or (Path(p).suffix.lstrip(".").lower() or "jpg")
+                for f, p in zip(selection["format"], selection["path"].fillna(""))
+            ],
+            "path": selection["path"],
+            "source_url": selection["source_url"],
+        }
+    )
     items["order"] = [hashlib.sha256(m.encode()).hexdigest() for m in items["release_group_mbid"]]
     items["split_index"] = items["split"].map({s: i for i, s in enumerate(SPLITS)})
     return items.sort_values(["split_index", "order"]).drop(columns=["order", "split_index"]).reset_index(drop=True)
@@ -161,13 +189,14 @@ def leakage_stats(selection: pd.DataFrame, assignment: pd.Series) -> dict:
         "groups": int(groups.max()) + 1,
         "largest_group": int(np.bincount(groups).max()),
         "artists": int(len(artist_splits)),
-        "unshared_artist_items": int((~shared).sum()),   # Various Artists or no artist id: own groups
+        "unshared_artist_items": int((~shared).sum()),  # Various Artists or no artist id: own groups
         "artists_in_several_splits": int((artist_splits > 1).sum()),
         "clusters_in_several_splits": int((cluster_splits > 1).sum()),
     }
 
 
 # --- writers ------------------------------------------------------------------------------
+
 
 def write_dataset(out: Path, items: pd.DataFrame, genres: list[str], data_dir: Path, shard_rows: int) -> dict:
     """Shards and manifest; returns per split {num_examples, num_bytes, files}."""
@@ -217,13 +246,14 @@ def _swap_in(build: Path, target: Path) -> None:
         os.replace(build, target)
     except OSError:
         if old.exists():
-            os.replace(old, target)   # put the previous dataset back
+            os.replace(old, target)  # put the previous dataset back
         raise
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _print_summary(console: Console, report: SplitReport, stats: dict, genres: list[str], target: Path,
-                   elapsed: float) -> None:
+def _print_summary(
+    console: Console, report: SplitReport, stats: dict, genres: list[str], target: Path, elapsed: float
+) -> None:
     counts = report.counts.reindex(index=genres, columns=list(SPLITS), fill_value=0)
     table = Table(title=f"Dataset written to {target}")
     table.add_column("genre")

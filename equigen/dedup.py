@@ -31,8 +31,8 @@ from equigen.taxonomy import NO_GENRE
 # copy would leak across splits, a false pair only drops one cover.
 DEFAULT_THRESHOLD = 10
 
-_MAX_CHUNK_BITS = 22        # bucket tables have 2**bits entries
-_BLOCK = 1 << 22            # candidate pairs verified per block (bounds memory)
+_MAX_CHUNK_BITS = 22  # bucket tables have 2**bits entries
+_BLOCK = 1 << 22  # candidate pairs verified per block (bounds memory)
 # Relative costs, fitted to timings at 150k and 1M: per probed item per pattern, per candidate pair.
 _COST_ITEM, _COST_PAIR = 1.0, 2.5
 
@@ -47,6 +47,7 @@ def hashes_from_hex(hexes: list[str]) -> np.ndarray:
 
 
 if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+
     def popcount(x: np.ndarray) -> np.ndarray:
         return np.bitwise_count(x)
 else:
@@ -61,7 +62,7 @@ else:
 class _Chunk:
     offset: int
     bits: int
-    radius: int    # -1: this chunk is not probed
+    radius: int  # -1: this chunk is not probed
 
     def values(self, hashes: np.ndarray) -> np.ndarray:
         mask = np.uint64((1 << self.bits) - 1)
@@ -75,7 +76,7 @@ class _Chunk:
 
 def _plan(m: int, radius: int) -> list[_Chunk]:
     """m chunks of 64 bits with the per-chunk probe radii of the pigeonhole argument above."""
-    sizes = [64 // m + (1 if k >= m - 64 % m else 0) for k in range(m)]   # ascending; smaller chunks first
+    sizes = [64 // m + (1 if k >= m - 64 % m else 0) for k in range(m)]  # ascending; smaller chunks first
     s, a = divmod(radius, m)
     chunks, offset = [], 0
     for k, bits in enumerate(sizes):
@@ -149,7 +150,7 @@ def near_pairs(hashes: np.ndarray, radius: int) -> np.ndarray:
         positions = np.arange(n)
         top_bit = -1
         for p in chunk.patterns():
-            if p == 0:   # pairs inside one bucket: each position with the positions after it
+            if p == 0:  # pairs inside one bucket: each position with the positions after it
                 after = starts[values] + counts[values] - 1 - positions
                 blocks = _expand(positions, positions + 1, after)
             else:
@@ -159,7 +160,7 @@ def near_pairs(hashes: np.ndarray, radius: int) -> np.ndarray:
                     low = (values & (1 << top_bit)) == 0
                     low_pos, low_values = positions[low], values[low]
                 target = low_values ^ p
-                hit = np.flatnonzero(occupied[target])   # a byte table: stays in cache, unlike counts
+                hit = np.flatnonzero(occupied[target])  # a byte table: stays in cache, unlike counts
                 pos, target = low_pos[hit], target[hit]
                 width = counts[target]
                 # Most buckets hold one item: pair those without the ragged expansion.
@@ -168,7 +169,7 @@ def near_pairs(hashes: np.ndarray, radius: int) -> np.ndarray:
                 blocks = chain([singles], _expand(pos[~one], starts[target[~one]], width[~one]))
             for pos, width, pj in blocks:
                 x = np.repeat(sorted_hashes[pos], width) ^ sorted_hashes[pj]
-                keep = np.flatnonzero(popcount(x) <= radius)   # few survive: index them, don't mask thrice
+                keep = np.flatnonzero(popcount(x) <= radius)  # few survive: index them, don't mask thrice
                 pi = pos[np.searchsorted(np.cumsum(width), keep, side="right")]
                 pj, x = pj[keep], x[keep]
                 # A pair can qualify in several chunks: report it from the first one only.
@@ -240,10 +241,12 @@ def dedup_rows(rows: pd.DataFrame, threshold: int) -> pd.DataFrame:
 
     genre = df["genre"].where(~df["genre"].isin(list(NO_GENRE)))
     conflict = genre.groupby(labels).transform("nunique").to_numpy() > 1
-    return pd.DataFrame({
-        "mbid": df["mbid"].to_numpy(),
-        "cluster_id": labels,
-        "is_canonical": is_canonical,
-        "conflict": conflict,
-        "cluster_size": np.bincount(labels)[labels],
-    })
+    return pd.DataFrame(
+        {
+            "mbid": df["mbid"].to_numpy(),
+            "cluster_id": labels,
+            "is_canonical": is_canonical,
+            "conflict": conflict,
+            "cluster_size": np.bincount(labels)[labels],
+        }
+    )

@@ -1,5 +1,5 @@
 """The study's defaults, named once (light: the CLI imports them before any heavy module)."""
 
-DEFAULT_PER_GENRE = 4000                 # 15 genres x 4,000 covers
+DEFAULT_PER_GENRE = 4000  # 15 genres x 4,000 covers
 SPLITS = ("train", "validation", "test")
-DEFAULT_RATIOS = (0.70, 0.15, 0.15)      # train, validation, test
+DEFAULT_RATIOS = (0.70, 0.15, 0.15)  # train, validation, test

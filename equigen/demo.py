@@ -23,8 +23,15 @@ DEMO_SEED = 0
 DEMO_RUN = "demo"
 
 
-def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 10, fresh: bool = False, image_size: int = 64,
-             models: tuple[str, ...] = ("resnet18", "efficientnet_b0"), console: Console | None = None) -> dict:
+def run_demo(
+    data_dir: Path,
+    per_genre: int = 40,
+    epochs: int = 10,
+    fresh: bool = False,
+    image_size: int = 64,
+    models: tuple[str, ...] = ("resnet18", "efficientnet_b0"),
+    console: Console | None = None,
+) -> dict:
     from equigen.baseline import BaselineConfig, run_baseline
     from equigen.curate import run_balance, run_dedup
     from equigen.dataset import run_split
@@ -69,8 +76,17 @@ def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 10, fresh: bool 
     done("verify")
     stage("baseline")
     shutil.rmtree(settings.runs_dir / DEMO_RUN, ignore_errors=True)
-    cfg = BaselineConfig(models=models, epochs=epochs, image_size=image_size, batch_size=32, lr=2e-3,
-                         patience=epochs, seed=DEMO_SEED, workers=1, run_name=DEMO_RUN)
+    cfg = BaselineConfig(
+        models=models,
+        epochs=epochs,
+        image_size=image_size,
+        batch_size=32,
+        lr=2e-3,
+        patience=epochs,
+        seed=DEMO_SEED,
+        workers=1,
+        run_name=DEMO_RUN,
+    )
     result = run_baseline(settings.dataset_dir, settings.runs_dir, cfg, progress=console.is_terminal)
     done("baseline")
     total = time.monotonic() - started
@@ -90,8 +106,12 @@ def run_demo(data_dir: Path, per_genre: int = 40, epochs: int = 10, fresh: bool 
     console.print(f"report       : {result.report}")
     for m in models:
         console.print(f"{m:<13}: {run_dir / m / 'confusion_matrix.png'}  {run_dir / m / 'learning_curves.png'}")
-    summary = {"seconds": round(total, 1), "stages": {k: round(v, 1) for k, v in timings.items()},
-               "report": str(result.report), "dataset": str(settings.dataset_dir)}
+    summary = {
+        "seconds": round(total, 1),
+        "stages": {k: round(v, 1) for k, v in timings.items()},
+        "report": str(result.report),
+        "dataset": str(settings.dataset_dir),
+    }
     (data_dir / "demo.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "result": result}
 
@@ -102,6 +122,11 @@ def model_table(metrics: dict, models) -> Table:
         table.add_column(col, justify="left" if col == "model" else "right")
     for m in models:
         r = metrics[m]
-        table.add_row(m, *(f"{r[k]:.3f}" for k in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall",
-                                                       "macro_f1", "chance")))
+        table.add_row(
+            m,
+            *(
+                f"{r[k]:.3f}"
+                for k in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1", "chance")
+            ),
+        )
     return table

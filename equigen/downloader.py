@@ -13,11 +13,11 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Sequence
 
 import aiohttp
 from rich.console import Console
@@ -31,9 +31,9 @@ from equigen.images import BadImage, inspect_image
 from equigen.records import CoverResult
 from equigen.storage import store_image
 
-FLUSH_EVERY = 64          # cover results per catalog transaction
+FLUSH_EVERY = 64  # cover results per catalog transaction
 FLUSH_SECONDS = 0.5
-THUMBNAIL_SLACK = 2       # a front-500 answer may be at most 1000 px a side
+THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
 FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row that stop a harvest
 # Validation, hashing and storing run in worker processes, so they don't compete with the event loop
 # for the GIL (measured by benchmarks/bench_download.py: threads left the second core half idle).
@@ -43,11 +43,11 @@ PROCESS_POOL_MIN_COVERS = 256
 
 @dataclass
 class DownloadStats:
-    downloaded: int = 0       # covers that reached a final status in this run
+    downloaded: int = 0  # covers that reached a final status in this run
     ok: int = 0
-    failed: int = 0           # every status but ok (no_art, bad_image, refused, failed)
+    failed: int = 0  # every status but ok (no_art, bad_image, refused, failed)
     bytes: int = 0
-    seconds: float = 0.0      # busy time: at least one download in flight
+    seconds: float = 0.0  # busy time: at least one download in flight
     by_status: dict = field(default_factory=dict)
 
     @property
@@ -58,22 +58,30 @@ class DownloadStats:
 def progress_display(console: Console) -> Progress:
     """The bars fetch and a rebuild show on a terminal (logs and pipes get the summary only)."""
     return Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
         disable=not console.is_terminal,
     )
 
 
 @asynccontextmanager
-async def cover_downloads(settings: Settings, catalog: Catalog, progress: Progress, *, expected: int,
-                          show: bool = True) -> AsyncIterator["CoverDownloader"]:
+async def cover_downloads(
+    settings: Settings, catalog: Catalog, progress: Progress, *, expected: int, show: bool = True
+) -> AsyncIterator[CoverDownloader]:
     """A started downloader (session, workers, validation pool) for about `expected` covers; stopped on exit,
     its recorded results flushed. `expected` >= PROCESS_POOL_MIN_COVERS validates in worker processes."""
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
     # Redirects may only leave the global internet when the configured archive is itself local (simulator, mirror).
     resolver = None if is_local_url(settings.coverart_url) else GlobalOnlyResolver()
-    connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host,
-                                     ttl_dns_cache=300, resolver=resolver)
+    connector = aiohttp.TCPConnector(
+        limit=settings.concurrency, limit_per_host=settings.per_host, ttl_dns_cache=300, resolver=resolver
+    )
     with validation_pool(expected) as pool:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             task = progress.add_task("covers", total=0, info="", visible=show)
@@ -86,8 +94,9 @@ async def cover_downloads(settings: Settings, catalog: Catalog, progress: Progre
                 downloader.stats.seconds = downloader.active_seconds()
 
 
-async def download_catalog_covers(settings: Settings, catalog: Catalog, *, genres: Sequence[str],
-                                  console: Console) -> DownloadStats:
+async def download_catalog_covers(
+    settings: Settings, catalog: Catalog, *, genres: Sequence[str], console: Console
+) -> DownloadStats:
     """Download every pending or failed cover of `genres` already in the catalog (no discovery)."""
     mbids = catalog.covers_to_fetch(genres)
     with progress_display(console) as progress:
@@ -129,8 +138,10 @@ class CoverDownloader:
             self.flush()
             raise self.fatal
         if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
-            raise EquigenError(f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
-                               f"at {self.settings.coverart_url} reachable? Re-run the same command to resume")
+            raise EquigenError(
+                f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
+                f"at {self.settings.coverart_url} reachable? Re-run the same command to resume"
+            )
 
     def start(self) -> None:
         self.workers = [asyncio.create_task(self.worker()) for _ in range(self.settings.concurrency)]
@@ -175,7 +186,7 @@ class CoverDownloader:
             try:
                 if self.fatal is None:
                     await self._one(mbid)
-            except OSError as exc:   # disk full, the folder gone: stop every download, keep what is recorded
+            except OSError as exc:  # disk full, the folder gone: stop every download, keep what is recorded
                 self.fatal = exc
             finally:
                 self.queue.task_done()
@@ -187,14 +198,27 @@ class CoverDownloader:
         self.in_flight += 1
         try:
             url = cover_url(self.settings.coverart_url, mbid, self.settings.thumbnail)
-            outcome = await download_cover(self.session, url, headers=self.headers, max_bytes=self.settings.max_bytes,
-                                           max_attempts=self.settings.max_attempts,
-                                           allow_private=is_local_url(self.settings.coverart_url))
+            outcome = await download_cover(
+                self.session,
+                url,
+                headers=self.headers,
+                max_bytes=self.settings.max_bytes,
+                max_attempts=self.settings.max_attempts,
+                allow_private=is_local_url(self.settings.coverart_url),
+            )
             if outcome.status == "ok":
-                result = await loop.run_in_executor(self.pool, validate_and_store, self.settings.data_dir,
-                                                    self.settings.max_pixels, self.settings.min_side, mbid, url,
-                                                    outcome.http_status, outcome.data,
-                                                    THUMBNAIL_SLACK * self.settings.thumbnail)
+                result = await loop.run_in_executor(
+                    self.pool,
+                    validate_and_store,
+                    self.settings.data_dir,
+                    self.settings.max_pixels,
+                    self.settings.min_side,
+                    mbid,
+                    url,
+                    outcome.http_status,
+                    outcome.data,
+                    THUMBNAIL_SLACK * self.settings.thumbnail,
+                )
             else:
                 result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
         finally:
@@ -226,8 +250,16 @@ class CoverDownloader:
             self.catalog.record_covers(batch)
 
 
-def validate_and_store(data_dir: Path, max_pixels: int, min_side: int, mbid: str, url: str,
-                       http_status: int | None, data: bytes | None, max_side: int | None = None) -> CoverResult:
+def validate_and_store(
+    data_dir: Path,
+    max_pixels: int,
+    min_side: int,
+    mbid: str,
+    url: str,
+    http_status: int | None,
+    data: bytes | None,
+    max_side: int | None = None,
+) -> CoverResult:
     """Validate and hash downloaded bytes and store them (runs in a worker process or thread).
 
     max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
@@ -240,8 +272,20 @@ def validate_and_store(data_dir: Path, max_pixels: int, min_side: int, mbid: str
     except BadImage as exc:
         return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
     path = store_image(data_dir, info.sha256, info.ext, data)
-    return CoverResult(mbid, "ok", http_status, None, info.sha256, info.phash, info.width, info.height,
-                       len(data), info.format, path, url)
+    return CoverResult(
+        mbid,
+        "ok",
+        http_status,
+        None,
+        info.sha256,
+        info.phash,
+        info.width,
+        info.height,
+        len(data),
+        info.format,
+        path,
+        url,
+    )
 
 
 def _ignore_sigint() -> None:

@@ -2,8 +2,8 @@
 that keep error text to one safe line."""
 
 # Exit codes, the same for every entry point (documented in README):
-EXIT_PROBLEMS = 1     # the command ran and found problems (e.g. `verify` found leakage)
-EXIT_USER_ERROR = 2   # bad input, an unusable folder, an unreachable service (click's usage errors too)
+EXIT_PROBLEMS = 1  # the command ran and found problems (e.g. `verify` found leakage)
+EXIT_USER_ERROR = 2  # bad input, an unusable folder, an unreachable service (click's usage errors too)
 EXIT_INTERRUPTED = 130
 
 
@@ -14,7 +14,7 @@ class EquigenError(Exception):
     """
 
 
-_CONTROLS = "".join(map(chr, [*range(0x00, 0x20), *range(0x7f, 0xa0)]))
+_CONTROLS = "".join(map(chr, [*range(0x00, 0x20), *range(0x7F, 0xA0)]))
 _INERT = str.maketrans(_CONTROLS, " " * len(_CONTROLS))
 
 

@@ -17,8 +17,8 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import aiohttp
 import pandas as pd
@@ -28,44 +28,59 @@ from rich.progress import Progress
 from rich.table import Table
 
 from equigen.balance import default_artist_cap
-from equigen.defaults import DEFAULT_PER_GENRE
 from equigen.catalog import Catalog
 from equigen.config import Settings
-from equigen.downloader import CoverDownloader, DownloadStats, cover_downloads, download_catalog_covers, progress_display
+from equigen.defaults import DEFAULT_PER_GENRE
+from equigen.downloader import (
+    CoverDownloader,
+    DownloadStats,
+    cover_downloads,
+    download_catalog_covers,
+    progress_display,
+)
 from equigen.errors import EquigenError
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
-from equigen.planning import (TRIED_STATUSES, Cursor, GenreProgress, RoundSelector, next_search, plan_round,
-                               subsumed, usable_by_genre)
+from equigen.planning import (
+    TRIED_STATUSES,
+    Cursor,
+    GenreProgress,
+    RoundSelector,
+    next_search,
+    plan_round,
+    subsumed,
+    usable_by_genre,
+)
 from equigen.storage import ensure_writable
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MARGIN = 0.05     # 5 % more usable covers than balance needs: near-duplicates dedup will drop
+DEFAULT_MARGIN = 0.05  # 5 % more usable covers than balance needs: near-duplicates dedup will drop
 
 
 @dataclass
 class FetchStats:
     """What one `equigen fetch` did, and what the catalog now holds for the goal."""
+
     mb_requests: int = 0
-    downloaded: int = 0       # covers that reached a final status in this run
+    downloaded: int = 0  # covers that reached a final status in this run
     ok: int = 0
     failed: int = 0
     bytes: int = 0
     download_seconds: float = 0.0
     wall_seconds: float = 0.0
     new_release_groups: int = 0
-    malformed: int = 0        # search results skipped as not usable release groups
+    malformed: int = 0  # search results skipped as not usable release groups
     repeated_searches: int = 0  # searches stopped because a page brought nothing the search had not returned
     rounds: int = 0
     by_status: dict = field(default_factory=dict)
-    usable: dict = field(default_factory=dict)     # genre -> covers balance can use (see planning.usable_by_genre)
+    usable: dict = field(default_factory=dict)  # genre -> covers balance can use (see planning.usable_by_genre)
     shortfalls: dict = field(default_factory=dict)  # genre -> covers missing for --per-genre when its tags ran out
     failed_by_genre: dict = field(default_factory=dict)  # covers whose download failed (the next run retries them)
-    exhausted: set = field(default_factory=set)      # genres with every tag searched and no candidate left
-    stored: int = 0           # ok covers in the catalog's target genres after the run
-    published: int = 0        # covers balance --per-genre will publish (per genre: min(per_genre, usable))
+    exhausted: set = field(default_factory=set)  # genres with every tag searched and no candidate left
+    stored: int = 0  # ok covers in the catalog's target genres after the run
+    published: int = 0  # covers balance --per-genre will publish (per genre: min(per_genre, usable))
 
     @property
     def covers_per_second(self) -> float:
@@ -83,9 +98,10 @@ class FetchStats:
 @dataclass(frozen=True)
 class Goal:
     """What `balance` will ask of the harvest: fetch stops when every genre can meet it."""
+
     per_genre: int
-    margin: float = DEFAULT_MARGIN       # extra usable covers for near-duplicates that dedup will drop
-    artist_cap: int | None = None        # None: balance's default for per_genre
+    margin: float = DEFAULT_MARGIN  # extra usable covers for near-duplicates that dedup will drop
+    artist_cap: int | None = None  # None: balance's default for per_genre
     min_confidence: float = 0.0
 
     @property
@@ -97,20 +113,48 @@ class Goal:
         return math.ceil(self.per_genre * (1 + self.margin))
 
 
-def run_fetch(settings: Settings, *, per_genre: int = DEFAULT_PER_GENRE, margin: float = DEFAULT_MARGIN,
-              artist_cap: int | None = None, min_confidence: float = 0.0, genres: Sequence[str] | None = None,
-              include_secondary: Sequence[str] | None = None, discover: bool = True, download: bool = True,
-              console: Console | None = None) -> FetchStats:
+def run_fetch(
+    settings: Settings,
+    *,
+    per_genre: int = DEFAULT_PER_GENRE,
+    margin: float = DEFAULT_MARGIN,
+    artist_cap: int | None = None,
+    min_confidence: float = 0.0,
+    genres: Sequence[str] | None = None,
+    include_secondary: Sequence[str] | None = None,
+    discover: bool = True,
+    download: bool = True,
+    console: Console | None = None,
+) -> FetchStats:
     """Fetch with the data folder locked (see lock.py): one writer per folder."""
     with data_folder_lock(settings.data_dir, "fetch"):
-        return _run_fetch_unlocked(settings, per_genre=per_genre, margin=margin, artist_cap=artist_cap,
-                                   min_confidence=min_confidence, genres=genres, include_secondary=include_secondary,
-                                   discover=discover, download=download, console=console)
+        return _run_fetch_unlocked(
+            settings,
+            per_genre=per_genre,
+            margin=margin,
+            artist_cap=artist_cap,
+            min_confidence=min_confidence,
+            genres=genres,
+            include_secondary=include_secondary,
+            discover=discover,
+            download=download,
+            console=console,
+        )
 
 
-def _run_fetch_unlocked(settings: Settings, *, per_genre: int, margin: float, artist_cap: int | None,
-                        min_confidence: float, genres: Sequence[str] | None, include_secondary: Sequence[str] | None,
-                        discover: bool, download: bool, console: Console | None) -> FetchStats:
+def _run_fetch_unlocked(
+    settings: Settings,
+    *,
+    per_genre: int,
+    margin: float,
+    artist_cap: int | None,
+    min_confidence: float,
+    genres: Sequence[str] | None,
+    include_secondary: Sequence[str] | None,
+    discover: bool,
+    download: bool,
+    console: Console | None,
+) -> FetchStats:
     """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its tags run out.
 
     Usable: ok, distinct by sha256, labelled (confidence >= min_confidence), within the artist cap
@@ -138,21 +182,46 @@ def _run_fetch_unlocked(settings: Settings, *, per_genre: int, margin: float, ar
         catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
         if discover:
-            stats = asyncio.run(harvest(settings, catalog, taxonomy, genres=targets, goal=goal, skipped=skipped,
-                                        download=download, console=console))
+            stats = asyncio.run(
+                harvest(
+                    settings,
+                    catalog,
+                    taxonomy,
+                    genres=targets,
+                    goal=goal,
+                    skipped=skipped,
+                    download=download,
+                    console=console,
+                )
+            )
         else:
             stats = FetchStats()
-            stats.add_downloads(asyncio.run(download_catalog_covers(settings, catalog, genres=targets,
-                                                                    console=console)))
+            stats.add_downloads(
+                asyncio.run(download_catalog_covers(settings, catalog, genres=targets, console=console))
+            )
         stats.wall_seconds = time.monotonic() - started
         _final_counts(catalog, targets, goal, stats, discover and download)
-        catalog.set_meta("last_fetch", json.dumps({
-            "per_genre": per_genre, "margin": margin, "artist_cap": goal.cap, "min_confidence": min_confidence,
-            "genres": list(targets), "mb_requests": stats.mb_requests, "rounds": stats.rounds,
-            "malformed": stats.malformed, "downloaded": stats.downloaded, "stored": stats.stored,
-            "published": stats.published, "wall_seconds": round(stats.wall_seconds, 2),
-            "covers_per_second": round(stats.covers_per_second, 1), "shortfalls": stats.shortfalls,
-        }))
+        catalog.set_meta(
+            "last_fetch",
+            json.dumps(
+                {
+                    "per_genre": per_genre,
+                    "margin": margin,
+                    "artist_cap": goal.cap,
+                    "min_confidence": min_confidence,
+                    "genres": list(targets),
+                    "mb_requests": stats.mb_requests,
+                    "rounds": stats.rounds,
+                    "malformed": stats.malformed,
+                    "downloaded": stats.downloaded,
+                    "stored": stats.stored,
+                    "published": stats.published,
+                    "wall_seconds": round(stats.wall_seconds, 2),
+                    "covers_per_second": round(stats.covers_per_second, 1),
+                    "shortfalls": stats.shortfalls,
+                }
+            ),
+        )
         console.print(summary_table(catalog, taxonomy, stats.usable, goal if discover else None))
         console.print(
             f"wall {stats.wall_seconds:.1f} s | MusicBrainz requests {stats.mb_requests} | "
@@ -167,14 +236,22 @@ def _run_fetch_unlocked(settings: Settings, *, per_genre: int, margin: float, ar
         elif discover:
             console.print(
                 f"covers stored {stats.stored} for {stats.published} to publish: "
-                f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds)", highlight=False)
+                f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds)",
+                highlight=False,
+            )
             for genre, missing in stats.shortfalls.items():
                 failed = stats.failed_by_genre.get(genre, 0)
-                advice = (f"{failed} downloads failed: re-run the same command to retry them" if failed else
-                          "balance with a lower --per-genre or --allow-short")
+                advice = (
+                    f"{failed} downloads failed: re-run the same command to retry them"
+                    if failed
+                    else "balance with a lower --per-genre or --allow-short"
+                )
                 console.print(
-                    f"[yellow]short:[/] {escape(genre)}: every tag searched, {stats.usable.get(genre, 0)} usable covers "
-                    f"for --per-genre {per_genre} (short by {missing}); {advice}", highlight=False)
+                    f"[yellow]short:[/] {escape(genre)}: every tag searched, "
+                    f"{stats.usable.get(genre, 0)} usable covers "
+                    f"for --per-genre {per_genre} (short by {missing}); {advice}",
+                    highlight=False,
+                )
     return stats
 
 
@@ -191,8 +268,10 @@ def _relabel_if_taxonomy_changed(catalog: Catalog, taxonomy: Taxonomy, console: 
         if stored is not None or catalog.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone():
             changed = catalog.relabel(taxonomy.label)
             if changed:
-                console.print(f"the taxonomy changed: {changed} release groups relabelled from their stored tags; "
-                              "run dedup and balance again after this fetch")
+                console.print(
+                    f"the taxonomy changed: {changed} release groups relabelled from their stored tags; "
+                    "run dedup and balance again after this fetch"
+                )
         catalog.set_meta("taxonomy_fingerprint", fingerprint)
 
 
@@ -211,14 +290,25 @@ def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats:
     stats.usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
     stats.stored = int((rows["status"] == "ok").sum())
     stats.published = sum(min(goal.per_genre, n) for n in stats.usable.values())
-    stats.shortfalls = {g: goal.per_genre - n for g, n in stats.usable.items()
-                        if harvested and n < goal.per_genre and g in stats.exhausted}
+    stats.shortfalls = {
+        g: goal.per_genre - n
+        for g, n in stats.usable.items()
+        if harvested and n < goal.per_genre and g in stats.exhausted
+    }
     stats.failed_by_genre = rows[rows["status"] == "failed"].groupby("genre").size().to_dict()
 
 
-async def harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, *, genres: tuple[str, ...],
-                  goal: Goal, skipped: tuple[str, ...] = DEFAULT_SKIPPED_SECONDARY, download: bool = True,
-                  console: Console) -> FetchStats:
+async def harvest(
+    settings: Settings,
+    catalog: Catalog,
+    taxonomy: Taxonomy,
+    *,
+    genres: tuple[str, ...],
+    goal: Goal,
+    skipped: tuple[str, ...] = DEFAULT_SKIPPED_SECONDARY,
+    download: bool = True,
+    console: Console,
+) -> FetchStats:
     """Rounds of (plan -> discover while short -> download the chosen covers) until no genre of `genres`
     needs more for `goal`. `skipped`: secondary types (live, compilation, ...) left out of discovery;
     `download=False` only discovers.
@@ -229,8 +319,14 @@ async def harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, *, g
     goal) gives failed covers another chance.
     """
     targets = genres
-    key = json.dumps({"goal": [goal.target, goal.cap, goal.min_confidence], "genres": list(targets),
-                      "skipped": list(skipped), "taxonomy": _taxonomy_fingerprint(taxonomy)})
+    key = json.dumps(
+        {
+            "goal": [goal.target, goal.cap, goal.min_confidence],
+            "genres": list(targets),
+            "skipped": list(skipped),
+            "taxonomy": _taxonomy_fingerprint(taxonomy),
+        }
+    )
     round_no, quota, stored_key, finished = catalog.load_plan()
     same_run = stored_key == key and catalog.get_meta("fetch_complete") != key
     resuming = same_run and not finished and bool(quota)
@@ -241,12 +337,27 @@ async def harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, *, g
     stats = FetchStats()
     timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
     with progress_display(console) as progress:
-        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=2)) as mb_session, \
-                cover_downloads(settings, catalog, progress, expected=0, show=download) as downloader:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=2)) as mb_session,
+            cover_downloads(settings, catalog, progress, expected=0, show=download) as downloader,
+        ):
             mb = MusicBrainzClient(mb_session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
             try:
-                await _rounds(catalog, discovery, mb, downloader, progress, stats, key=key, targets=targets, goal=goal,
-                              download=download, round_no=round_no, quota=quota, resuming=resuming)
+                await _rounds(
+                    catalog,
+                    discovery,
+                    mb,
+                    downloader,
+                    progress,
+                    stats,
+                    key=key,
+                    targets=targets,
+                    goal=goal,
+                    download=download,
+                    round_no=round_no,
+                    quota=quota,
+                    resuming=resuming,
+                )
             finally:
                 stats.mb_requests = mb.requests
         stats.repeated_searches = discovery.repeats
@@ -254,9 +365,22 @@ async def harvest(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, *, g
     return stats
 
 
-async def _rounds(catalog: Catalog, discovery: "_Discovery", mb: MusicBrainzClient, downloader: CoverDownloader,
-                  progress: Progress, stats: FetchStats, *, key: str, targets: tuple[str, ...], goal: Goal,
-                  download: bool, round_no: int, quota: dict, resuming: bool) -> None:
+async def _rounds(
+    catalog: Catalog,
+    discovery: _Discovery,
+    mb: MusicBrainzClient,
+    downloader: CoverDownloader,
+    progress: Progress,
+    stats: FetchStats,
+    *,
+    key: str,
+    targets: tuple[str, ...],
+    goal: Goal,
+    download: bool,
+    round_no: int,
+    quota: dict,
+    resuming: bool,
+) -> None:
     """The round loop of `harvest` (its docstring says how a killed run resumes)."""
     bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
     while True:
@@ -266,13 +390,17 @@ async def _rounds(catalog: Catalog, discovery: "_Discovery", mb: MusicBrainzClie
         probe = RoundSelector.start(rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence)
         stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
         for g in targets:
-            progress.update(bars[g], completed=min(usable[g], goal.target),
-                            info="short: tags spent" if g in stats.exhausted and usable[g] < goal.target else "")
+            progress.update(
+                bars[g],
+                completed=min(usable[g], goal.target),
+                info="short: tags spent" if g in stats.exhausted and usable[g] < goal.target else "",
+            )
         if not resuming:
             # Tried: a final answer about the art. A failed download says nothing about it.
             tried = rows[rows["planned_round"].notna() & rows["status"].isin(TRIED_STATUSES)].groupby("genre").size()
-            quota = plan_round([GenreProgress(g, usable[g], int(tried.get(g, 0)), g in stats.exhausted)
-                                for g in targets], goal.target)
+            quota = plan_round(
+                [GenreProgress(g, usable[g], int(tried.get(g, 0)), g in stats.exhausted) for g in targets], goal.target
+            )
             if not any(quota.values()):
                 catalog.set_meta("fetch_complete", key)
                 break
@@ -284,15 +412,7 @@ async def _rounds(catalog: Catalog, discovery: "_Discovery", mb: MusicBrainzClie
         selector = RoundSelector.start(rows, round_no, quota, goal.cap, goal.min_confidence)
         if download:
             downloader.enqueue(catalog.planned_pending(round_no))
-
-        def choose() -> None:
-            chosen = selector.choose()
-            if chosen:
-                catalog.mark_planned(chosen, round_no)
-                if download:
-                    downloader.enqueue(chosen)
-
-        choose()
+        _choose(selector, catalog, downloader if download else None, round_no)
         for genre in targets:
             while selector.short(genre):
                 downloader.raise_if_broken()
@@ -302,7 +422,7 @@ async def _rounds(catalog: Catalog, discovery: "_Discovery", mb: MusicBrainzClie
                 stats.malformed += page.malformed
                 stats.new_release_groups += len(page.new)
                 selector.add(page.new)
-                choose()
+                _choose(selector, catalog, downloader if download else None, round_no)
         if not download:
             # Discovery only: the chosen covers stay untried candidates, and the next run plans afresh.
             catalog.reopen_unfinished()
@@ -312,9 +432,19 @@ async def _rounds(catalog: Catalog, discovery: "_Discovery", mb: MusicBrainzClie
         catalog.finish_round(round_no)
 
 
+def _choose(selector: RoundSelector, catalog: Catalog, downloader: CoverDownloader | None, round_no: int) -> None:
+    """Store the covers the selector admits now as planned for this round, then queue them (stored first:
+    a killed run resumes with the same choice)."""
+    chosen = selector.choose()
+    if chosen:
+        catalog.mark_planned(chosen, round_no)
+        if downloader is not None:
+            downloader.enqueue(chosen)
+
+
 @dataclass
 class _Page:
-    new: list           # new candidates (records with mbid, genre, artist_mbid, seq, label_confidence)
+    new: list  # new candidates (records with mbid, genre, artist_mbid, seq, label_confidence)
     malformed: int
 
 
@@ -335,10 +465,11 @@ class _Discovery:
         progress = catalog.discovery_progress()
         self.cursors: dict[tuple[str, str], Cursor] = {
             (r.genre, r.tag): Cursor(int(r.next_offset), None if pd.isna(r.total) else int(r.total), bool(r.exhausted))
-            for r in progress.itertuples()}
+            for r in progress.itertuples()
+        }
         self.seen: Counter = Counter()
-        self.returned: dict[tuple[str, str], set[str]] = {}   # MBIDs each search returned in this run
-        self.repeats = 0                                       # searches stopped for repeating themselves
+        self.returned: dict[tuple[str, str], set[str]] = {}  # MBIDs each search returned in this run
+        self.repeats = 0  # searches stopped for repeating themselves
         for (tags_json,) in catalog.conn.execute("SELECT tags FROM release_groups"):
             self._count_tags(tags_json)
 
@@ -351,8 +482,11 @@ class _Discovery:
 
     def spent_genres(self) -> set[str]:
         """Genres whose every search name is exhausted (searched to the end, or covered by a broader search)."""
-        return {g for g in self.targets
-                if all(self.cursors.get((g, t), Cursor()).exhausted for t in self.taxonomy.search_names(g))}
+        return {
+            g
+            for g in self.targets
+            if all(self.cursors.get((g, t), Cursor()).exhausted for t in self.taxonomy.search_names(g))
+        }
 
     def exhausted_searches(self) -> list[str]:
         return [t for (_, t), c in self.cursors.items() if c.exhausted and c.total is not None]
@@ -372,13 +506,18 @@ class _Discovery:
         earlier = self.returned.setdefault((genre, tag), set())
         if page.ids and earlier.issuperset(page.ids):
             # A server whose pages repeat what this search already returned would be paged for ever.
-            logger.warning("search %r @ %d brought nothing new (count %d): stopping this tag", tag,
-                           cursor.next_offset, page.count)
+            logger.warning(
+                "search %r @ %d brought nothing new (count %d): stopping this tag", tag, cursor.next_offset, page.count
+            )
             self.repeats += 1
             exhausted = True
         earlier.update(page.ids)
-        if (not exhausted and cursor.next_offset == 0 and subsumed(tag, done)
-                and self.catalog.known_mbids([g.mbid for g in page.groups]) == {g.mbid for g in page.groups}):
+        if (
+            not exhausted
+            and cursor.next_offset == 0
+            and subsumed(tag, done)
+            and self.catalog.known_mbids([g.mbid for g in page.groups]) == {g.mbid for g in page.groups}
+        ):
             # A broader search already returned what this one finds (the search tokenizes tag names):
             # one page shows it; paging on would only repeat known albums.
             logger.info("search %r brought nothing new: an earlier search covered it", tag)
@@ -387,8 +526,9 @@ class _Discovery:
         self.cursors[(genre, tag)] = Cursor(offset, page.count, exhausted)
         for group, _ in new:  # as a resumed run counts them: each release group once
             self.seen.update({normalize_tag(n) for n, _ in group.tags})
-        return _Page([_Candidate(g.mbid, g.genre, g.artist_mbid, seq, g.label_confidence) for g, seq in new],
-                     page.malformed)
+        return _Page(
+            [_Candidate(g.mbid, g.genre, g.artist_mbid, seq, g.label_confidence) for g, seq in new], page.malformed
+        )
 
 
 def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = None, goal: Goal | None = None) -> Table:
@@ -414,6 +554,7 @@ def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = No
         if goal is not None:
             extra = [str(usable[genre]) if usable and genre in usable else ""]
         table.add_row(escape(genre), str(cand), *map(str, values), *extra, style=style)
-    table.add_row("total", *map(str, totals), *([str(sum((usable or {}).values()))] if goal is not None else []),
-                  style="bold")
+    table.add_row(
+        "total", *map(str, totals), *([str(sum((usable or {}).values()))] if goal is not None else []), style="bold"
+    )
     return table

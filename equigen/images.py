@@ -21,11 +21,11 @@ class BadImage(ValueError):
 @dataclass(frozen=True)
 class ImageInfo:
     sha256: str
-    phash: str        # 16 hex digits
+    phash: str  # 16 hex digits
     width: int
     height: int
-    format: str       # PIL format name, e.g. "JPEG"
-    ext: str          # file extension for storage
+    format: str  # PIL format name, e.g. "JPEG"
+    ext: str  # file extension for storage
 
 
 def phash_from_gray32(pixels: np.ndarray) -> int:

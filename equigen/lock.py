@@ -13,9 +13,9 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from equigen.errors import EquigenError
 
@@ -48,12 +48,23 @@ def data_folder_lock(data_dir: Path, verb: str, create: bool = True) -> Iterator
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise EquigenError(f"{data_dir} is in use by {_holder(handle)}: wait for it to finish or stop it "
-                                   "(one equigen command at a time per data folder)") from None
+                raise EquigenError(
+                    f"{data_dir} is in use by {_holder(handle)}: wait for it to finish or stop it "
+                    "(one equigen command at a time per data folder)"
+                ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "verb": verb,
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[1:8]}))
+        handle.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "verb": verb,
+                    "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "argv": sys.argv[1:8],
+                }
+            )
+        )
         handle.flush()
         yield
     finally:
@@ -64,7 +75,9 @@ def _holder(handle) -> str:
     try:
         handle.seek(0)
         info = json.loads(handle.read(4096) or "{}")
-        return (f"`equigen {str(info.get('verb', '?'))[:20]}` (pid {int(info.get('pid', 0))} on "
-                f"{str(info.get('host', '?'))[:60]}, since {str(info.get('since', '?'))[:20]})")
+        return (
+            f"`equigen {str(info.get('verb', '?'))[:20]}` (pid {int(info.get('pid', 0))} on "
+            f"{str(info.get('host', '?'))[:60]}, since {str(info.get('since', '?'))[:20]})"
+        )
     except (ValueError, TypeError, OSError):
         return "another equigen command"

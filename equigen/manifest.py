@@ -23,10 +23,20 @@ MANIFEST_SOURCE = "manifest"
 
 # Column -> Arrow type. Strings may be null except where the reader requires them.
 MANIFEST_COLUMNS = {
-    "split": pa.string(), "genre": pa.string(), "label": pa.int64(),
-    "label_votes": pa.int32(), "label_confidence": pa.float32(), "release_group_mbid": pa.string(),
-    "artist_mbid": pa.string(), "artist_name": pa.string(), "title": pa.string(), "year": pa.int32(),
-    "sha256": pa.string(), "phash": pa.string(), "width": pa.int32(), "height": pa.int32(),
+    "split": pa.string(),
+    "genre": pa.string(),
+    "label": pa.int64(),
+    "label_votes": pa.int32(),
+    "label_confidence": pa.float32(),
+    "release_group_mbid": pa.string(),
+    "artist_mbid": pa.string(),
+    "artist_name": pa.string(),
+    "title": pa.string(),
+    "year": pa.int32(),
+    "sha256": pa.string(),
+    "phash": pa.string(),
+    "width": pa.int32(),
+    "height": pa.int32(),
     "source_url": pa.string(),
 }
 # Columns a manifest written before they existed lacks: read as unknown (null).
@@ -56,14 +66,17 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
     if missing:
         raise EquigenError(f"manifest {path} lacks columns {missing}")
     for name in OPTIONAL_MANIFEST_COLUMNS:
-        if name not in table.column_names:   # an older manifest: the label's evidence is unknown
+        if name not in table.column_names:  # an older manifest: the label's evidence is unknown
             table = table.append_column(name, pa.nulls(table.num_rows, MANIFEST_COLUMNS[name]))
     for name, dtype in MANIFEST_COLUMNS.items():
         actual = table.schema.field(name).type
-        if not (actual == dtype or pa.types.is_null(actual)
-                or (pa.types.is_integer(dtype) and pa.types.is_integer(actual))
-                or (pa.types.is_floating(dtype) and (pa.types.is_floating(actual) or pa.types.is_integer(actual)))
-                or (pa.types.is_string(dtype) and pa.types.is_large_string(actual))):
+        if not (
+            actual == dtype
+            or pa.types.is_null(actual)
+            or (pa.types.is_integer(dtype) and pa.types.is_integer(actual))
+            or (pa.types.is_floating(dtype) and (pa.types.is_floating(actual) or pa.types.is_integer(actual)))
+            or (pa.types.is_string(dtype) and pa.types.is_large_string(actual))
+        ):
             raise EquigenError(f"manifest {path}: column {name} is {actual}, expected {dtype}")
     frame = table.select(list(MANIFEST_COLUMNS)).to_pandas()
     try:

@@ -13,8 +13,8 @@ import json
 import logging
 import random
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import aiohttp
 
@@ -26,7 +26,7 @@ from equigen.taxonomy import Label
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # the most MusicBrainz search returns per request
-MAX_ANSWER_BYTES = 16_000_000   # decoded bytes of one JSON answer (a full search page is ~0.3 MB)
+MAX_ANSWER_BYTES = 16_000_000  # decoded bytes of one JSON answer (a full search page is ~0.3 MB)
 RETRY_STATUSES = {429, 500, 502, 503, 504}  # 429 from a proxy in front of the service is handled like 503
 DEFAULT_SKIPPED_SECONDARY = ("compilation", "live", "soundtrack")
 
@@ -56,12 +56,12 @@ class RateLimiter:
 
 @dataclass(frozen=True)
 class SearchPage:
-    count: int                    # total matches for the query
+    count: int  # total matches for the query
     offset: int
-    groups: list[ReleaseGroup]    # parsed, filtered, genre-resolved
-    returned: int                 # items in the raw page (before filtering), drives paging
-    malformed: int = 0            # items skipped because they were not usable release groups
-    ids: tuple[str, ...] = ()     # every parsed item's MBID, before filtering (to notice a server repeating pages)
+    groups: list[ReleaseGroup]  # parsed, filtered, genre-resolved
+    returned: int  # items in the raw page (before filtering), drives paging
+    malformed: int = 0  # items skipped because they were not usable release groups
+    ids: tuple[str, ...] = ()  # every parsed item's MBID, before filtering (to notice a server repeating pages)
 
 
 def tag_query(tag: str) -> str:
@@ -70,10 +70,10 @@ def tag_query(tag: str) -> str:
     return f'tag:"{escaped}" AND primarytype:album'
 
 
-MAX_TEXT = 1000      # characters kept of a title or an artist name
+MAX_TEXT = 1000  # characters kept of a title or an artist name
 _SURROGATES = re.compile("[\ud800-\udfff]")
-MAX_TAGS = 500       # tags kept per release group
-MAX_TAG_NAME = 200   # characters of a tag name
+MAX_TAGS = 500  # tags kept per release group
+MAX_TAG_NAME = 200  # characters of a tag name
 
 
 class MalformedItem(ValueError):
@@ -153,8 +153,14 @@ def keep(group: ReleaseGroup, skipped_secondary: Sequence[str]) -> bool:
 class MusicBrainzClient:
     """Async ws/2 client sharing one aiohttp session and one rate limiter."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, user_agent: str, interval: float = 1.0,
-                 max_retries: int = 8):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        user_agent: str,
+        interval: float = 1.0,
+        max_retries: int = 8,
+    ):
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.headers = {"User-Agent": user_agent, "Accept": "application/json"}
@@ -173,49 +179,65 @@ class MusicBrainzClient:
                     if resp.status in RETRY_STATUSES or resp.status >= 500:
                         retry_after = _retry_after(resp.headers.get("Retry-After"))
                         delay = retry_after if retry_after is not None else _backoff(attempt)
-                        logger.info("MusicBrainz answered %d for %s; backing off %.1f s (retry %d of %d)",
-                                    resp.status, path, delay, attempt + 1, self.max_retries)
+                        logger.info(
+                            "MusicBrainz answered %d for %s; backing off %.1f s (retry %d of %d)",
+                            resp.status,
+                            path,
+                            delay,
+                            attempt + 1,
+                            self.max_retries,
+                        )
                         self.limiter.push_back(delay)
                         continue
                     if 300 <= resp.status < 400:
-                        raise EquigenError(f"MusicBrainz at {self.base_url} answered {resp.status} (a redirect) for "
-                                           f"{path}: point --musicbrainz-url at the service itself")
+                        raise EquigenError(
+                            f"MusicBrainz at {self.base_url} answered {resp.status} (a redirect) for "
+                            f"{path}: point --musicbrainz-url at the service itself"
+                        )
                     body = await _read_capped(resp, MAX_ANSWER_BYTES)
                     if body is None:
-                        raise EquigenError(f"MusicBrainz at {self.base_url} sent more than {MAX_ANSWER_BYTES:,} bytes "
-                                           f"for {path}: not a search answer")
-                    if resp.status != 200:
                         raise EquigenError(
-                            f"MusicBrainz answered {resp.status} for {resp.url}: {_short(body)}"
+                            f"MusicBrainz at {self.base_url} sent more than {MAX_ANSWER_BYTES:,} bytes "
+                            f"for {path}: not a search answer"
                         )
+                    if resp.status != 200:
+                        raise EquigenError(f"MusicBrainz answered {resp.status} for {resp.url}: {_short(body)}")
                     try:
                         return json.loads(body)
                     except (ValueError, RecursionError):
-                        raise EquigenError(f"MusicBrainz at {self.base_url} sent a non-JSON answer for {path}") from None
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                        raise EquigenError(
+                            f"MusicBrainz at {self.base_url} sent a non-JSON answer for {path}"
+                        ) from None
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt >= 2:
                     raise EquigenError(f"cannot reach MusicBrainz at {self.base_url}: {first_line(exc)}") from None
                 delay = _backoff(attempt)
                 logger.info("MusicBrainz connection error (%s); retrying in %.1f s", first_line(exc), delay)
                 self.limiter.push_back(delay)
-        raise EquigenError(f"MusicBrainz at {self.base_url} kept answering 503 after {self.max_retries} retries; try later")
+        raise EquigenError(
+            f"MusicBrainz at {self.base_url} kept answering 503 after {self.max_retries} retries; try later"
+        )
 
-    async def search_tag(self, tag: str, offset: int, label, skipped_secondary=DEFAULT_SKIPPED_SECONDARY,
-                         limit: int = PAGE_SIZE) -> SearchPage:
+    async def search_tag(
+        self, tag: str, offset: int, label, skipped_secondary=DEFAULT_SKIPPED_SECONDARY, limit: int = PAGE_SIZE
+    ) -> SearchPage:
         data = await self.get_json(
             "/ws/2/release-group", {"query": tag_query(tag), "limit": str(limit), "offset": str(offset), "fmt": "json"}
         )
         raw_groups = data.get("release-groups")
         if not isinstance(raw_groups, list) or not isinstance(data.get("count"), int):
-            raise EquigenError(f"MusicBrainz at {self.base_url} sent an unexpected search answer (no count/release-groups)")
+            raise EquigenError(
+                f"MusicBrainz at {self.base_url} sent an unexpected search answer (no count/release-groups)"
+            )
         parsed, malformed = [], 0
         for raw in raw_groups:
             try:
                 parsed.append(parse_release_group(raw, label))
             except MalformedItem as exc:
                 malformed += 1
-                logger.warning("skipped a malformed release group in the answer to %s @ %d: %s",
-                               tag_query(tag), offset, exc)
+                logger.warning(
+                    "skipped a malformed release group in the answer to %s @ %d: %s", tag_query(tag), offset, exc
+                )
         return SearchPage(
             count=data["count"],
             offset=offset,
@@ -250,5 +272,3 @@ def _backoff(attempt: int) -> float:
 
 def _short(body: bytes) -> str:
     return " ".join(body[:120].decode("utf-8", "replace").split())
-
-

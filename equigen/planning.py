@@ -17,8 +17,8 @@ end exactly where an uninterrupted one ends.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -26,7 +26,7 @@ from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.taxonomy import normalize_tag
 
 TRIED_STATUSES = ("ok", "no_art", "bad_image", "refused")  # a final answer about a cover ("failed" is not one)
-MIN_YIELD = 0.05   # never plan more than 20 tries per missing cover, whatever the first tries showed
+MIN_YIELD = 0.05  # never plan more than 20 tries per missing cover, whatever the first tries showed
 
 
 def artist_key(artist_mbid, mbid) -> str:
@@ -45,7 +45,9 @@ def eligible_mask(rows: pd.DataFrame, genres: Sequence[str], min_confidence: flo
     return mask
 
 
-def usable_by_genre(rows: pd.DataFrame, genres: Sequence[str], artist_cap: int, min_confidence: float = 0.0) -> dict[str, int]:
+def usable_by_genre(
+    rows: pd.DataFrame, genres: Sequence[str], artist_cap: int, min_confidence: float = 0.0
+) -> dict[str, int]:
     """Per genre, the covers `balance` could select: ok, first of their sha256, eligible, capped per artist.
 
     rows: mbid, genre, artist_mbid, status, sha256, label_confidence, seq.
@@ -65,9 +67,9 @@ def usable_by_genre(rows: pd.DataFrame, genres: Sequence[str], artist_cap: int, 
 @dataclass(frozen=True)
 class GenreProgress:
     genre: str
-    usable: int        # usable_by_genre
-    tried: int         # planned covers that reached a final status
-    exhausted: bool    # no tag left to search and no untried candidate left
+    usable: int  # usable_by_genre
+    tried: int  # planned covers that reached a final status
+    exhausted: bool  # no tag left to search and no untried candidate left
 
 
 def plan_round(progress: Iterable[GenreProgress], target: int, prior_yield: float = 1.0) -> dict[str, int]:
@@ -101,17 +103,19 @@ class RoundSelector:
     Counts per artist what it already holds (ok covers from earlier rounds plus covers chosen this
     round) and skips candidates of artists at the cap: they could never be balanced.
     """
+
     round: int
     quota: Mapping[str, int]
     artist_cap: int
     min_confidence: float = 0.0
-    chosen: dict[str, int] = field(default_factory=dict)         # genre -> chosen this round
+    chosen: dict[str, int] = field(default_factory=dict)  # genre -> chosen this round
     held: dict[tuple[str, str], int] = field(default_factory=dict)
     waiting: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)  # genre -> (seq, mbid, artist)
 
     @classmethod
-    def start(cls, rows: pd.DataFrame, round_no: int, quota: Mapping[str, int], artist_cap: int,
-              min_confidence: float = 0.0) -> "RoundSelector":
+    def start(
+        cls, rows: pd.DataFrame, round_no: int, quota: Mapping[str, int], artist_cap: int, min_confidence: float = 0.0
+    ) -> RoundSelector:
         """rows: mbid, genre, artist_mbid, status, label_confidence, seq, planned_round (NaN = never planned)."""
         selector = cls(round_no, dict(quota), artist_cap, min_confidence)
         genres = list(quota)
@@ -121,8 +125,11 @@ class RoundSelector:
         rows = rows[~repeat]
         planned = rows["planned_round"]
         this_round = planned == round_no
-        counted = this_round | ((rows["status"] == "ok") & planned.notna() & (planned < round_no)) | (
-            (rows["status"] == "ok") & planned.isna())
+        counted = (
+            this_round
+            | ((rows["status"] == "ok") & planned.notna() & (planned < round_no))
+            | ((rows["status"] == "ok") & planned.isna())
+        )
         for row in rows[counted].itertuples(index=False):
             key = (row.genre, artist_key(row.artist_mbid, row.mbid))
             selector.held[key] = selector.held.get(key, 0) + 1
@@ -137,7 +144,9 @@ class RoundSelector:
         for c in candidates:
             if c.genre not in self.quota:
                 continue
-            if self.min_confidence > 0 and not (c.label_confidence is not None and c.label_confidence >= self.min_confidence):
+            if self.min_confidence > 0 and not (
+                c.label_confidence is not None and c.label_confidence >= self.min_confidence
+            ):
                 continue
             self.waiting.setdefault(c.genre, []).append((int(c.seq), c.mbid, artist_key(c.artist_mbid, c.mbid)))
 
@@ -185,13 +194,22 @@ def subsumed(tag: str, searched: Iterable[str]) -> bool:
     for name in searched:
         part = normalize_tag(name).split()
         n = len(part)
-        if n and any(words[i:i + n] == part for i in range(len(words) - n + 1)) and phrase_in(mb_tokens(name), tokens):
+        if (
+            n
+            and any(words[i : i + n] == part for i in range(len(words) - n + 1))
+            and phrase_in(mb_tokens(name), tokens)
+        ):
             return True
     return False
 
 
-def next_search(tags: Sequence[str], broad: Sequence[str], cursors: Mapping[str, Cursor],
-                seen: Mapping[str, int], exhausted_searches: Iterable[str]) -> str | None:
+def next_search(
+    tags: Sequence[str],
+    broad: Sequence[str],
+    cursors: Mapping[str, Cursor],
+    seen: Mapping[str, int],
+    exhausted_searches: Iterable[str],
+) -> str | None:
     """The tag a short genre searches next, or None when its tags are spent.
 
     Broad names first, in file order. Then the tags already started, largest `count` (from their

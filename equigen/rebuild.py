@@ -33,16 +33,25 @@ def manifest_release_groups(manifest: pd.DataFrame) -> list[ReleaseGroup]:
 
     label_votes / label_confidence are None where the manifest does not know them (an older manifest).
     """
+
     def value(row, name: str, kind):
         v = getattr(row, name, None)
         return None if v is None or pd.isna(v) else kind(v)
 
     return [
-        ReleaseGroup(mbid=r.release_group_mbid, title=r.title or "", primary_type="Album", secondary_types=(),
-                     first_release_date=None if pd.isna(r.year) else str(int(r.year)),
-                     artist_mbid=None if pd.isna(r.artist_mbid) else r.artist_mbid,
-                     artist_name=None if pd.isna(r.artist_name) else r.artist_name, tags=(), genre=r.genre,
-                     label_votes=value(r, "label_votes", int), label_confidence=value(r, "label_confidence", float))
+        ReleaseGroup(
+            mbid=r.release_group_mbid,
+            title=r.title or "",
+            primary_type="Album",
+            secondary_types=(),
+            first_release_date=None if pd.isna(r.year) else str(int(r.year)),
+            artist_mbid=None if pd.isna(r.artist_mbid) else r.artist_mbid,
+            artist_name=None if pd.isna(r.artist_name) else r.artist_name,
+            tags=(),
+            genre=r.genre,
+            label_votes=value(r, "label_votes", int),
+            label_confidence=value(r, "label_confidence", float),
+        )
         for r in manifest.itertuples()
     ]
 
@@ -62,7 +71,9 @@ def compare_with_manifest(manifest: pd.DataFrame, covers: pd.DataFrame) -> pd.Da
     """Pure: per manifest item, 'match', 'mismatch' (other bytes) or the cover's non-ok status."""
     merged = manifest[["release_group_mbid", "genre", "sha256"]].merge(
         covers[["mbid", "status", "sha256"]].rename(columns={"mbid": "release_group_mbid", "sha256": "got"}),
-        on="release_group_mbid", how="left")
+        on="release_group_mbid",
+        how="left",
+    )
     merged["outcome"] = [
         (st if st != "ok" else ("match" if got == want else "mismatch")) if isinstance(st, str) else "missing"
         for st, got, want in zip(merged["status"], merged["got"], merged["sha256"])
@@ -80,8 +91,9 @@ def run_rebuild(settings: Settings, manifest_path: Path, *, console: Console | N
         return _rebuild(settings, catalog, taxonomy, Path(manifest_path), console)
 
 
-def _rebuild(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_path: Path,
-             console: Console) -> DownloadStats:
+def _rebuild(
+    settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_path: Path, console: Console
+) -> DownloadStats:
     manifest = read_manifest(manifest_path)
     thumbnail = manifest_thumbnail(manifest, settings.thumbnail)
     if thumbnail != settings.thumbnail:
@@ -90,8 +102,10 @@ def _rebuild(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_
     genres = tuple(dict.fromkeys(manifest.sort_values("label")["genre"]))
     unknown = [g for g in genres if g not in taxonomy.genres]
     if unknown:
-        raise EquigenError(f"the manifest's genre(s) {', '.join(repr(g[:40]) for g in unknown[:3])} are not in the "
-                           "taxonomy: pass the publisher's file with --taxonomy")
+        raise EquigenError(
+            f"the manifest's genre(s) {', '.join(repr(g[:40]) for g in unknown[:3])} are not in the "
+            "taxonomy: pass the publisher's file with --taxonomy"
+        )
     catalog.add_release_groups(manifest_release_groups(manifest), found_via=f"{MANIFEST_SOURCE}:{manifest_path.name}")
     started = time.monotonic()
     stats = asyncio.run(download_catalog_covers(settings, catalog, genres=genres, console=console))
@@ -108,15 +122,23 @@ def _rebuild(settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_
     for col in ("genre", "items", "match", "mismatch", "not fetched"):
         table.add_column(col, justify="left" if col == "genre" else "right")
     for genre, rows in compared.groupby("genre", sort=False):
-        table.add_row(genre, str(len(rows)), str((rows.outcome == "match").sum()),
-                      str((rows.outcome == "mismatch").sum()), str((~rows.outcome.isin(["match", "mismatch"])).sum()))
+        table.add_row(
+            genre,
+            str(len(rows)),
+            str((rows.outcome == "match").sum()),
+            str((rows.outcome == "mismatch").sum()),
+            str((~rows.outcome.isin(["match", "mismatch"])).sum()),
+        )
     console.print(table)
-    console.print(f"wall {wall:.1f} s | covers downloaded {stats.downloaded} "
-                  f"({stats.covers_per_second:.1f}/s)")
+    console.print(f"wall {wall:.1f} s | covers downloaded {stats.downloaded} ({stats.covers_per_second:.1f}/s)")
     bad = compared[compared.outcome != "match"]
     if len(bad):
-        examples = ", ".join(f"{m} ({o})" for m, o in bad[["release_group_mbid", "outcome"]].head(3).itertuples(index=False))
-        raise EquigenError(f"{len(bad)} of {len(compared)} manifest items were not rebuilt identically, e.g. {examples};"
-                           " re-run to retry failures, or `equigen split` to publish what matched")
+        examples = ", ".join(
+            f"{m} ({o})" for m, o in bad[["release_group_mbid", "outcome"]].head(3).itertuples(index=False)
+        )
+        raise EquigenError(
+            f"{len(bad)} of {len(compared)} manifest items were not rebuilt identically, e.g. {examples};"
+            " re-run to retry failures, or `equigen split` to publish what matched"
+        )
     console.print(f"all {len(compared)} covers match the manifest; next: `equigen split` writes the identical dataset")
     return stats

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ReleaseGroup:
     """One release group as discovered (or as a manifest publishes it), with its label and evidence."""
+
     mbid: str
     title: str
     primary_type: str | None
@@ -20,8 +22,8 @@ class ReleaseGroup:
     artist_mbid: str | None
     artist_name: str | None
     tags: tuple[tuple[str, int], ...]
-    genre: str                       # a genre name, 'ambiguous' or 'unlabelled'
-    label_votes: int | None = None   # genre votes over all mapped tags (None: unknown, e.g. an old manifest)
+    genre: str  # a genre name, 'ambiguous' or 'unlabelled'
+    label_votes: int | None = None  # genre votes over all mapped tags (None: unknown, e.g. an old manifest)
     label_confidence: float | None = None  # the leading genre's share of label_votes
 
 

@@ -26,18 +26,36 @@ import unicodedata
 from functools import lru_cache
 
 # common/mapping-MBCharEquivToChar.txt (the entries that matter for tags)
-_CHAR_MAP = str.maketrans({
-    "\u3000": " ", "&": "and", "\u2019": "'",
-    "\u2010": "-", "\u2013": "-", "\u2012": "-", "\u2014": "-", "\u2212": "-", "_": "-",
-    "\u0131": "i", "\u05f3": "'", "\u05be": "-", "\u05f4": '"', "\u00c0": "A",
-})
-_WHITESPACE = re.compile(r"[ \r\n\t\f]+")   # the JFlex WHITESPACE class; everything else is a token char
+_CHAR_MAP = str.maketrans(
+    {
+        "\u3000": " ",
+        "&": "and",
+        "\u2019": "'",
+        "\u2010": "-",
+        "\u2013": "-",
+        "\u2012": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "_": "-",
+        "\u0131": "i",
+        "\u05f3": "'",
+        "\u05be": "-",
+        "\u05f4": '"',
+        "\u00c0": "A",
+    }
+)
+_WHITESPACE = re.compile(r"[ \r\n\t\f]+")  # the JFlex WHITESPACE class; everything else is a token char
 
 
 def _is_cj(ch: str) -> bool:
     o = ord(ch)
-    return (0x3100 <= o <= 0x312F or 0x3300 <= o <= 0x337F or 0x3400 <= o <= 0x4DBF
-            or 0x4E00 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF)
+    return (
+        0x3100 <= o <= 0x312F
+        or 0x3300 <= o <= 0x337F
+        or 0x3400 <= o <= 0x4DBF
+        or 0x4E00 <= o <= 0x9FFF
+        or 0xF900 <= o <= 0xFAFF
+    )
 
 
 def _is_letter(ch: str) -> bool:
@@ -62,17 +80,17 @@ def _token_type(seg: str) -> str:
     parts = seg.split(".")
     letters = parts[:-1] if parts[-1] == "" else parts
     if len(letters) >= 2 and all(len(p) == 1 and _is_letter(p) for p in letters):
-        return "ACRONYM"                      # U.S.A. / U.S.A
+        return "ACRONYM"  # U.S.A. / U.S.A
     if len(parts) >= 2 and all(p and all(_is_alnum(c) for c in p) for p in parts):
-        return "HOST"                         # mp3.com
+        return "HOST"  # mp3.com
     quoted = seg.split("'")
     if len(quoted) >= 2 and all(p and all(_is_letter(c) for c in p) for p in quoted):
-        return "APOSTROPHE"                   # o'neil, rock'n'roll
+        return "APOSTROPHE"  # o'neil, rock'n'roll
     pieces = _NUM_SEP.split(seg)
     if len(pieces) >= 2 and all(p and all(_is_alnum(c) for c in p) for p in pieces):
         digits = [any(c.isdecimal() for c in p) for p in pieces]
         if all(digits[0::2]) or all(digits[1::2]):
-            return "NUM"                      # 2-step, 80s-pop: every other part has a digit
+            return "NUM"  # 2-step, 80s-pop: every other part has a digit
     return "ALPHANUMANDPUNCTUATION"
 
 
@@ -100,7 +118,7 @@ def mb_tokens(text: str) -> tuple[str, ...]:
     out: list[str] = []
     for chunk in _WHITESPACE.split(text.translate(_CHAR_MAP)):
         seg = ""
-        for ch in chunk + " ":                # CJ characters are tokens of their own
+        for ch in chunk + " ":  # CJ characters are tokens of their own
             if ch == " " or _is_cj(ch):
                 if seg:
                     # MusicbrainzWordDelimiterGraphFilter splits on space characters only.
@@ -119,4 +137,4 @@ def phrase_in(phrase: tuple[str, ...], tokens: tuple[str, ...]) -> bool:
     if n == 0 or n > len(tokens):
         return False
     first = phrase[0]
-    return any(tokens[i] == first and tokens[i:i + n] == phrase for i in range(len(tokens) - n + 1))
+    return any(tokens[i] == first and tokens[i : i + n] == phrase for i in range(len(tokens) - n + 1))

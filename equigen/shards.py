@@ -28,8 +28,14 @@ SHARD_RE = re.compile(r"(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.
 # Pinned writer options. About 100 rows per row group is what the Hub uses for image data: small
 # enough to stream, large enough for cheap metadata.
 ROW_GROUP_ROWS = 100
-WRITE_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS,
-                     use_dictionary=True, write_statistics=True, data_page_version="1.0")
+WRITE_OPTIONS = dict(
+    compression="zstd",
+    compression_level=3,
+    row_group_size=ROW_GROUP_ROWS,
+    use_dictionary=True,
+    write_statistics=True,
+    data_page_version="1.0",
+)
 
 # The shard contract: column, Arrow type, Hugging Face feature (label's is filled in with the names).
 COLUMNS: tuple[tuple[str, pa.DataType, dict], ...] = (
@@ -98,7 +104,7 @@ def write_split(
     count = -(-len(rows) // shard_rows)
     paths, arrow_bytes = [], 0
     for index in range(count):
-        chunk = rows.iloc[index * shard_rows:(index + 1) * shard_rows]
+        chunk = rows.iloc[index * shard_rows : (index + 1) * shard_rows]
         images = [{"bytes": load_image(row), "path": f"{row.sha256}.{row.ext}"} for row in chunk.itertuples()]
         columns = {"image": images}
         for name in METADATA_COLUMNS:
@@ -116,6 +122,7 @@ def write_split(
 
 
 # --- reading ------------------------------------------------------------------------------
+
 
 def shard_files(dataset_dir: Path) -> dict[str, list[Path]]:
     """Split -> its shard paths in order; EquigenError for a missing data folder, a stray file or a broken set."""
@@ -152,8 +159,9 @@ def split_shards(dataset_dir: Path, split: str) -> list[Path]:
         raise EquigenError(f"{data / shard_name(split, beyond[0], count)}: shard index beyond the split's count")
     missing = [i for i in range(count) if i not in found]
     if missing:
-        raise EquigenError(f"{data / shard_name(split, missing[0], count)} is missing "
-                           f"({len(found)} of {count} {split} shards present)")
+        raise EquigenError(
+            f"{data / shard_name(split, missing[0], count)} is missing ({len(found)} of {count} {split} shards present)"
+        )
     return [data / shard_name(split, i, count) for i in range(count)]
 
 
@@ -175,8 +183,10 @@ def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int,
         raise EquigenError(f"{what} {path} is not a readable Parquet file: {first_line(exc)}") from None
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if meta.num_rows > max_rows or size > max(floor, meta.num_rows * bytes_per_row):
-        raise EquigenError(f"{what} {Path(path).name} holds {meta.num_rows:,} rows and {size:,} uncompressed bytes: "
-                           "more than such a file can hold; refusing to read it")
+        raise EquigenError(
+            f"{what} {Path(path).name} holds {meta.num_rows:,} rows and {size:,} uncompressed bytes: "
+            "more than such a file can hold; refusing to read it"
+        )
 
 
 def read_schema(path: Path) -> pa.Schema:
@@ -265,6 +275,7 @@ def _label_names(features: dict) -> list[str] | None:
 
 # --- checksums ----------------------------------------------------------------------------
 
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -312,4 +323,3 @@ def checksum_problems(dataset_dir: Path) -> list[str]:
             problems.append(f"{rel}: checksum mismatch")
     problems += [f"{rel}: not listed" for rel in _dataset_files(root) if rel not in listed]
     return problems
-

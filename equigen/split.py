@@ -24,7 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from equigen.mbids import VARIOUS_ARTISTS
 from equigen.records import require_columns
 
-SPLITS = ("train", "validation", "test")   # the one definition of the split names, in publishing order
+SPLITS = ("train", "validation", "test")  # the one definition of the split names, in publishing order
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 
 # Columns each function reads (cluster_id is optional: without it no duplicate cluster links covers).
@@ -42,7 +42,7 @@ def group_ids(rows: pd.DataFrame) -> np.ndarray:
     require_columns(rows, GROUP_COLUMNS, "group_ids")
     n = len(rows)
     artist = rows["artist_mbid"].where(rows["artist_mbid"].map(shared_artist))
-    a_codes, a_uniques = pd.factorize(artist)            # -1 for VA / missing: no artist edge
+    a_codes, a_uniques = pd.factorize(artist)  # -1 for VA / missing: no artist edge
     c_codes, _ = pd.factorize(rows["cluster_id"]) if "cluster_id" in rows else (np.full(n, -1), None)
     # Bipartite graph: item nodes 0..n-1, artist nodes n.., cluster nodes after them.
     src, dst = [], []
@@ -90,7 +90,7 @@ def grouped_stratified_split(
 def _assign(counts: np.ndarray, ratios: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Split index per group (rows of `counts`, a groups x genres matrix)."""
     totals = counts.sum(axis=0).astype(np.float64)
-    weight = 1.0 / np.maximum(totals, 1.0) ** 2          # each genre counts by its fraction, not size
+    weight = 1.0 / np.maximum(totals, 1.0) ** 2  # each genre counts by its fraction, not size
     target = ratios[:, None] * totals[None, :]
     current = np.zeros_like(target)
     sizes = counts.sum(axis=1)
@@ -108,16 +108,17 @@ def _assign(counts: np.ndarray, ratios: np.ndarray, rng: np.random.Generator) ->
     return chosen
 
 
-@dataclass(frozen=True, eq=False)   # eq=False: DataFrames have no single truth value to compare by
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no single truth value to compare by
 class SplitReport:
     """How close a split came to the target ratios (deviations in percentage points)."""
-    counts: pd.DataFrame          # genre x split: covers
-    dev_pp: pd.DataFrame          # genre x split: share of the genre's covers in the split - its ratio
-    worst_dev_pp: float           # max over genres and splits of |dev_pp|
-    worst_share_dev_pp: float     # max over splits and genres of |genre's share of the split - its overall share|
-    split_sizes: dict[str, int]   # split -> covers
-    n_groups: int                 # artist ∪ duplicate-cluster groups
-    largest_group: int            # covers in the largest group
+
+    counts: pd.DataFrame  # genre x split: covers
+    dev_pp: pd.DataFrame  # genre x split: share of the genre's covers in the split - its ratio
+    worst_dev_pp: float  # max over genres and splits of |dev_pp|
+    worst_share_dev_pp: float  # max over splits and genres of |genre's share of the split - its overall share|
+    split_sizes: dict[str, int]  # split -> covers
+    n_groups: int  # artist ∪ duplicate-cluster groups
+    largest_group: int  # covers in the largest group
 
 
 def split_report(rows: pd.DataFrame, assignment: pd.Series, ratios=DEFAULT_RATIOS) -> SplitReport:

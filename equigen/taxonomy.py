@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from equigen.errors import EquigenError, first_line
 
@@ -55,21 +55,22 @@ def normalize_tag(name: str) -> str:
 @dataclass(frozen=True)
 class Label:
     """A release group's label and its evidence."""
-    genre: str          # a genre name, AMBIGUOUS or UNLABELLED
-    votes: int          # genre votes summed over every mapped tag (all genres)
-    confidence: float   # the leading genre's share of `votes` (0.0 when there are none)
+
+    genre: str  # a genre name, AMBIGUOUS or UNLABELLED
+    votes: int  # genre votes summed over every mapped tag (all genres)
+    confidence: float  # the leading genre's share of `votes` (0.0 when there are none)
 
 
 @dataclass(frozen=True)
 class Taxonomy:
-    genres: tuple[str, ...]                       # in file order; label ids follow this order
-    tags: Mapping[str, tuple[str, ...]]           # genre -> its MusicBrainz genre names, as spelled there
+    genres: tuple[str, ...]  # in file order; label ids follow this order
+    tags: Mapping[str, tuple[str, ...]]  # genre -> its MusicBrainz genre names, as spelled there
     ambiguity_ratio: float = 0.8
     min_votes: int = 1
-    tag_to_genre: Mapping[str, str] = field(default_factory=dict)   # normalized name or alias -> genre
+    tag_to_genre: Mapping[str, str] = field(default_factory=dict)  # normalized name or alias -> genre
     broad: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # genre -> names searched first
-    unmapped: tuple[str, ...] = ()                # MusicBrainz genre names that belong to no genre
-    aliases: Mapping[str, str] = field(default_factory=dict)        # normalized alias -> normalized name
+    unmapped: tuple[str, ...] = ()  # MusicBrainz genre names that belong to no genre
+    aliases: Mapping[str, str] = field(default_factory=dict)  # normalized alias -> normalized name
     alias_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # genre -> its aliases as spelled
 
     def genre_of_tag(self, tag: str) -> str | None:
@@ -171,7 +172,7 @@ def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
 
 def _names(value, what: str, source: str) -> list[str]:
     if not isinstance(value, list):
-        raise EquigenError(f"{source}: {what} must be a list of names (expected [\"...\", ...])")
+        raise EquigenError(f'{source}: {what} must be a list of names (expected ["...", ...])')
     for name in value:
         if not isinstance(name, str) or not normalize_tag(name):
             raise EquigenError(f"{source}: {what} has an empty or non-text name: {name!r}")
@@ -194,12 +195,14 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
 
     tags: dict[str, tuple[str, ...]] = {}
     broad: dict[str, tuple[str, ...]] = {}
-    owner: dict[str, str] = {}        # normalized name -> genre (or "[unmapped]")
+    owner: dict[str, str] = {}  # normalized name -> genre (or "[unmapped]")
 
     def claim(name: str, genre: str) -> str:
         key = normalize_tag(name)
         if key in owner and owner[key] != genre:
-            raise EquigenError(f"{source}: tag {name.strip().lower()!r} is claimed by both {owner[key]!r} and {genre!r}")
+            raise EquigenError(
+                f"{source}: tag {name.strip().lower()!r} is claimed by both {owner[key]!r} and {genre!r}"
+            )
         owner[key] = genre
         return key
 
@@ -208,7 +211,7 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
             raise EquigenError(f"{source}: {genre!r} cannot be a genre name")
         genre_tags = body.get("tags") if isinstance(body, Mapping) else None
         if not isinstance(genre_tags, list) or not genre_tags:
-            raise EquigenError(f"{source}: genre {genre!r} has no tags (expected tags = [\"...\", ...])")
+            raise EquigenError(f'{source}: genre {genre!r} has no tags (expected tags = ["...", ...])')
         names = _names(genre_tags, f"genre {genre!r} tags", source)
         spelled: dict[str, str] = {}
         for name in names:
@@ -232,7 +235,7 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
 
     aliases_raw = raw.get("aliases", {})
     if not isinstance(aliases_raw, Mapping):
-        raise EquigenError(f"{source}: [aliases] must be a table of \"spelling\" = \"MusicBrainz name\"")
+        raise EquigenError(f'{source}: [aliases] must be a table of "spelling" = "MusicBrainz name"')
     aliases: dict[str, str] = {}
     for alias, target in aliases_raw.items():
         if not isinstance(target, str) or normalize_tag(target) not in owner:
@@ -250,5 +253,14 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         spelled = alias.strip().lower()
         if genre is not None and spelled not in tags[genre]:
             alias_names[genre] = alias_names.get(genre, ()) + (spelled,)
-    return Taxonomy(tuple(tags), tags, float(ratio), int(min_votes), tag_to_genre, broad,
-                    tuple(dict.fromkeys(unmapped)), aliases, alias_names)
+    return Taxonomy(
+        tuple(tags),
+        tags,
+        float(ratio),
+        int(min_votes),
+        tag_to_genre,
+        broad,
+        tuple(dict.fromkeys(unmapped)),
+        aliases,
+        alias_names,
+    )

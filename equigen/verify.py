@@ -23,8 +23,16 @@ from rich.table import Table
 from equigen.dedup import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs
 from equigen.errors import EquigenError, inert
 from equigen.images import BadImage, inspect_image
-from equigen.shards import (METADATA_COLUMNS, SPLITS, checksum_problems, class_names, iter_batches, read_schema,
-                            schema_problems, shard_files)
+from equigen.shards import (
+    METADATA_COLUMNS,
+    SPLITS,
+    checksum_problems,
+    class_names,
+    iter_batches,
+    read_schema,
+    schema_problems,
+    shard_files,
+)
 from equigen.split import shared_artist
 
 REQUIRED_FILES = ("README.md", "croissant.json", "checksums.sha256")
@@ -34,7 +42,7 @@ _EXAMPLES = 3
 @dataclass(frozen=True)
 class Check:
     name: str
-    checked: int | None       # how many things were looked at (None: not countable)
+    checked: int | None  # how many things were looked at (None: not countable)
     violations: int
     examples: tuple[str, ...] = ()
 
@@ -49,6 +57,7 @@ def _check(name: str, problems: list[str], checked: int | None = None) -> Check:
 
 # --- pure core ------------------------------------------------------------------------------
 
+
 def audit_items(items: pd.DataFrame, names: list[str], radius: int) -> list[Check]:
     """Item-level checks on freshly computed values.
 
@@ -57,33 +66,63 @@ def audit_items(items: pd.DataFrame, names: list[str], radius: int) -> list[Chec
     """
     checks = []
     bad = items[items["decode_error"].notna()]
-    checks.append(_check("images decode", [f"{r.release_group_mbid}: {r.decode_error}" for r in bad.itertuples()],
-                         len(items)))
+    checks.append(
+        _check("images decode", [f"{r.release_group_mbid}: {r.decode_error}" for r in bad.itertuples()], len(items))
+    )
     mismatch = items[items["sha256"] != items["actual_sha256"]]
-    checks.append(_check("sha256 column matches image bytes",
-                         [f"{r.release_group_mbid} ({r.split})" for r in mismatch.itertuples()], len(items)))
+    checks.append(
+        _check(
+            "sha256 column matches image bytes",
+            [f"{r.release_group_mbid} ({r.split})" for r in mismatch.itertuples()],
+            len(items),
+        )
+    )
 
     in_range = items["label"].between(0, len(names) - 1)
     expected = items["label"].where(in_range, 0).map(dict(enumerate(names)))
     wrong = items[~in_range | (items["genre"] != expected)]
-    checks.append(_check("label matches genre (ClassLabel names)",
-                         [f"{r.release_group_mbid}: label {r.label} genre {r.genre!r}" for r in wrong.itertuples()],
-                         len(items)))
+    checks.append(
+        _check(
+            "label matches genre (ClassLabel names)",
+            [f"{r.release_group_mbid}: label {r.label} genre {r.genre!r}" for r in wrong.itertuples()],
+            len(items),
+        )
+    )
 
-    checks.append(_check("label evidence in range (label_votes >= 0, label_confidence in [0, 1] or null)",
-                         label_evidence_problems(items), len(items)))
+    checks.append(
+        _check(
+            "label evidence in range (label_votes >= 0, label_confidence in [0, 1] or null)",
+            label_evidence_problems(items),
+            len(items),
+        )
+    )
 
     dup_ids = items["release_group_mbid"][items["release_group_mbid"].duplicated()].unique()
     checks.append(_check("each release group appears once", [str(m) for m in dup_ids], len(items)))
 
     shared = items[items["artist_mbid"].map(shared_artist)]
-    checks.append(_check("artists in one split only (Various Artists excluded)",
-                         _in_several_splits(shared, "artist_mbid"), shared["artist_mbid"].nunique()))
-    checks.append(_check("no identical image in two splits",
-                         _in_several_splits(items[items["actual_sha256"].notna()], "actual_sha256"), len(items)))
+    checks.append(
+        _check(
+            "artists in one split only (Various Artists excluded)",
+            _in_several_splits(shared, "artist_mbid"),
+            shared["artist_mbid"].nunique(),
+        )
+    )
+    checks.append(
+        _check(
+            "no identical image in two splits",
+            _in_several_splits(items[items["actual_sha256"].notna()], "actual_sha256"),
+            len(items),
+        )
+    )
 
-    checks.append(_check(f"no near-duplicates across splits (pHash distance <= {radius})",
-                         cross_split_near_pairs(items, radius), len(items)))
+    checks.append(
+        _check(
+            f"no near-duplicates across splits (pHash distance <= {radius})",
+            cross_split_near_pairs(items, radius),
+            len(items),
+        )
+    )
     return checks
 
 
@@ -93,9 +132,12 @@ def label_evidence_problems(items: pd.DataFrame) -> list[str]:
     confidence = pd.to_numeric(items["label_confidence"], errors="coerce")
     bad_votes = votes < 0
     bad_confidence = ~confidence.between(0, 1) & confidence.notna()
-    return [f"{r.release_group_mbid}: " + ", ".join(
-                ([f"label_votes {int(v)}"] if bv else []) + ([f"label_confidence {float(c):g}"] if bc else []))
-            for r, v, c, bv, bc in zip(items.itertuples(), votes, confidence, bad_votes, bad_confidence) if bv or bc]
+    return [
+        f"{r.release_group_mbid}: "
+        + ", ".join(([f"label_votes {int(v)}"] if bv else []) + ([f"label_confidence {float(c):g}"] if bc else []))
+        for r, v, c, bv, bc in zip(items.itertuples(), votes, confidence, bad_votes, bad_confidence)
+        if bv or bc
+    ]
 
 
 def _in_several_splits(items: pd.DataFrame, key: str) -> list[str]:
@@ -127,6 +169,7 @@ def cross_split_near_pairs(items: pd.DataFrame, radius: int) -> list[str]:
 
 
 # --- reading --------------------------------------------------------------------------------
+
 
 def _hash_image(data: bytes | None) -> tuple[str | None, str | None, str | None]:
     """(sha256, pHash, decode error) of one image's bytes."""
@@ -160,16 +203,24 @@ def read_items(dataset_dir: Path) -> tuple[pd.DataFrame, list[Check], list[str]]
                     for batch in iter_batches(path, ["image", *METADATA_COLUMNS], batch_rows=200):
                         images = batch.column("image").field("bytes").to_pylist()
                         frame = batch.drop_columns(["image"]).to_pandas()
-                        fresh = pd.DataFrame(list(pool.map(_hash_image, images)), index=frame.index,
-                                             columns=["actual_sha256", "phash_actual", "decode_error"], dtype=object)
+                        fresh = pd.DataFrame(
+                            list(pool.map(_hash_image, images)),
+                            index=frame.index,
+                            columns=["actual_sha256", "phash_actual", "decode_error"],
+                            dtype=object,
+                        )
                         frame = frame.join(fresh)
                         frames.append(frame.assign(split=split, shard=path.name))
                 except EquigenError as exc:
                     shard_issues.append(str(exc))
-    checks = [_check("shards readable", shard_issues, n_shards),
-              _check("shard schema matches the contract", schema_issues, n_shards)]
+    checks = [
+        _check("shards readable", shard_issues, n_shards),
+        _check("shard schema matches the contract", schema_issues, n_shards),
+    ]
     if len(names_seen) > 1:
-        checks.append(_check("same ClassLabel names in every shard", [f"{f}: {list(n)}" for n, f in names_seen.items()]))
+        checks.append(
+            _check("same ClassLabel names in every shard", [f"{f}: {list(n)}" for n, f in names_seen.items()])
+        )
     names = list(next(iter(names_seen), ()))
     columns = [*METADATA_COLUMNS, "actual_sha256", "phash_actual", "decode_error", "split", "shard"]
     items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

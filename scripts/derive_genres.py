@@ -58,6 +58,7 @@ UNMAPPED = "unmapped:"
 # ---------------------------------------------------------------------------------------------
 # Inputs
 
+
 def read_mb_names(path: Path = MB_LIST) -> list[str]:
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     return [n for n in names if n and not n.startswith("#")]
@@ -98,6 +99,7 @@ def read_rules(path: Path = RULES) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Decision
 
+
 class Deriver:
     def __init__(self, rules: dict, tree: dict[str, str | None]):
         self.rules = rules
@@ -135,12 +137,12 @@ class Deriver:
 
     def tail_head(self, words: list[str]) -> str | None:
         """The anchor's genre of the longest trailing run of `words` (the whole run included)."""
-        for i in range(len(words)):               # longest trailing run first
+        for i in range(len(words)):  # longest trailing run first
             tail = " ".join(words[i:])
             if tail in self.anchor:
                 return self.anchor[tail]
         last = words[-1]
-        for ending in self.word_endings:          # one-word compounds: "krautrock", "psytrance"
+        for ending in self.word_endings:  # one-word compounds: "krautrock", "psytrance"
             if len(last) > len(ending) + 1 and last.endswith(ending) and ending in self.anchor:
                 return self.anchor[ending]
         return None
@@ -151,8 +153,8 @@ class Deriver:
         found = self.tail_head(words)
         if found:
             return found
-        for i in range(len(words) - 1, 0, -1):    # head-first names: longest leading run that
-            found = self.tail_head(words[:i])     # has a head ("cumbia villera", "garage rock revival")
+        for i in range(len(words) - 1, 0, -1):  # head-first names: longest leading run that
+            found = self.tail_head(words[:i])  # has a head ("cumbia villera", "garage rock revival")
             if found:
                 return found
         return None
@@ -176,8 +178,10 @@ class Deriver:
             node = self.tree[node]
         words = set(key.split(" "))
         for group, body in self.groups.items():
-            if any(normalize_tag(w) in words or (" " in normalize_tag(w) and normalize_tag(w) in key)
-                   for w in body.get("words", [])):
+            if any(
+                normalize_tag(w) in words or (" " in normalize_tag(w) and normalize_tag(w) in key)
+                for w in body.get("words", [])
+            ):
                 return UNMAPPED + group, "unmapped", "word"
         return UNMAPPED + self.default_group, "unmapped", ""
 
@@ -189,6 +193,7 @@ def derive(mb_names: list[str], rules: dict, tree: dict[str, str | None]):
 
 # ---------------------------------------------------------------------------------------------
 # Output
+
 
 def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -223,18 +228,20 @@ def render(mb_names: list[str], rules: dict, tree: dict[str, str | None]) -> str
         "#",
         f"# {len(mb_names)} MusicBrainz genre names: {mapped} mapped ({100 * mapped / len(mb_names):.1f} %), "
         f"{len(mb_names) - mapped} unmapped. Decided by: "
-        + ", ".join(f"{s} {steps.get(s, 0)}" for s in ("override", "anchor", "head", "hierarchy", "unmapped")) + ".",
+        + ", ".join(f"{s} {steps.get(s, 0)}" for s in ("override", "anchor", "head", "hierarchy", "unmapped"))
+        + ".",
         "# DO NOT EDIT BY HAND: change manifests/sources/genre_rules.toml and run scripts/derive_genres.py.",
         "",
         "[resolution]",
-        "# A release group's genre is the one with the most summed tag votes. It is \"ambiguous\" when the",
+        '# A release group\'s genre is the one with the most summed tag votes. It is "ambiguous" when the',
         "# runner-up's votes reach `ambiguity_ratio` of the winner's (0.8 = within 20 %); \"unlabelled\" when",
         "# no tag maps to any genre or the winner has fewer than `min_votes` votes.",
         f"ambiguity_ratio = {rules['resolution']['ambiguity_ratio']}",
         f"min_votes = {rules['resolution']['min_votes']}",
         "",
         "[aliases]",
-        "# Common spellings that are not MusicBrainz names (nor equal to one after normalization) -> the name they mean.",
+        "# Common spellings that are not MusicBrainz names (nor equal to one after normalization)"
+        " -> the name they mean.",
     ]
     for alias, goal in rules["aliases"].items():
         if normalize_tag(alias) in mb_keys:
@@ -250,8 +257,13 @@ def render(mb_names: list[str], rules: dict, tree: dict[str, str | None]) -> str
         if wrong:
             raise SystemExit(f"{RULES.name}: broad name(s) {wrong} of {genre!r} are decided for another genre")
         rest = sorted((n for n in names if n not in broad), key=lambda n: (normalize_tag(n), n))
-        out += ["", f"[genres.{_q(genre) if not genre.replace('_', '').isalnum() else genre}]",
-                f"# {len(names)} names", "broad = [" + ", ".join(_q(b) for b in broad) + "]", "tags = ["]
+        out += [
+            "",
+            f"[genres.{_q(genre) if not genre.replace('_', '').isalnum() else genre}]",
+            f"# {len(names)} names",
+            "broad = [" + ", ".join(_q(b) for b in broad) + "]",
+            "tags = [",
+        ]
         out += _wrap(broad + rest)
         out.append("]")
 

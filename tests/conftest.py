@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import HARVEST_PER_GENRE, HARVEST_SEED, copy_harvest, quiet_console
 
 from equigen.config import load_settings
 from equigen.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
-from helpers import HARVEST_PER_GENRE, HARVEST_SEED, copy_harvest, quiet_console
-
 
 @pytest.fixture(scope="session")
 def harvest_sim():
     """A small simulator world (64 px covers) served on a free loopback port for the whole session."""
-    with simulator_in_thread(world_config=WorldConfig.small(seed=HARVEST_SEED, duplicate_fraction=0.15), sim_config=SimConfig()) as handle:
+    with simulator_in_thread(
+        world_config=WorldConfig.small(seed=HARVEST_SEED, duplicate_fraction=0.15), sim_config=SimConfig()
+    ) as handle:
         yield handle
 
 

@@ -28,8 +28,9 @@ def copy_harvest(settings, dest: Path):
 
 def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     """`python -m equigen.cli ARGS` in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "equigen.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "equigen.cli", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:

@@ -31,7 +31,7 @@ def test_every_module_is_in_a_layer_and_in_architecture_md():
 
 
 def test_no_import_cycles_between_modules():
-    graph = grimp.build_graph("equigen")   # grimp sees imports inside functions too
+    graph = grimp.build_graph("equigen")  # grimp sees imports inside functions too
     top = {m: ".".join(m.split(".")[:2]) for m in graph.modules}
     edges: dict[str, set[str]] = {}
     for module in graph.modules:
@@ -45,9 +45,9 @@ def test_no_import_cycles_between_modules():
     def visit(node: str, path: list[str]) -> bool:
         state[node] = 1
         for nxt in sorted(edges.get(node, ())):
-            if state.get(nxt) == 1:   # back to a module on the current path: a cycle
+            if state.get(nxt) == 1:  # back to a module on the current path: a cycle
                 stack = path + [node]
-                cycle.extend(stack[stack.index(nxt):] + [nxt])
+                cycle.extend(stack[stack.index(nxt) :] + [nxt])
                 return True
             if state.get(nxt) is None and visit(nxt, path + [node]):
                 return True
@@ -58,4 +58,4 @@ def test_no_import_cycles_between_modules():
         if state.get(node) is None and visit(node, []):
             break
     assert not cycle, f"import cycle: {' -> '.join(cycle)}"
-    assert len(edges) > 20   # the graph was really read
+    assert len(edges) > 20  # the graph was really read

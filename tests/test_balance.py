@@ -18,9 +18,11 @@ def catalog_rows() -> pd.DataFrame:
     for k in range(40):
         rows.append(("jazz", k, f"j{k % 8}"))
     for k in range(5):
-        rows.append(("folk", k, None))   # unknown artist: each its own
-    out = [{"mbid": f"{g}-{k:03d}", "genre": g.capitalize(), "artist_mbid": a, "is_canonical": True, "status": "ok"}
-           for g, k, a in rows]
+        rows.append(("folk", k, None))  # unknown artist: each its own
+    out = [
+        {"mbid": f"{g}-{k:03d}", "genre": g.capitalize(), "artist_mbid": a, "is_canonical": True, "status": "ok"}
+        for g, k, a in rows
+    ]
     out += [
         {"mbid": "amb-1", "genre": "ambiguous", "artist_mbid": "x", "is_canonical": True, "status": "ok"},
         {"mbid": "unl-1", "genre": "unlabelled", "artist_mbid": "x", "is_canonical": True, "status": "ok"},
@@ -98,7 +100,7 @@ def test_min_confidence_excludes_low_and_unknown_confidence():
     assert len(chosen) and (chosen["label_confidence"] >= 0.8).all()
     eligible = rows[rows["is_canonical"] & (rows["status"] == "ok") & rows["genre"].isin(GENRES)]
     strong = eligible[eligible["label_confidence"] >= 0.8]
-    assert set(chosen["mbid"]) == set(strong["mbid"])     # cap and target high: everything that qualifies
+    assert set(chosen["mbid"]) == set(strong["mbid"])  # cap and target high: everything that qualifies
     table = result.table.set_index("genre")
     for genre in GENRES:
         mine = eligible[eligible["genre"] == genre]

@@ -28,16 +28,38 @@ PER_CLASS = {"train": 20, "validation": 8, "test": 8}
 SHARDS = {"train": 2, "validation": 1, "test": 1}
 SIZE = 40
 METRIC_KEYS = {
-    "accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
-    "weighted_recall", "weighted_f1", "per_genre", "best_epoch", "epochs_run", "train_images_per_s", "params",
-    "config", "chance",
+    "accuracy",
+    "top3_accuracy",
+    "macro_precision",
+    "macro_recall",
+    "macro_f1",
+    "weighted_precision",
+    "weighted_recall",
+    "weighted_f1",
+    "per_genre",
+    "best_epoch",
+    "epochs_run",
+    "train_images_per_s",
+    "params",
+    "config",
+    "chance",
 }
-SCHEMA = pa.schema([
-    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-    ("label", pa.int64()), ("genre", pa.string()), ("release_group_mbid", pa.string()),
-    ("artist_mbid", pa.string()), ("artist_name", pa.string()), ("title", pa.string()), ("year", pa.int32()),
-    ("phash", pa.string()), ("sha256", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
-])
+SCHEMA = pa.schema(
+    [
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("label", pa.int64()),
+        ("genre", pa.string()),
+        ("release_group_mbid", pa.string()),
+        ("artist_mbid", pa.string()),
+        ("artist_name", pa.string()),
+        ("title", pa.string()),
+        ("year", pa.int32()),
+        ("phash", pa.string()),
+        ("sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
 
 
 def draw_cover(label: int, rng: np.random.Generator) -> bytes:
@@ -63,11 +85,22 @@ def write_tiny_dataset(root: Path, genres: list[str] = GENRES, seed: int = 0) ->
         for label, genre in enumerate(genres):
             for k in range(per_class):
                 data = draw_cover(label, rng)
-                rows.append({"image": {"bytes": data, "path": f"{split}-{genre}-{k}.jpg"}, "label": label,
-                             "genre": genre, "release_group_mbid": f"rg-{split}-{label}-{k}",
-                             "artist_mbid": f"a-{label}-{k}", "artist_name": f"Artist {k}", "title": f"T{k}",
-                             "year": 1990 + k if k % 3 else None, "phash": f"{k:016x}", "sha256": f"{k:064x}",
-                             "width": SIZE, "height": SIZE})
+                rows.append(
+                    {
+                        "image": {"bytes": data, "path": f"{split}-{genre}-{k}.jpg"},
+                        "label": label,
+                        "genre": genre,
+                        "release_group_mbid": f"rg-{split}-{label}-{k}",
+                        "artist_mbid": f"a-{label}-{k}",
+                        "artist_name": f"Artist {k}",
+                        "title": f"T{k}",
+                        "year": 1990 + k if k % 3 else None,
+                        "phash": f"{k:016x}",
+                        "sha256": f"{k:064x}",
+                        "width": SIZE,
+                        "height": SIZE,
+                    }
+                )
         rng.shuffle(rows)
         n = SHARDS[split]
         for i in range(n):
@@ -91,8 +124,19 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 def fast_config(**kw) -> BaselineConfig:
-    base = dict(models=("resnet18",), epochs=1, image_size=32, batch_size=8, lr=2e-3, weight_decay=0.01,
-                warmup_epochs=0, label_smoothing=0.0, patience=0, workers=0, device="cpu")
+    base = dict(
+        models=("resnet18",),
+        epochs=1,
+        image_size=32,
+        batch_size=8,
+        lr=2e-3,
+        weight_decay=0.01,
+        warmup_epochs=0,
+        label_smoothing=0.0,
+        patience=0,
+        workers=0,
+        device="cpu",
+    )
     return BaselineConfig(**{**base, **kw})
 
 
@@ -182,10 +226,35 @@ def test_sgd_with_batch_cap(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tiny_dataset, tmp_path):
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "equigen.cli", "baseline", "--dataset", str(tiny_dataset), "--runs-dir", str(runs),
-           "--models", "resnet18", "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0",
-           "--device", "cpu", "--name", "ddp", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "equigen.cli",
+        "baseline",
+        "--dataset",
+        str(tiny_dataset),
+        "--runs-dir",
+        str(runs),
+        "--models",
+        "resnet18",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--name",
+        "ddp",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -317,7 +386,9 @@ def test_config_validation_and_weights_option(tmp_path):
     assert parse_weights_option(None) is None
     assert parse_weights_option(["w.pth"]) == Path("w.pth")
     assert parse_weights_option(["resnet50=a.pth", "efficientnet_b0=b.pth"]) == {
-        "resnet50": Path("a.pth"), "efficientnet_b0": Path("b.pth")}
+        "resnet50": Path("a.pth"),
+        "efficientnet_b0": Path("b.pth"),
+    }
     with pytest.raises(EquigenError):
         parse_weights_option(["a.pth", "b.pth"])
     cfg = BaselineConfig(weights={"resnet50": Path("a.pth")}).validated()
@@ -325,8 +396,11 @@ def test_config_validation_and_weights_option(tmp_path):
 
 
 def test_config_errors_name_the_cli_flags():
-    cases = ((BaselineConfig(models=()), "--models"), (BaselineConfig(models=("resnet18", "resnet18")), "--models"),
-             (BaselineConfig(run_name="a/b"), "--name"))
+    cases = (
+        (BaselineConfig(models=()), "--models"),
+        (BaselineConfig(models=("resnet18", "resnet18")), "--models"),
+        (BaselineConfig(run_name="a/b"), "--name"),
+    )
     for cfg, flag in cases:
         with pytest.raises(EquigenError) as e:
             cfg.validated()
@@ -339,9 +413,28 @@ def test_cli_runs_under_the_data_dir_from_the_environment(tiny_dataset, tmp_path
     from equigen.cli import app
 
     data_dir = tmp_path / "data"
-    args = ["baseline", "--dataset", str(tiny_dataset), "--models", "resnet18", "--epochs", "1", "--image-size", "32",
-            "--batch-size", "8", "--workers", "0", "--device", "cpu", "--max-train-batches", "1", "--name", "cli",
-            "--no-progress"]
+    args = [
+        "baseline",
+        "--dataset",
+        str(tiny_dataset),
+        "--models",
+        "resnet18",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--max-train-batches",
+        "1",
+        "--name",
+        "cli",
+        "--no-progress",
+    ]
     res = CliRunner().invoke(app, args, env={"EQUIGEN_DATA_DIR": str(data_dir)})
     assert res.exit_code == 0, res.output
     report = data_dir / "runs" / "cli" / "report.md"

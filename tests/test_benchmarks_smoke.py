@@ -35,8 +35,12 @@ def img2dataset_venv_ready() -> bool:
 
 
 def run_smoke(name: str, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--no-install", *extra],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--no-install", *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     doc = json.loads((SMOKE_OUT / f"{name}.json").read_text())
     assert doc["smoke"] is True and doc["rows"], doc
@@ -56,7 +60,9 @@ def test_full_smoke(name):
     for module in SCRIPTS[name]:
         pytest.importorskip(module)
     if name == "bench_download" and not img2dataset_venv_ready():
-        pytest.skip("img2dataset is not installed in its benchmark venv (EQUIGEN_BENCH_VENV, benchmarks/work/bench-venv)")
+        pytest.skip(
+            "img2dataset is not installed in its benchmark venv (EQUIGEN_BENCH_VENV, benchmarks/work/bench-venv)"
+        )
     doc = run_smoke(name)
     assert doc["ours_only"] is False
     assert any(row["anchor"] != "-" for row in doc["rows"])

@@ -30,8 +30,16 @@ def test_real_musicbrainz_requires_contact_and_user_agent_carries_it(monkeypatch
     assert s.user_agent.startswith("equigen/") and s.user_agent.endswith("( me@example.org )")
 
 
-@pytest.mark.parametrize("flags", [{"thumbnail": 300}, {"musicbrainz_url": "ftp://x"}, {"concurrency": 0},
-                                   {"contact": "a b"}, {"contact": "x@y", "mb_interval": 0.1}])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"thumbnail": 300},
+        {"musicbrainz_url": "ftp://x"},
+        {"concurrency": 0},
+        {"contact": "a b"},
+        {"contact": "x@y", "mb_interval": 0.1},
+    ],
+)
 def test_bad_settings_are_one_line_errors(flags):
     flags.setdefault("contact", "me@example.org")
     with pytest.raises(EquigenError) as err:
@@ -64,7 +72,9 @@ RAW = {
     "title": "Paranoid",
     "primary-type": "Album",
     "first-release-date": "1970-09-18",
-    "artist-credit": [{"name": "Black Sabbath", "artist": {"id": "5182c1d9-c7d2-4dad-afa0-ccfeada921a8", "name": "Black Sabbath"}}],
+    "artist-credit": [
+        {"name": "Black Sabbath", "artist": {"id": "5182c1d9-c7d2-4dad-afa0-ccfeada921a8", "name": "Black Sabbath"}}
+    ],
     "tags": [{"count": 5, "name": "Heavy Metal"}, {"count": 1, "name": "rock"}],
 }
 
@@ -79,13 +89,16 @@ def test_parse_release_group_resolves_genre():
     assert not keep(parse_release_group({**RAW, "secondary-types": ["Live"]}, tax.label), ("live",))
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"id": "../../etc/passwd"}, "invalid release-group MBID"),
-    ({"artist-credit": [{"name": "x", "artist": {"id": "nope", "name": "x"}}]}, "invalid artist MBID"),
-    ({"tags": [{"count": "many", "name": "rock"}]}, "non-numeric count"),
-    ({"tags": "rock"}, "tags is not a list"),
-    ({"secondary-types": "Live"}, "secondary-types is not a list"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"id": "../../etc/passwd"}, "invalid release-group MBID"),
+        ({"artist-credit": [{"name": "x", "artist": {"id": "nope", "name": "x"}}]}, "invalid artist MBID"),
+        ({"tags": [{"count": "many", "name": "rock"}]}, "non-numeric count"),
+        ({"tags": "rock"}, "tags is not a list"),
+        ({"secondary-types": "Live"}, "secondary-types is not a list"),
+    ],
+)
 def test_parse_rejects_malformed_items(bad, message):
     with pytest.raises(MalformedItem, match=message):
         parse_release_group({**RAW, **bad}, load_taxonomy().label)

@@ -16,16 +16,24 @@ UA = {"User-Agent": "equigen/test ( tests@example.org )"}
 
 @pytest.fixture(scope="module")
 def trap_sim():
-    with simulator_in_thread(world_config=WorldConfig.small(seed=4),
-                             sim_config=SimConfig(bad_redirect=True, redirect_loop=True)) as sim:
+    with simulator_in_thread(
+        world_config=WorldConfig.small(seed=4), sim_config=SimConfig(bad_redirect=True, redirect_loop=True)
+    ) as sim:
         yield sim
 
 
 def _download(sim, mbid: str, max_bytes: int = 10_000_000, attempts: int = 3):
     async def go():
         async with aiohttp.ClientSession() as session:
-            return await download_cover(session, cover_url(sim.url, mbid, 500), headers=UA, max_bytes=max_bytes,
-                                        max_attempts=attempts, backoff=0.01)
+            return await download_cover(
+                session,
+                cover_url(sim.url, mbid, 500),
+                headers=UA,
+                max_bytes=max_bytes,
+                max_attempts=attempts,
+                backoff=0.01,
+            )
+
     return asyncio.run(go())
 
 
@@ -50,15 +58,21 @@ def test_oversize_body_is_capped_without_reading_it_all(trap_sim):
 
 
 def test_byte_cap_applies_to_ordinary_covers_too(trap_sim):
-    mbid = next(rg.mbid for rg in trap_sim.world.release_groups
-                if rg.art == "ok" and not rg.flaky and rg.findable and rg.mbid not in trap_sim.planted.values())
+    mbid = next(
+        rg.mbid
+        for rg in trap_sim.world.release_groups
+        if rg.art == "ok" and not rg.flaky and rg.findable and rg.mbid not in trap_sim.planted.values()
+    )
     assert _download(trap_sim, mbid).status == "ok"
     assert _download(trap_sim, mbid, max_bytes=100).status == "bad_image"
 
 
 def test_redirect_chain_is_followed_to_the_image(trap_sim):
-    mbid = next(rg.mbid for rg in trap_sim.world.release_groups
-                if rg.art == "ok" and not rg.flaky and rg.mbid not in trap_sim.planted.values())
+    mbid = next(
+        rg.mbid
+        for rg in trap_sim.world.release_groups
+        if rg.art == "ok" and not rg.flaky and rg.mbid not in trap_sim.planted.values()
+    )
     out = _download(trap_sim, mbid)
     assert out.status == "ok" and out.data == trap_sim.world.cover_bytes(mbid, 500)
     assert "/ia/" in out.final_url

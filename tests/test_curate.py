@@ -7,13 +7,13 @@ import sqlite3
 
 import pandas as pd
 import pytest
+from helpers import quiet_console
 from PIL import Image
 
 from equigen.catalog import Catalog
 from equigen.config import load_settings
 from equigen.curate import run_balance, run_dedup
 from equigen.errors import EquigenError
-from helpers import quiet_console
 
 
 def selection_count(settings) -> int:
@@ -35,8 +35,9 @@ def test_dedup_then_balance(harvest_copy, harvest_sim):
 
     # Every planted copy that was harvested together with its source lands in the source's cluster.
     cluster_of = clusters.set_index("mbid")["cluster_id"]
-    planted = [d for d in harvest_sim.world.truth()["duplicates"]
-               if d["mbid"] in cluster_of and d["source_mbid"] in cluster_of]
+    planted = [
+        d for d in harvest_sim.world.truth()["duplicates"] if d["mbid"] in cluster_of and d["source_mbid"] in cluster_of
+    ]
     assert planted, "the harvest should contain planted duplicates"
     joined = sum(cluster_of[d["mbid"]] == cluster_of[d["source_mbid"]] for d in planted)
     assert joined / len(planted) >= 0.9
@@ -64,8 +65,7 @@ def test_dedup_then_balance(harvest_copy, harvest_sim):
     assert selection_count(settings) == sum(row["selected"] for row in short["genres"])
 
     # --min-confidence: only covers at least that certain are eligible, and the report says so.
-    strict = run_balance(settings, per_genre=500, seed=1, allow_short=True, min_confidence=0.9,
-                         console=quiet_console())
+    strict = run_balance(settings, per_genre=500, seed=1, allow_short=True, min_confidence=0.9, console=quiet_console())
     assert strict["min_confidence"] == 0.9
     with Catalog(settings.catalog_path) as catalog:
         chosen = catalog.selection_frame()

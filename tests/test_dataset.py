@@ -11,14 +11,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import copy_harvest, quiet_console
 from PIL import Image
 
-from helpers import copy_harvest, quiet_console
 from equigen.catalog import Catalog
 from equigen.curate import run_balance, run_dedup
 from equigen.dataset import run_split
-from equigen.manifest import MANIFEST, read_manifest
 from equigen.errors import EquigenError
+from equigen.manifest import MANIFEST, read_manifest
 from equigen.mbids import VARIOUS_ARTISTS
 from equigen.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
 from equigen.verify import run_verify, verify_checks
@@ -66,8 +66,15 @@ def test_counts_match_selection_and_catalog(published):
 
 def test_layout(published):
     root = published[0].dataset_dir
-    for name in ("README.md", "croissant.json", MANIFEST, CHECKSUMS, "plots/split_genre_counts.png",
-                 "plots/artist_sizes.png", "plots/label_confidence.png"):
+    for name in (
+        "README.md",
+        "croissant.json",
+        MANIFEST,
+        CHECKSUMS,
+        "plots/split_genre_counts.png",
+        "plots/artist_sizes.png",
+        "plots/label_confidence.png",
+    ):
         assert (root / name).is_file(), name
     assert not list(root.parent.glob(".dataset.*")), "no build folder left behind"
     card = (root / "README.md").read_text()
@@ -76,9 +83,13 @@ def test_layout(published):
 
 def test_deterministic_bytes(published, tmp_path):
     settings, _ = published
-    first = {p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()}
+    first = {
+        p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()
+    }
     run_split(settings, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
-    second = {p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()}
+    second = {
+        p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()
+    }
     assert first.keys() == second.keys()
     assert all(first[k] == second[k] for k in first), [str(k) for k in first if first[k] != second[k]]
 
@@ -111,8 +122,10 @@ def test_shards_publish_the_catalog_label_evidence(published):
     assert list(shards.index) == list(catalog.index)
     assert catalog["label_votes"].notna().all(), "a fresh harvest knows every label's evidence"
     assert (shards["label_votes"].astype(int) == catalog["label_votes"].astype(int)).all()
-    assert (shards["label_confidence"].to_numpy("float32")
-            == catalog["label_confidence"].to_numpy("float64").astype("float32")).all()
+    assert (
+        shards["label_confidence"].to_numpy("float32")
+        == catalog["label_confidence"].to_numpy("float64").astype("float32")
+    ).all()
     assert shards["label_confidence"].between(0, 1).all() and (shards["label_votes"] > 0).all()
     manifest = read_manifest(settings.dataset_dir / MANIFEST).set_index("release_group_mbid").sort_index()
     assert (manifest["label_votes"].astype(int) == shards["label_votes"].astype(int)).all()
@@ -124,7 +137,7 @@ def test_croissant_validates_and_generates_records(published):
     import mlcroissant as mlc
 
     settings, summary = published
-    dataset = mlc.Dataset(jsonld=settings.dataset_dir / "croissant.json")   # raises on validation errors
+    dataset = mlc.Dataset(jsonld=settings.dataset_dir / "croissant.json")  # raises on validation errors
     records = list(dataset.records("covers"))
     assert len(records) == sum(summary["split_sizes"].values())
     splits = pd.Series([r["covers/split"].decode() for r in records]).value_counts().to_dict()
@@ -172,14 +185,18 @@ def test_verify_catches_a_near_duplicate_across_splits(published, tmp_path):
     source = pq.read_table(files["train"][0]).slice(0, 1).to_pylist()[0]
     buffer = io.BytesIO()
     Image.open(io.BytesIO(source["image"]["bytes"])).convert("RGB").save(buffer, "JPEG", quality=60)
-    clone = dict(source, image={"bytes": buffer.getvalue(), "path": "clone.jpg"},
-                 release_group_mbid="00000000-0000-4000-8000-000000000000", artist_mbid=VARIOUS_ARTISTS)
+    clone = dict(
+        source,
+        image={"bytes": buffer.getvalue(), "path": "clone.jpg"},
+        release_group_mbid="00000000-0000-4000-8000-000000000000",
+        artist_mbid=VARIOUS_ARTISTS,
+    )
     test_path = files["test"][0]
     table = pq.read_table(test_path)
     rewrite(test_path, pa.concat_tables([table, pa.Table.from_pylist([clone], schema=table.schema)]))
     problems = failed(root)
     assert any(p.startswith("no near-duplicates across splits") for p in problems)
-    assert "sha256 column matches image bytes" in problems     # the clone kept the source's sha256
+    assert "sha256 column matches image bytes" in problems  # the clone kept the source's sha256
 
 
 def test_verify_catches_a_corrupted_shard(published, tmp_path):
@@ -192,7 +209,7 @@ def test_verify_catches_a_corrupted_shard(published, tmp_path):
     shard.write_bytes(bytes(data))
     problems = failed(root)
     assert "checksums.sha256 matches every file" in problems
-    assert len(problems) >= 2        # and the shard itself: unreadable, or an image that no longer decodes
+    assert len(problems) >= 2  # and the shard itself: unreadable, or an image that no longer decodes
     assert run_verify(root, console=quiet_console()) is False
 
 
@@ -244,6 +261,7 @@ def test_card_and_manifest_never_import_the_split_verb():
     import ast
 
     import equigen
+
     package = Path(equigen.__file__).parent
     for name in ("card", "manifest", "split"):
         tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
@@ -277,7 +295,7 @@ def test_manifest_selection_keeps_the_stored_splits(published, tmp_path):
     settings = copy_harvest(published[0], tmp_path / "data")
     shards_before = {p.name: p.read_bytes() for p in (settings.dataset_dir / "data").iterdir()}
     with Catalog(settings.catalog_path) as catalog:
-        catalog.set_meta("selection_source", "manifest")     # as `equigen fetch --manifest` leaves it
+        catalog.set_meta("selection_source", "manifest")  # as `equigen fetch --manifest` leaves it
     run_split(settings, seed=123, shard_rows=SHARD_ROWS, console=quiet_console())
     shards_after = {p.name: p.read_bytes() for p in (settings.dataset_dir / "data").iterdir()}
     assert shards_after == shards_before
@@ -292,8 +310,9 @@ def test_fetch_manifest_rebuilds_the_identical_dataset(published, harvest_sim, t
     from equigen.rebuild import run_rebuild
 
     original = published[0]
-    rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url,
-                            coverart_url=harvest_sim.url)
+    rebuilt = load_settings(
+        data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url
+    )
     run_rebuild(rebuilt, original.dataset_dir / MANIFEST, console=quiet_console())
     run_split(rebuilt, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
     assert _tree_bytes(rebuilt.dataset_dir) == _tree_bytes(original.dataset_dir)
@@ -309,8 +328,9 @@ def test_fetch_manifest_reports_sha256_mismatches(published, harvest_sim, tmp_pa
     sha[0] = "0" * 64
     tampered = tmp_path / "manifest.parquet"
     pq.write_table(manifest.set_column(manifest.schema.get_field_index("sha256"), "sha256", pa.array(sha)), tampered)
-    rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url,
-                            coverart_url=harvest_sim.url)
+    rebuilt = load_settings(
+        data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url
+    )
     with pytest.raises(EquigenError, match="1 of .* not rebuilt identically"):
         run_rebuild(rebuilt, tampered, console=quiet_console())
     with Catalog(rebuilt.catalog_path) as catalog:
@@ -326,8 +346,12 @@ def test_fetch_manifest_with_a_genre_outside_the_taxonomy_fails_before_downloadi
     genres = ["Polka" if g == first else g for g in manifest.column("genre").to_pylist()]
     changed = tmp_path / "manifest.parquet"
     pq.write_table(manifest.set_column(manifest.schema.get_field_index("genre"), "genre", pa.array(genres)), changed)
-    rebuilt = load_settings(data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url)
-    with pytest.raises(EquigenError, match="'Polka' are not in the taxonomy: pass the publisher's file with --taxonomy"):
+    rebuilt = load_settings(
+        data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url
+    )
+    with pytest.raises(
+        EquigenError, match="'Polka' are not in the taxonomy: pass the publisher's file with --taxonomy"
+    ):
         run_rebuild(rebuilt, changed, console=quiet_console())
     with Catalog(rebuilt.catalog_path) as catalog:
         assert catalog.covers_frame(status=None).empty  # nothing fetched, nothing recorded
@@ -341,7 +365,7 @@ def test_an_interrupted_split_is_recovered_by_the_next_one(published, tmp_path):
     root = tmp_path / "d"
     shutil.copytree(published[0].dataset_dir, root / "dataset")
     before = _tree_bytes(root / "dataset")
-    os.replace(root / "dataset", root / ".dataset.old-4242")     # killed between the two renames of the swap
+    os.replace(root / "dataset", root / ".dataset.old-4242")  # killed between the two renames of the swap
     (root / ".dataset.build-4343" / "data").mkdir(parents=True)  # killed while writing
     recover_interrupted_split(root / "dataset", Console(quiet=True))
     assert _tree_bytes(root / "dataset") == before
@@ -366,7 +390,9 @@ def test_verify_prints_hostile_shard_text_inertly(published, tmp_path):
     for path in shard_files(root)["train"]:
         table = pq.read_table(path)
         index = table.schema.get_field_index("genre")
-        rewrite(path, table.set_column(index, table.schema.field(index), pa.array([evil] * table.num_rows, pa.string())))
+        rewrite(
+            path, table.set_column(index, table.schema.field(index), pa.array([evil] * table.num_rows, pa.string()))
+        )
     out = io.StringIO()
     assert run_verify(root, console=Console(file=out, width=200)) is False
     text = out.getvalue()

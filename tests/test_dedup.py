@@ -52,7 +52,7 @@ def test_every_chunk_plan_is_exact(monkeypatch, chunks, radius):
 def test_near_pairs_blocks_big_buckets(monkeypatch):
     monkeypatch.setattr(dedup, "_BLOCK", 64)
     hashes = planted(600, seed=2)
-    hashes[:200] = hashes[0]     # one bucket of 200 identical hashes: 19,900 pairs in many blocks
+    hashes[:200] = hashes[0]  # one bucket of 200 identical hashes: 19,900 pairs in many blocks
     np.testing.assert_array_equal(near_pairs(hashes, 6), brute_pairs(hashes, 6))
 
 
@@ -80,24 +80,34 @@ def test_cluster_labels_are_canonical():
 
 
 def cover(mbid, phash, sha=None, w=500, h=500, genre="Rock", date="2000", artist="a"):
-    return {"mbid": mbid, "sha256": sha or f"sha-{mbid}", "phash": phash, "width": w, "height": h,
-            "genre": genre, "first_release_date": date, "artist_mbid": artist}
+    return {
+        "mbid": mbid,
+        "sha256": sha or f"sha-{mbid}",
+        "phash": phash,
+        "width": w,
+        "height": h,
+        "genre": genre,
+        "first_release_date": date,
+        "artist_mbid": artist,
+    }
 
 
 def frame():
     base = 0x0123456789ABCDEF
-    near = base ^ 0b1011            # 3 bits away
-    far = base ^ ((1 << 40) - 1)    # 40 bits away
-    return pd.DataFrame([
-        cover("m1", f"{base:016x}", w=250, h=250, date="1999"),
-        cover("m2", f"{near:016x}", w=500, h=500, date="2005", genre="Jazz"),
-        cover("m3", f"{near:016x}", w=500, h=500, date="2001"),
-        cover("m4", f"{far:016x}"),
-        # exact copies by bytes whose stored pHash differs (e.g. hashed by another version): still joined
-        cover("m5", "ffffffffffffffff", sha="same", date=None),
-        cover("m6", "0000000000000000", sha="same", date=None, genre="ambiguous"),
-        cover("m7", "fffffffffffffff0", w=500, h=500, date=None, genre="unlabelled"),
-    ])
+    near = base ^ 0b1011  # 3 bits away
+    far = base ^ ((1 << 40) - 1)  # 40 bits away
+    return pd.DataFrame(
+        [
+            cover("m1", f"{base:016x}", w=250, h=250, date="1999"),
+            cover("m2", f"{near:016x}", w=500, h=500, date="2005", genre="Jazz"),
+            cover("m3", f"{near:016x}", w=500, h=500, date="2001"),
+            cover("m4", f"{far:016x}"),
+            # exact copies by bytes whose stored pHash differs (e.g. hashed by another version): still joined
+            cover("m5", "ffffffffffffffff", sha="same", date=None),
+            cover("m6", "0000000000000000", sha="same", date=None, genre="ambiguous"),
+            cover("m7", "fffffffffffffff0", w=500, h=500, date=None, genre="unlabelled"),
+        ]
+    )
 
 
 def test_dedup_rows_exact_near_canonical_conflict():
@@ -105,13 +115,13 @@ def test_dedup_rows_exact_near_canonical_conflict():
     assert list(out.columns) == ["cluster_id", "is_canonical", "conflict", "cluster_size"]
     c = out["cluster_id"]
     assert c["m1"] == c["m2"] == c["m3"] and c["m4"] != c["m1"]
-    assert c["m5"] == c["m6"] == c["m7"]   # m5~m6 exact, m5~m7 near (4 bits)
+    assert c["m5"] == c["m6"] == c["m7"]  # m5~m6 exact, m5~m7 near (4 bits)
     # largest area, then earliest date: m3 (500 px, 2001) beats m2 (500 px, 2005) and m1 (250 px)
     assert out.loc[["m1", "m2", "m3"], "is_canonical"].tolist() == [False, False, True]
     assert out.loc["m4", "is_canonical"]
     assert out.groupby("cluster_id")["is_canonical"].sum().eq(1).all()
     assert out.loc["m1", "conflict"] and not out.loc["m4", "conflict"]
-    assert not out.loc["m5", "conflict"]    # Rock + ambiguous + unlabelled is no conflict
+    assert not out.loc["m5", "conflict"]  # Rock + ambiguous + unlabelled is no conflict
     assert out.loc["m1", "cluster_size"] == 3 and out.loc["m4", "cluster_size"] == 1
     # clusters numbered by their smallest mbid
     assert sorted(out["cluster_id"].unique()) == list(range(3))
@@ -119,8 +129,13 @@ def test_dedup_rows_exact_near_canonical_conflict():
 
 
 def test_dedup_rows_dates_missing_last_then_mbid():
-    rows = pd.DataFrame([cover("b", "00000000000000ff", date=None), cover("c", "00000000000000ff", date="2010"),
-                         cover("a", "00000000000000ff", date=None)])
+    rows = pd.DataFrame(
+        [
+            cover("b", "00000000000000ff", date=None),
+            cover("c", "00000000000000ff", date="2010"),
+            cover("a", "00000000000000ff", date=None),
+        ]
+    )
     out = dedup_rows(rows, threshold=0).set_index("mbid")
     assert out["is_canonical"].to_dict() == {"a": False, "b": False, "c": True}
     rows["first_release_date"] = None
@@ -131,15 +146,24 @@ def test_dedup_rows_dates_missing_last_then_mbid():
 def test_dedup_rows_threshold_zero_keeps_near_apart():
     out = dedup_rows(frame(), threshold=0).set_index("mbid")
     assert out.loc["m1", "cluster_id"] != out.loc["m2", "cluster_id"]
-    assert out.loc["m2", "cluster_id"] == out.loc["m3", "cluster_id"]   # identical pHash
+    assert out.loc["m2", "cluster_id"] == out.loc["m3", "cluster_id"]  # identical pHash
 
 
 def test_dedup_rows_independent_of_row_order():
     rng = np.random.default_rng(3)
     hashes = planted(400, seed=9)
-    rows = pd.DataFrame([cover(f"{k:04d}", f"{int(h):016x}", w=int(rng.integers(100, 600)),
-                               date=None if k % 5 == 0 else str(1960 + k % 50), genre=("Rock", "Jazz")[k % 2])
-                         for k, h in enumerate(hashes)])
+    rows = pd.DataFrame(
+        [
+            cover(
+                f"{k:04d}",
+                f"{int(h):016x}",
+                w=int(rng.integers(100, 600)),
+                date=None if k % 5 == 0 else str(1960 + k % 50),
+                genre=("Rock", "Jazz")[k % 2],
+            )
+            for k, h in enumerate(hashes)
+        ]
+    )
     first = dedup_rows(rows, threshold=8)
     for seed in range(3):
         shuffled = rows.sample(frac=1, random_state=seed)

@@ -16,8 +16,21 @@ README = (ROOT / "README.md").read_text()
 
 
 def _demo(data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "equigen.cli", "demo", "--data-dir", str(data_dir), "--per-genre", "8",
-           "--epochs", "1", "--image-size", "32", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "equigen.cli",
+        "demo",
+        "--data-dir",
+        str(data_dir),
+        "--per-genre",
+        "8",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
@@ -42,8 +55,13 @@ def test_demo_runs_every_stage_and_prints_the_model_table(demo_dir):
     assert (data_dir / "dataset" / "croissant.json").is_file()
     report = Path(summary["report"])
     assert report.is_file() and "resnet18" in report.read_text()
-    for png in ["reports/balance.png", "reports/dedup_pairs.png", "dataset/plots/split_genre_counts.png",
-                "runs/demo/resnet18/confusion_matrix.png", "runs/demo/efficientnet_b0/learning_curves.png"]:
+    for png in [
+        "reports/balance.png",
+        "reports/dedup_pairs.png",
+        "dataset/plots/split_genre_counts.png",
+        "runs/demo/resnet18/confusion_matrix.png",
+        "runs/demo/efficientnet_b0/learning_curves.png",
+    ]:
         assert (data_dir / png).stat().st_size > 10_000, png
 
 
@@ -60,8 +78,12 @@ def test_demo_fresh_refuses_a_folder_that_is_not_a_data_folder(tmp_path):
     precious = tmp_path / "mine"
     precious.mkdir()
     (precious / "thesis.tex").write_text("do not delete")
-    result = subprocess.run([sys.executable, "-m", "equigen.cli", "demo", "--data-dir", str(precious), "--fresh"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "equigen.cli", "demo", "--data-dir", str(precious), "--fresh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "refusing" in result.stderr
     assert (precious / "thesis.tex").read_text() == "do not delete"
 
@@ -74,12 +96,18 @@ def test_notebook_runs_top_to_bottom_on_the_demo_output(demo_dir):
     nb = nbformat.read(ROOT / "notebooks" / "explore.ipynb", as_version=4)
     os.environ["EQUIGEN_DATA_DIR"] = str(data_dir)
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
     finally:
         del os.environ["EQUIGEN_DATA_DIR"]
-    images = sum(1 for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-                 if "image/png" in o.get("data", {}))
+    images = sum(
+        1
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    )
     assert images >= 6, "counts, samples, clusters, artists, confusion matrices/curves, per-genre F1"
 
 

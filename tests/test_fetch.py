@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import HARVEST_PER_GENRE, assert_one_line_error, quiet_console, run_cli
 
 from equigen.catalog import Catalog
 from equigen.config import load_settings
@@ -22,10 +23,15 @@ from equigen.images import phash_hex
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
 
-from helpers import HARVEST_PER_GENRE, assert_one_line_error, quiet_console, run_cli
-
-EXPECTED_STATUS = {"ok": "ok", "none": "no_art", "truncated": "bad_image", "html": "bad_image",
-                   "oversize": "bad_image", "bomb": "bad_image", "tiny": "bad_image"}
+EXPECTED_STATUS = {
+    "ok": "ok",
+    "none": "no_art",
+    "truncated": "bad_image",
+    "html": "bad_image",
+    "oversize": "bad_image",
+    "bomb": "bad_image",
+    "tiny": "bad_image",
+}
 
 SMALL_TAXONOMY = """
 [resolution]
@@ -45,6 +51,7 @@ def _settings(url: str, data_dir: Path, **kw):
 
 # --- the shared harvest (conftest): 15 genres, default taxonomy ------------------------------------------
 
+
 def test_harvest_labels_and_statuses_match_the_world(harvested, harvest_sim):
     world = harvest_sim.world
     with Catalog(harvested.catalog_path) as cat:
@@ -56,7 +63,7 @@ def test_harvest_labels_and_statuses_match_the_world(harvested, harvest_sim):
         assert row.genre == rg.genre, f"label resolution disagrees with the world for {row.mbid}"
         if row.genre in (AMBIGUOUS, UNLABELLED):
             assert row.status == "pending"  # kept and counted, never downloaded
-        elif row.status != "pending":       # pending: a candidate fetch did not need
+        elif row.status != "pending":  # pending: a candidate fetch did not need
             assert row.status == EXPECTED_STATUS[rg.art], (row.mbid, rg.art, row.status, row.error)
     tried = covers[covers.status != "pending"]
     assert len(tried) >= 15 * HARVEST_PER_GENRE
@@ -118,6 +125,7 @@ def test_flaky_covers_were_retried_not_failed(harvested, harvest_sim):
 
 # --- exhaustive discovery on a 3-genre taxonomy: exact ground truth ---------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_taxonomy(tmp_path_factory):
     path = tmp_path_factory.mktemp("tax") / "genres.toml"
@@ -127,8 +135,7 @@ def small_taxonomy(tmp_path_factory):
 
 def test_exhaustive_discovery_matches_ground_truth(tmp_path, small_taxonomy):
     tax = load_taxonomy(small_taxonomy)
-    wc = WorldConfig.small(seed=5, n_artists=60, n_various=10, taxonomy_path=str(small_taxonomy),
-                           broken_fraction=0.004)
+    wc = WorldConfig.small(seed=5, n_artists=60, n_various=10, taxonomy_path=str(small_taxonomy), broken_fraction=0.004)
     with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
         settings = _settings(sim.url, tmp_path / "d", taxonomy_path=small_taxonomy)
         stats = run_fetch(settings, per_genre=100_000, console=quiet_console())
@@ -139,10 +146,11 @@ def test_exhaustive_discovery_matches_ground_truth(tmp_path, small_taxonomy):
 
     def found_by_search(name: str) -> bool:
         words = normalize_tag(name).split()
-        return any(words[i:i + len(p)] == p for p in phrases for i in range(len(words) - len(p) + 1))
+        return any(words[i : i + len(p)] == p for p in phrases for i in range(len(words) - len(p) + 1))
 
-    expected = {rg.mbid: rg for rg in world.release_groups
-                if rg.findable and any(found_by_search(name) for name, _ in rg.tags)}
+    expected = {
+        rg.mbid: rg for rg in world.release_groups if rg.findable and any(found_by_search(name) for name, _ in rg.tags)
+    }
     with Catalog(settings.catalog_path) as cat:
         covers = cat.covers_frame(status=None)
         progress = cat.discovery_progress()
@@ -168,13 +176,17 @@ def test_exhaustive_discovery_matches_ground_truth(tmp_path, small_taxonomy):
 
 # --- kill -9 and resume ---------------------------------------------------------------------------------
 
+
 def _catalog_snapshot(path: Path):
     con = sqlite3.connect(path)
-    rgs = con.execute("SELECT mbid, title, primary_type, secondary_types, first_release_date, artist_mbid,"
-                      " artist_name, tags, genre FROM release_groups ORDER BY mbid").fetchall()
+    rgs = con.execute(
+        "SELECT mbid, title, primary_type, secondary_types, first_release_date, artist_mbid,"
+        " artist_name, tags, genre FROM release_groups ORDER BY mbid"
+    ).fetchall()
     # source_url is left out: the two simulators listen on different ports
-    covers = con.execute("SELECT mbid, status, sha256, phash, width, height, bytes, format, path"
-                         " FROM covers ORDER BY mbid").fetchall()
+    covers = con.execute(
+        "SELECT mbid, status, sha256, phash, width, height, bytes, format, path FROM covers ORDER BY mbid"
+    ).fetchall()
     disc = con.execute("SELECT genre, tag, next_offset, total, exhausted FROM discovery ORDER BY genre, tag").fetchall()
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
@@ -188,8 +200,19 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
     # The run that is killed: slow images so the kill lands mid-download.
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(latency_ms=60)) as sim:
         killed = tmp_path / "killed"
-        args = [sys.executable, "-m", "equigen.cli", "fetch", "--data-dir", str(killed),
-                "--musicbrainz-url", sim.url, "--coverart-url", sim.url, *common]
+        args = [
+            sys.executable,
+            "-m",
+            "equigen.cli",
+            "fetch",
+            "--data-dir",
+            str(killed),
+            "--musicbrainz-url",
+            sim.url,
+            "--coverart-url",
+            sim.url,
+            *common,
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         ok = 0
@@ -208,38 +231,71 @@ def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert ok >= 5
-        resumed = run_cli("fetch", "--data-dir", str(killed), "--musicbrainz-url", sim.url, "--coverart-url", sim.url, *common)
+        resumed = run_cli(
+            "fetch", "--data-dir", str(killed), "--musicbrainz-url", sim.url, "--coverart-url", sim.url, *common
+        )
         assert resumed.returncode == 0, resumed.stderr
     with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim2:
         clean = tmp_path / "clean"
-        done = run_cli("fetch", "--data-dir", str(clean), "--musicbrainz-url", sim2.url, "--coverart-url", sim2.url, *common)
+        done = run_cli(
+            "fetch", "--data-dir", str(clean), "--musicbrainz-url", sim2.url, "--coverart-url", sim2.url, *common
+        )
         assert done.returncode == 0, done.stderr
     assert _catalog_snapshot(killed / "catalog.sqlite") == _catalog_snapshot(clean / "catalog.sqlite")
-    files = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*") if p.is_file())
+
+    def files(root: Path) -> list[str]:
+        return sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*") if p.is_file())
+
     assert files(killed) == files(clean)
 
 
 # --- bad input: one line, non-zero exit, catalog intact ----------------------------------------------------
 
+
 def test_malformed_taxonomyrun_cli(tmp_path):
     bad = tmp_path / "genres.toml"
     bad.write_text('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["x"]\n')
-    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
-             "--coverart-url", "http://127.0.0.1:9", "--taxonomy", str(bad))
+    r = run_cli(
+        "fetch",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--musicbrainz-url",
+        "http://127.0.0.1:9",
+        "--coverart-url",
+        "http://127.0.0.1:9",
+        "--taxonomy",
+        str(bad),
+    )
     assert_one_line_error(r, "claimed by both")
 
 
 def test_unreachable_musicbrainz(tmp_path):
-    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
-             "--coverart-url", "http://127.0.0.1:9", "--genre", "Jazz")
+    r = run_cli(
+        "fetch",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--musicbrainz-url",
+        "http://127.0.0.1:9",
+        "--coverart-url",
+        "http://127.0.0.1:9",
+        "--genre",
+        "Jazz",
+    )
     assert_one_line_error(r, "cannot reach MusicBrainz")
 
 
 def test_non_writable_data_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    r = run_cli("fetch", "--data-dir", str(blocker / "sub"), "--musicbrainz-url", "http://127.0.0.1:9",
-             "--coverart-url", "http://127.0.0.1:9")
+    r = run_cli(
+        "fetch",
+        "--data-dir",
+        str(blocker / "sub"),
+        "--musicbrainz-url",
+        "http://127.0.0.1:9",
+        "--coverart-url",
+        "http://127.0.0.1:9",
+    )
     assert_one_line_error(r, "not writable")
     assert blocker.read_text() == "not a folder"
 
@@ -254,8 +310,19 @@ def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
     wc = WorldConfig.small(seed=2)
     data = tmp_path / "d"
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(bad_mbid=True)) as bad:
-        r = run_cli("fetch", "--data-dir", str(data), "--musicbrainz-url", bad.url, "--coverart-url", bad.url,
-                 "--genre", "Metal", "--per-genre", "3")
+        r = run_cli(
+            "fetch",
+            "--data-dir",
+            str(data),
+            "--musicbrainz-url",
+            bad.url,
+            "--coverart-url",
+            bad.url,
+            "--genre",
+            "Metal",
+            "--per-genre",
+            "3",
+        )
         searches = len(bad.musicbrainz_log())
     assert r.returncode == 0, r.stderr
     skipped = re.search(r"malformed results skipped (\d+)", r.stderr)
@@ -268,6 +335,7 @@ def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
 
 
 # --- fetch until every genre can be balanced -------------------------------------------------------------
+
 
 def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path):
     """50 % art coverage and a thin genre: one fetch, then dedup and balance, no second fetch."""
@@ -322,14 +390,23 @@ def test_relabel_on_a_new_taxonomy_and_catalog_migration(tmp_path, small_taxonom
         assert cat.get_meta("schema_version") == "2"
         row = cat.planning_rows(["Jazz"]).iloc[0]
         assert row.seq == 1 and pd.isna(row.label_confidence) and pd.isna(row.planned_round)  # unknown until relabelled
-        cat.add_release_groups([ReleaseGroup("00000000-0000-4000-8000-000000000002", "Kept", "Album", (), None, None,
-                                             None, (), "Metal", 3, 1.0)], found_via="manifest:m.parquet")
+        cat.add_release_groups(
+            [
+                ReleaseGroup(
+                    "00000000-0000-4000-8000-000000000002", "Kept", "Album", (), None, None, None, (), "Metal", 3, 1.0
+                )
+            ],
+            found_via="manifest:m.parquet",
+        )
         # a taxonomy where bebop no longer counts: the same stored tags now say Metal
         other = parse_taxonomy({"genres": {"Metal": {"tags": ["heavy metal"]}, "Jazz": {"tags": ["jazz"]}}})
         assert cat.relabel(other.label) == 1
         frame = cat.covers_frame(status=None).set_index("title")
         assert (frame.loc["Old", "genre"], frame.loc["Old", "label_votes"], frame.loc["Old", "label_confidence"]) == (
-            "Metal", 1, 1.0)
+            "Metal",
+            1,
+            1.0,
+        )
         assert (frame.loc["Kept", "genre"], frame.loc["Kept", "label_votes"]) == ("Metal", 3)  # published label kept
         assert cat.relabel(tax.label) == 1 and cat.relabel(tax.label) == 0
         assert cat.covers_frame(status=None).set_index("title").loc["Old", "label_confidence"] == round(2 / 3, 6)
@@ -349,9 +426,24 @@ def test_discovery_only_then_download_only_then_fetch_adds_nothing(tmp_path):
 
 def test_unreachable_cover_art_archive_stops_early_in_one_line(tmp_path):
     with simulator_in_thread(world_config=WorldConfig.small(seed=3), sim_config=SimConfig(rate_limit=0)) as sim:
-        r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", sim.url, "--coverart-url",
-                 "http://127.0.0.1:9", "--mb-interval", "0.05", "--per-genre", "200", "--genre", "Rock", "--genre", "Pop",
-                 env={**os.environ, "EQUIGEN_MAX_ATTEMPTS": "1"})
+        r = run_cli(
+            "fetch",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--musicbrainz-url",
+            sim.url,
+            "--coverart-url",
+            "http://127.0.0.1:9",
+            "--mb-interval",
+            "0.05",
+            "--per-genre",
+            "200",
+            "--genre",
+            "Rock",
+            "--genre",
+            "Pop",
+            env={**os.environ, "EQUIGEN_MAX_ATTEMPTS": "1"},
+        )
         searches = len(sim.musicbrainz_log())
     assert_one_line_error(r, "Cover Art Archive")
     names = sum(len(load_taxonomy().search_names(g)) for g in ("Rock", "Pop"))
@@ -359,8 +451,17 @@ def test_unreachable_cover_art_archive_stops_early_in_one_line(tmp_path):
 
 
 def test_external_text_is_printed_inertly(tmp_path):
-    r = run_cli("fetch", "--data-dir", str(tmp_path / "d"), "--musicbrainz-url", "http://127.0.0.1:9",
-             "--coverart-url", "http://127.0.0.1:9", "--genre", "[/bold]\x1b]8;;http://x\x07evil")
+    r = run_cli(
+        "fetch",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--musicbrainz-url",
+        "http://127.0.0.1:9",
+        "--coverart-url",
+        "http://127.0.0.1:9",
+        "--genre",
+        "[/bold]\x1b]8;;http://x\x07evil",
+    )
     assert_one_line_error(r, "unknown genre")
     assert "\x1b" not in r.stderr and "[/bold]" in r.stderr and "MarkupError" not in r.stderr
 
@@ -369,11 +470,13 @@ def test_a_page_listing_an_mbid_twice_adds_it_once(tmp_path):
     from equigen.records import ReleaseGroup
 
     def rg(n):
-        return ReleaseGroup(f"00000000-0000-4000-8000-00000000000{n}", f"t{n}", "Album", (), None, None, None, (),
-                            "Jazz", 1, 1.0)
+        return ReleaseGroup(
+            f"00000000-0000-4000-8000-00000000000{n}", f"t{n}", "Album", (), None, None, None, (), "Jazz", 1, 1.0
+        )
+
     with Catalog(tmp_path / "c.sqlite") as cat:
         cat.ensure_discovery_rows([("Jazz", "jazz")])
         new = cat.record_page("Jazz", "jazz", [rg(1), rg(2), rg(1)], 3, 3, True)
         assert [(g.mbid[-1], seq) for g, seq in new] == [("1", 1), ("2", 2)]
         later = cat.record_page("Jazz", "jazz", [rg(2), rg(3)], 5, 5, True)
-        assert [g.mbid[-1] for g, _ in later] == ["3"] and later[0][1] > 2   # discovery order kept
+        assert [g.mbid[-1] for g, _ in later] == ["3"] and later[0][1] > 2  # discovery order kept

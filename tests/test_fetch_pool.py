@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from helpers import quiet_console
 
 import equigen.downloader as downloader
 from equigen.catalog import Catalog, ReleaseGroup
 from equigen.config import load_settings
 from equigen.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
-from helpers import quiet_console
 
 
 def _download_only(sim, data_dir):
     world = sim.world
-    groups = [ReleaseGroup(rg.mbid, rg.title, rg.primary_type, rg.secondary_types, rg.first_release_date,
-                           rg.artist.mbid, rg.artist.name, rg.tags, rg.genre)
-              for rg in world.release_groups if rg.findable and rg.genre in world.taxonomy.tags][:60]
+    groups = [
+        ReleaseGroup(
+            rg.mbid,
+            rg.title,
+            rg.primary_type,
+            rg.secondary_types,
+            rg.first_release_date,
+            rg.artist.mbid,
+            rg.artist.name,
+            rg.tags,
+            rg.genre,
+        )
+        for rg in world.release_groups
+        if rg.findable and rg.genre in world.taxonomy.tags
+    ][:60]
     settings = load_settings(data_dir=data_dir, musicbrainz_url=sim.url, coverart_url=sim.url, max_attempts=4)
     with Catalog(settings.catalog_path) as cat:
         cat.add_release_groups(groups, found_via="test")

@@ -14,6 +14,7 @@ import zlib
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers import quiet_console
 
 from equigen.catalog import Catalog
 from equigen.config import load_settings
@@ -23,7 +24,6 @@ from equigen.fetch import run_fetch
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
 from equigen.taxonomy import load_taxonomy
-from helpers import quiet_console
 
 MBID = "0f8c8b4e-2d5a-4b2b-9a57-6e4f1f7a1c01"
 
@@ -37,8 +37,10 @@ def gzip_bomb(inflated: int) -> bytes:
 
 def answer(**response):
     """A handler that always gives the same response."""
+
     async def handler(request):
         return web.Response(**response)
+
     return handler
 
 
@@ -54,14 +56,16 @@ async def serve(routes: dict):
 
 
 def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_passes():
-    bomb = gzip_bomb(256 << 20)                      # 256 MiB inflated, ~250 KB on the wire
-    jpeg = bytes(range(256)) * 64                    # any bytes: download_cover does not decode images
+    bomb = gzip_bomb(256 << 20)  # 256 MiB inflated, ~250 KB on the wire
+    jpeg = bytes(range(256)) * 64  # any bytes: download_cover does not decode images
 
     async def main():
-        runner, url = await serve({
-            "/bomb": answer(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "image/jpeg"}),
-            "/gz": answer(body=gzip.compress(jpeg), headers={"Content-Encoding": "gzip"}),
-        })
+        runner, url = await serve(
+            {
+                "/bomb": answer(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "image/jpeg"}),
+                "/gz": answer(body=gzip.compress(jpeg), headers={"Content-Encoding": "gzip"}),
+            }
+        )
         try:
             async with aiohttp.ClientSession() as session:
                 tracemalloc.start()
@@ -89,17 +93,19 @@ def test_musicbrainz_answers_are_capped_and_checked():
 
     async def busy(request):
         calls["busy"] += 1
-        if calls["busy"] == 1:   # a proxy's 429 with Retry-After is a backoff, not the end of the harvest
+        if calls["busy"] == 1:  # a proxy's 429 with Retry-After is a backoff, not the end of the harvest
             return web.Response(status=429, headers={"Retry-After": "0"})
         return web.json_response({"count": 0, "offset": 0, "release-groups": []})
 
     async def main():
-        runner, url = await serve({
-            "/ws/2/bomb": answer(body=gzip_bomb(64 << 20), headers={"Content-Encoding": "gzip"}),
-            "/ws/2/deep": answer(body=deep, content_type="application/json"),
-            "/ws/2/moved": answer(status=302, headers={"Location": "file:///etc/passwd"}),
-            "/ws/2/busy": busy,
-        })
+        runner, url = await serve(
+            {
+                "/ws/2/bomb": answer(body=gzip_bomb(64 << 20), headers={"Content-Encoding": "gzip"}),
+                "/ws/2/deep": answer(body=deep, content_type="application/json"),
+                "/ws/2/moved": answer(status=302, headers={"Location": "file:///etc/passwd"}),
+                "/ws/2/busy": busy,
+            }
+        )
         out = {}
         try:
             async with aiohttp.ClientSession() as session:
@@ -123,19 +129,26 @@ def test_musicbrainz_answers_are_capped_and_checked():
 
 def test_a_server_repeating_its_pages_does_not_keep_fetch_paging(tmp_path):
     """count never ends, every page the same three albums: each tag stops after the page that brings nothing new."""
-    items = [{"id": f"{MBID[:-1]}{i}", "title": f"t{i}", "primary-type": "Album",
-              "artist-credit": [{"name": "a", "artist": {"id": MBID, "name": "a"}}],
-              "tags": [{"name": "jazz", "count": 2}]} for i in range(3)]
+    items = [
+        {
+            "id": f"{MBID[:-1]}{i}",
+            "title": f"t{i}",
+            "primary-type": "Album",
+            "artist-credit": [{"name": "a", "artist": {"id": MBID, "name": "a"}}],
+            "tags": [{"name": "jazz", "count": 2}],
+        }
+        for i in range(3)
+    ]
     requests = []
 
     async def search(request):
         requests.append(request.query.get("query"))
-        return web.json_response({"created": "x", "count": 10**6, "offset": int(request.query.get("offset", 0)),
-                                  "release-groups": items})
+        return web.json_response(
+            {"created": "x", "count": 10**6, "offset": int(request.query.get("offset", 0)), "release-groups": items}
+        )
 
     async def main():
-        runner, url = await serve({"/ws/2/release-group": search,
-                                   "/release-group/{mbid}/{which}": answer(status=404)})
+        runner, url = await serve({"/ws/2/release-group": search, "/release-group/{mbid}/{which}": answer(status=404)})
         try:
             settings = load_settings(data_dir=tmp_path / "d", musicbrainz_url=url, coverart_url=url, mb_interval=0.0)
             return await asyncio.to_thread(run_fetch, settings, per_genre=5, genres=["Jazz"], console=quiet_console())
@@ -151,26 +164,53 @@ def test_a_server_repeating_its_pages_does_not_keep_fetch_paging(tmp_path):
 def test_a_second_writer_on_one_data_folder_is_refused_naming_the_first(tmp_path):
     data = tmp_path / "d"
     with data_folder_lock(data, "fetch"):
-        r = subprocess.run([sys.executable, "-m", "equigen.cli", "fetch", "--data-dir", str(data),
-                            "--musicbrainz-url", "http://127.0.0.1:9", "--coverart-url", "http://127.0.0.1:9"],
-                           capture_output=True, text=True, timeout=60)
-        r2 = subprocess.run([sys.executable, "-m", "equigen.cli", "dedup", "--data-dir", str(data)],
-                            capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "equigen.cli",
+                "fetch",
+                "--data-dir",
+                str(data),
+                "--musicbrainz-url",
+                "http://127.0.0.1:9",
+                "--coverart-url",
+                "http://127.0.0.1:9",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        r2 = subprocess.run(
+            [sys.executable, "-m", "equigen.cli", "dedup", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     for result in (r, r2):
-        lines = [l for l in result.stderr.splitlines() if l.strip()]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode != 0 and len(lines) == 1, result.stderr
         assert "in use by `equigen fetch`" in lines[0] and "pid" in lines[0]
     # released: the kernel drops the lock with its holder, so a later writer proceeds
     with data_folder_lock(data, "dedup"):
         pass
-    r3 = subprocess.run([sys.executable, "-m", "equigen.cli", "balance", "--data-dir", str(tmp_path / "nowhere")],
-                        capture_output=True, text=True, timeout=60)
+    r3 = subprocess.run(
+        [sys.executable, "-m", "equigen.cli", "balance", "--data-dir", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r3.returncode != 0 and "run `equigen fetch` first" in r3.stderr
     assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_lone_surrogate_in_a_title_is_stored_not_fatal(tmp_path):
-    raw = {"id": MBID, "title": "bad \ud800 title", "primary-type": "Album", "tags": [{"name": "jazz\udc00", "count": 1}]}
+    raw = {
+        "id": MBID,
+        "title": "bad \ud800 title",
+        "primary-type": "Album",
+        "tags": [{"name": "jazz\udc00", "count": 1}],
+    }
     group = parse_release_group(raw, load_taxonomy().label)
     with Catalog(tmp_path / "c.sqlite") as cat:
         cat.add_release_groups([group], found_via="test")
@@ -188,11 +228,16 @@ def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
         runner, url = await serve({"/img": image, "/hop": answer(status=307, headers={"Location": "/img"})})
         port = url.rsplit(":", 1)[1]
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GlobalOnlyResolver())) as guarded, \
-                    aiohttp.ClientSession() as plain:
-                by_name = await download_cover(guarded, f"http://localhost:{port}/hop", headers={}, max_bytes=10_000,
-                                               allow_private=False)
-                by_address = await download_cover(plain, f"{url}/hop", headers={}, max_bytes=10_000, allow_private=False)
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GlobalOnlyResolver())) as guarded,
+                aiohttp.ClientSession() as plain,
+            ):
+                by_name = await download_cover(
+                    guarded, f"http://localhost:{port}/hop", headers={}, max_bytes=10_000, allow_private=False
+                )
+                by_address = await download_cover(
+                    plain, f"{url}/hop", headers={}, max_bytes=10_000, allow_private=False
+                )
                 local_archive = await download_cover(plain, f"{url}/hop", headers={}, max_bytes=10_000)
         finally:
             await runner.cleanup()
@@ -202,7 +247,9 @@ def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
     assert by_name.status == "refused" and "no global address" in by_name.error and by_name.attempts == 1
     assert by_address.status == "refused" and by_address.attempts == 1
     assert local_archive.status == "ok"
-    assert is_local_url("http://127.0.0.1:8765") and is_local_url("http://10.1.2.3") and is_local_url("http://localhost")
+    assert (
+        is_local_url("http://127.0.0.1:8765") and is_local_url("http://10.1.2.3") and is_local_url("http://localhost")
+    )
     assert not is_local_url("https://coverartarchive.org") and not is_local_url("http://8.8.8.8")
 
 
@@ -249,12 +296,16 @@ def test_a_damaged_catalog_is_a_one_line_error(harvested, tmp_path):
     with sqlite3.connect(catalog) as con:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = catalog.stat().st_size
-    with open(catalog, "r+b") as handle:           # scribble over the middle pages, keep the header
+    with open(catalog, "r+b") as handle:  # scribble over the middle pages, keep the header
         handle.seek(size // 3)
         handle.write(bytes(range(256)) * ((size // 3) // 256))
-    r = subprocess.run([sys.executable, "-m", "equigen.cli", "dedup", "--data-dir", str(data)],
-                       capture_output=True, text=True, timeout=120)
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    r = subprocess.run(
+        [sys.executable, "-m", "equigen.cli", "dedup", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert "catalog" in lines[0]
 
@@ -266,19 +317,47 @@ def test_disk_full_during_fetch_is_one_line_and_keeps_what_was_stored(tmp_path):
 
     mount = tmp_path / "small"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs root to mount a small tmpfs (a real full disk)")
     try:
-        wc = WorldConfig.small(seed=3, cover_px=None)        # 500 px covers: a few dozen fill the disk
+        wc = WorldConfig.small(seed=3, cover_px=None)  # 500 px covers: a few dozen fill the disk
         with simulator_in_thread(world_config=wc, sim_config=SimConfig(rate_limit=0)) as sim:
+
             def fetch():
-                return subprocess.run([sys.executable, "-m", "equigen.cli", "fetch", "--data-dir", str(mount / "d"),
-                                       "--musicbrainz-url", sim.url, "--coverart-url", sim.url, "--mb-interval", "0",
-                                       "--per-genre", "40", "--genre", "Rock", "--genre", "Jazz"],
-                                      capture_output=True, text=True, timeout=300)
+                return subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "equigen.cli",
+                        "fetch",
+                        "--data-dir",
+                        str(mount / "d"),
+                        "--musicbrainz-url",
+                        sim.url,
+                        "--coverart-url",
+                        sim.url,
+                        "--mb-interval",
+                        "0",
+                        "--per-genre",
+                        "40",
+                        "--genre",
+                        "Rock",
+                        "--genre",
+                        "Jazz",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+
             full = fetch()
-            lines = [l for l in full.stderr.splitlines() if l.strip()]
+            lines = [line for line in full.stderr.splitlines() if line.strip()]
             assert full.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), full.stderr
             assert "space" in lines[0]
             # free space (grow the filesystem), run the same command: it resumes and finishes
@@ -301,7 +380,7 @@ def test_the_baseline_refuses_a_shard_that_inflates_before_reading_it(tmp_path):
 
     schema = shard_schema(["Jazz", "Metal"])
     row = {name: [None] for name in schema.names}
-    row["image"] = [{"bytes": b"\0" * (96 << 20), "path": "x.jpg"}]   # zstd makes it a few KB on disk
+    row["image"] = [{"bytes": b"\0" * (96 << 20), "path": "x.jpg"}]  # zstd makes it a few KB on disk
     row["label"] = [0]
     (tmp_path / "data").mkdir()
     path = tmp_path / "data" / shard_name("train", 0, 1)

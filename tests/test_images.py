@@ -26,8 +26,10 @@ def encoded(fmt: str, side: int = 200, **kw) -> bytes:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny, well-formed PNG whose IHDR declares width x height (a decompression-bomb header)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -41,14 +43,17 @@ def test_valid_images(fmt, ext):
     assert hamming(info.phash, str(imagehash.phash(Image.open(io.BytesIO(data))))) <= 4
 
 
-@pytest.mark.parametrize("body,reason", [
-    (b"", "empty"),
-    (b"<!DOCTYPE html><html><body>503 Service Unavailable</body></html>", "HTML"),
-    (b"  <html><head></head></html>", "HTML"),
-    (png_claiming(30000, 30000), "decompression bomb"),
-    (encoded("JPEG", 20), "smaller than the minimum side"),
-    (b"\x00\x01garbage" * 50, "cannot decode"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (b"", "empty"),
+        (b"<!DOCTYPE html><html><body>503 Service Unavailable</body></html>", "HTML"),
+        (b"  <html><head></head></html>", "HTML"),
+        (png_claiming(30000, 30000), "decompression bomb"),
+        (encoded("JPEG", 20), "smaller than the minimum side"),
+        (b"\x00\x01garbage" * 50, "cannot decode"),
+    ],
+)
 def test_bad_bodies(body, reason):
     with pytest.raises(BadImage, match=reason):
         inspect_image(body)

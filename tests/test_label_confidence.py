@@ -20,17 +20,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import quiet_console
 from PIL import Image
 
-from helpers import quiet_console
+from equigen.card import label_confidence_table
 from equigen.catalog import Catalog
 from equigen.config import load_settings
 from equigen.curate import run_balance, run_dedup
-from equigen.card import label_confidence_table
 from equigen.dataset import run_split
-from equigen.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
 from equigen.errors import EquigenError
 from equigen.images import inspect_image
+from equigen.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
 from equigen.rebuild import manifest_release_groups
 from equigen.records import CoverResult, ReleaseGroup
 from equigen.shards import SPLITS, read_metadata, shard_files
@@ -69,18 +69,43 @@ def build_catalog(data_dir: Path):
             mbid = _mbid(rng)
             confidence = CONFIDENCES[k]
             votes = None if confidence is None else 3 + 7 * k + g
-            artist = shared_artist if k < 2 else _mbid(rng)   # one artist with two covers per genre
-            groups.append(ReleaseGroup(mbid=mbid, title=f"{genre} album {k}", primary_type="Album",
-                                       secondary_types=(), first_release_date=f"{1970 + k}-01-01",
-                                       artist_mbid=artist, artist_name=f"artist {artist[:4]}", tags=(),
-                                       genre=genre, label_votes=votes, label_confidence=confidence))
+            artist = shared_artist if k < 2 else _mbid(rng)  # one artist with two covers per genre
+            groups.append(
+                ReleaseGroup(
+                    mbid=mbid,
+                    title=f"{genre} album {k}",
+                    primary_type="Album",
+                    secondary_types=(),
+                    first_release_date=f"{1970 + k}-01-01",
+                    artist_mbid=artist,
+                    artist_name=f"artist {artist[:4]}",
+                    tags=(),
+                    genre=genre,
+                    label_votes=votes,
+                    label_confidence=confidence,
+                )
+            )
             data = _noise_png(pixels)
             info = inspect_image(data)
             path = store_image(settings.data_dir, info.sha256, info.ext, data)
-            covers.append((CoverResult(mbid=mbid, status="ok", http_status=200, sha256=info.sha256,
-                                       phash=info.phash, width=info.width, height=info.height, bytes=len(data),
-                                       format=info.format, path=path,
-                                       source_url=f"https://coverartarchive.org/release-group/{mbid}/front-500"), 1))
+            covers.append(
+                (
+                    CoverResult(
+                        mbid=mbid,
+                        status="ok",
+                        http_status=200,
+                        sha256=info.sha256,
+                        phash=info.phash,
+                        width=info.width,
+                        height=info.height,
+                        bytes=len(data),
+                        format=info.format,
+                        path=path,
+                        source_url=f"https://coverartarchive.org/release-group/{mbid}/front-500",
+                    ),
+                    1,
+                )
+            )
     with Catalog(settings.catalog_path) as catalog:
         catalog.ensure_discovery_rows([(genre, genre.lower()) for genre in genres])
         catalog.add_release_groups(groups, found_via="test")
@@ -108,6 +133,7 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 # --- shards, datasets, manifest ---------------------------------------------------------
 
+
 def test_shards_carry_the_catalog_label_evidence(built):
     settings, _ = built
     for paths in shard_files(settings.dataset_dir).values():
@@ -124,13 +150,17 @@ def test_shards_carry_the_catalog_label_evidence(built):
     known = catalog["label_votes"].notna()
     assert known.sum() > 0 and (~known).sum() > 0, "the selection should hold known and unknown evidence"
     assert (shards.loc[known, "label_votes"].astype(int) == catalog.loc[known, "label_votes"].astype(int)).all()
-    np.testing.assert_array_equal(shards["label_confidence"].to_numpy(dtype="float32"),
-                                  catalog["label_confidence"].to_numpy(dtype="float64").astype("float32"))
+    np.testing.assert_array_equal(
+        shards["label_confidence"].to_numpy(dtype="float32"),
+        catalog["label_confidence"].to_numpy(dtype="float64").astype("float32"),
+    )
     manifest = read_manifest(settings.dataset_dir / MANIFEST).set_index("release_group_mbid").sort_index()
     assert pq.read_schema(settings.dataset_dir / MANIFEST).field("label_confidence").type == pa.float32()
     assert manifest["label_votes"].astype("Int64").equals(shards["label_votes"].astype("Int64"))
-    np.testing.assert_array_equal(manifest["label_confidence"].to_numpy(dtype="float64", na_value=np.nan),
-                                  shards["label_confidence"].to_numpy(dtype="float64"))
+    np.testing.assert_array_equal(
+        manifest["label_confidence"].to_numpy(dtype="float64", na_value=np.nan),
+        shards["label_confidence"].to_numpy(dtype="float64"),
+    )
 
 
 def test_datasets_round_trips_label_evidence(built, tmp_path):
@@ -174,12 +204,15 @@ def test_manifest_release_groups_carry_the_published_evidence(built):
             assert group.label_confidence == pytest.approx(float(row.label_confidence))
 
 
-@pytest.mark.parametrize("column, value, arrow_type, message", [
-    ("label_confidence", 1.5, pa.float32(), "label_confidence values outside"),
-    ("label_confidence", -0.25, pa.float64(), "label_confidence values outside"),
-    ("label_votes", -3, pa.int32(), "negative label_votes"),
-    ("label_votes", "many", pa.string(), "column label_votes is string"),
-])
+@pytest.mark.parametrize(
+    "column, value, arrow_type, message",
+    [
+        ("label_confidence", 1.5, pa.float32(), "label_confidence values outside"),
+        ("label_confidence", -0.25, pa.float64(), "label_confidence values outside"),
+        ("label_votes", -3, pa.int32(), "negative label_votes"),
+        ("label_votes", "many", pa.string(), "column label_votes is string"),
+    ],
+)
 def test_manifest_with_bad_label_evidence_is_a_one_line_error(built, tmp_path, column, value, arrow_type, message):
     manifest = pq.read_table(built[0].dataset_dir / MANIFEST)
     values = manifest.column(column).to_pylist()
@@ -187,14 +220,19 @@ def test_manifest_with_bad_label_evidence_is_a_one_line_error(built, tmp_path, c
     if arrow_type == pa.string():
         values = [str(v) for v in values]
     bad = tmp_path / "bad.parquet"
-    pq.write_table(manifest.set_column(manifest.schema.get_field_index(column), pa.field(column, arrow_type),
-                                       pa.array(values, arrow_type)), bad)
+    pq.write_table(
+        manifest.set_column(
+            manifest.schema.get_field_index(column), pa.field(column, arrow_type), pa.array(values, arrow_type)
+        ),
+        bad,
+    )
     with pytest.raises(EquigenError, match=message) as info:
         read_manifest(bad)
     assert "\n" not in str(info.value)
 
 
 # --- card, plot, Croissant, determinism -------------------------------------------------
+
 
 def test_card_has_a_label_confidence_section_and_plot(built):
     settings, genres = built
@@ -223,8 +261,13 @@ def test_card_has_a_label_confidence_section_and_plot(built):
 
 
 def test_label_confidence_table_is_pure_and_handles_unknown_genres():
-    items = pd.DataFrame({"genre": ["A", "A", "A", "B"], "label_votes": pd.array([10, 4, None, None], "Int32"),
-                          "label_confidence": pd.array([1.0, 0.5, None, None], "Float32")})
+    items = pd.DataFrame(
+        {
+            "genre": ["A", "A", "A", "B"],
+            "label_votes": pd.array([10, 4, None, None], "Int32"),
+            "label_confidence": pd.array([1.0, 0.5, None, None], "Float32"),
+        }
+    )
     table = label_confidence_table(items, ["A", "B", "C"]).set_index("genre")
     assert table.loc["A", "covers"] == 3 and table.loc["A", "known"] == 2
     assert table.loc["A", "median_votes"] == 7 and table.loc["A", "median_confidence"] == 0.75
@@ -261,6 +304,7 @@ def test_split_is_deterministic_with_label_evidence(built, tmp_path):
 
 # --- rebuild from the manifest (what `fetch --manifest` stores, without the network) -------
 
+
 def _rebuild(original, manifest_path: Path, dest: Path):
     """A new data folder holding what `equigen fetch --manifest` would store from `manifest_path`."""
     rebuilt = load_settings(data_dir=dest)
@@ -273,9 +317,24 @@ def _rebuild(original, manifest_path: Path, dest: Path):
         target = rebuilt.data_dir / c["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(original.data_dir / c["path"], target)
-        results.append((CoverResult(mbid=mbid, status="ok", http_status=200, sha256=c["sha256"], phash=c["phash"],
-                                    width=int(c["width"]), height=int(c["height"]), bytes=int(c["bytes"]),
-                                    format=c["format"], path=c["path"], source_url=c["source_url"]), 1))
+        results.append(
+            (
+                CoverResult(
+                    mbid=mbid,
+                    status="ok",
+                    http_status=200,
+                    sha256=c["sha256"],
+                    phash=c["phash"],
+                    width=int(c["width"]),
+                    height=int(c["height"]),
+                    bytes=int(c["bytes"]),
+                    format=c["format"],
+                    path=c["path"],
+                    source_url=c["source_url"],
+                ),
+                1,
+            )
+        )
     with Catalog(rebuilt.catalog_path) as catalog:
         catalog.add_release_groups(manifest_release_groups(manifest), found_via=f"{MANIFEST_SOURCE}:{MANIFEST}")
         catalog.record_covers(results)
@@ -306,6 +365,7 @@ def test_rebuild_from_an_old_manifest_publishes_unknown_evidence(built, tmp_path
 
 # --- verify ---------------------------------------------------------------------------
 
+
 def _failed(root: Path) -> set[str]:
     return {c.name for c in verify_checks(root)[1] if not c.ok}
 
@@ -319,9 +379,12 @@ def test_verify_passes_and_flags_out_of_range_label_evidence(built, tmp_path):
     table = pq.read_table(shard)
     confidence = table.column("label_confidence").to_pylist()
     confidence[0] = 2.0
-    table = table.set_column(table.schema.get_field_index("label_confidence"), table.schema.field("label_confidence"),
-                             pa.array(confidence, pa.float32()))
-    pq.write_table(table, shard, compression="zstd")   # same schema (float32): only the value is wrong
+    table = table.set_column(
+        table.schema.get_field_index("label_confidence"),
+        table.schema.field("label_confidence"),
+        pa.array(confidence, pa.float32()),
+    )
+    pq.write_table(table, shard, compression="zstd")  # same schema (float32): only the value is wrong
     _, checks, _ = verify_checks(root)
     evidence = next(c for c in checks if c.name == EVIDENCE_CHECK)
     assert not evidence.ok and evidence.violations == 1
@@ -331,12 +394,18 @@ def test_verify_passes_and_flags_out_of_range_label_evidence(built, tmp_path):
 
 
 def test_label_evidence_problems_is_pure():
-    items = pd.DataFrame({"release_group_mbid": ["a", "b", "c", "d"], "label_votes": [3, -1, None, 5],
-                          "label_confidence": [0.5, 0.5, None, 1.25]})
+    items = pd.DataFrame(
+        {
+            "release_group_mbid": ["a", "b", "c", "d"],
+            "label_votes": [3, -1, None, 5],
+            "label_confidence": [0.5, 0.5, None, 1.25],
+        }
+    )
     assert label_evidence_problems(items) == ["b: label_votes -1", "d: label_confidence 1.25"]
 
 
 # --- balance --min-confidence on the catalog ---------------------------------------------
+
 
 def test_balance_min_confidence_on_the_catalog(tmp_path):
     settings, genres = build_catalog(tmp_path / "data")
@@ -361,12 +430,17 @@ def test_balance_min_confidence_on_the_catalog(tmp_path):
 
 
 def test_cli_balance_rejects_a_min_confidence_above_one(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "equigen.cli", "balance", "--data-dir", str(tmp_path / "d"),
-                             "--min-confidence", "1.5"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "equigen.cli", "balance", "--data-dir", str(tmp_path / "d"), "--min-confidence", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--min-confidence must be between 0 and 1, got 1.5" in lines[0]
     assert not (tmp_path / "d").exists()
-    help_text = subprocess.run([sys.executable, "-m", "equigen.cli", "balance", "--help"], capture_output=True,
-                               text=True, timeout=120).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "equigen.cli", "balance", "--help"], capture_output=True, text=True, timeout=120
+    ).stdout
     assert "--min-confidence" in help_text and "share" in help_text

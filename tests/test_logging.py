@@ -11,41 +11,98 @@ from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 def test_verbose_logs_backoffs_and_retries_to_stderr_and_the_log_file(tmp_path):
     log = tmp_path / "fetch.log"
     # 40 % of MusicBrainz answers are an extra 503, 30 % of image answers a transient 500.
-    with simulator_in_thread(world_config=WorldConfig.small(seed=3),
-                             sim_config=SimConfig(mb_error_rate=0.4, image_error_rate=0.3, retry_after=False,
-                                                  rate_limit=0)) as sim:
+    with simulator_in_thread(
+        world_config=WorldConfig.small(seed=3),
+        sim_config=SimConfig(mb_error_rate=0.4, image_error_rate=0.3, retry_after=False, rate_limit=0),
+    ) as sim:
         proc = subprocess.run(
-            [sys.executable, "-m", "equigen.cli", "-v", "--log-file", str(log), "fetch", "--data-dir",
-             str(tmp_path / "data"), "--musicbrainz-url", sim.url, "--coverart-url", sim.url, "--per-genre", "6",
-             "--genre", "Jazz", "--genre", "Metal", "--mb-interval", "0.05"],
-            capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "equigen.cli",
+                "-v",
+                "--log-file",
+                str(log),
+                "fetch",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--musicbrainz-url",
+                sim.url,
+                "--coverart-url",
+                sim.url,
+                "--per-genre",
+                "6",
+                "--genre",
+                "Jazz",
+                "--genre",
+                "Metal",
+                "--mb-interval",
+                "0.05",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         answered_503 = sum(1 for e in sim.log if e.path.startswith("/ws/2/") and e.status == 503)
         flaky_hits = sum(1 for e in sim.log if e.status in (500, 502, 503) and not e.path.startswith("/ws/2/"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert answered_503 > 0 and flaky_hits > 0   # the run met both kinds of trouble
+    assert answered_503 > 0 and flaky_hits > 0  # the run met both kinds of trouble
     text = log.read_text()
     assert text.count("MusicBrainz answered 503") == answered_503
-    assert "retry 1 of" in text                   # a cover retried after a transient failure
+    assert "retry 1 of" in text  # a cover retried after a transient failure
     assert "fetch round 1: quota" in text
-    assert "MusicBrainz answered 503" in proc.stderr   # -v: the same lines on stderr
+    assert "MusicBrainz answered 503" in proc.stderr  # -v: the same lines on stderr
 
 
 def test_without_verbose_stderr_has_no_info_lines_but_the_log_file_does(tmp_path):
     log = tmp_path / "fetch.log"
     with simulator_in_thread(world_config=WorldConfig.small(seed=3), sim_config=SimConfig(rate_limit=0)) as sim:
         proc = subprocess.run(
-            [sys.executable, "-m", "equigen.cli", "--log-file", str(log), "fetch", "--data-dir",
-             str(tmp_path / "data"), "--musicbrainz-url", sim.url, "--coverart-url", sim.url, "--per-genre", "4",
-             "--genre", "Jazz", "--mb-interval", "0.05"],
-            capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "equigen.cli",
+                "--log-file",
+                str(log),
+                "fetch",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--musicbrainz-url",
+                sim.url,
+                "--coverart-url",
+                sim.url,
+                "--per-genre",
+                "4",
+                "--genre",
+                "Jazz",
+                "--mb-interval",
+                "0.05",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert " INFO " not in proc.stderr
     assert "fetch round 1: quota" in log.read_text()
 
 
 def test_unwritable_log_file_is_a_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "equigen.cli", "--log-file", str(tmp_path / "no" / "such" / "x.log"),
-                           "dedup", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "equigen.cli",
+            "--log-file",
+            str(tmp_path / "no" / "such" / "x.log"),
+            "dedup",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--log-file" in lines[0]

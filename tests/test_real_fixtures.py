@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ FILES = sorted(FIXTURES.glob("*.json"))
 MBID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _taxonomy():
     return load_taxonomy()
 
@@ -31,7 +31,7 @@ def _parse(raw: dict):
     return parse_release_group(raw, _taxonomy().label)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str):
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
@@ -68,7 +68,8 @@ def _all_groups() -> list[tuple[str, dict]]:
 
 def _find(title: str, artist: str) -> dict:
     hits = [
-        raw for _, raw in _all_groups()
+        raw
+        for _, raw in _all_groups()
         if raw["title"] == title and any(c.get("name") == artist for c in raw.get("artist-credit") or [])
     ]
     assert hits, f"no release group {title!r} by {artist!r} in the fixtures"
@@ -76,6 +77,7 @@ def _find(title: str, artist: str) -> dict:
 
 
 # --- the fixtures themselves --------------------------------------------------------------------
+
 
 def test_fixtures_are_present_and_documented():
     assert len(FILES) >= 4
@@ -93,7 +95,7 @@ def test_fixture_is_a_ws2_answer(path):
         assert {"created", "count", "offset"} <= doc.keys()
         assert isinstance(doc["count"], int) and isinstance(doc["offset"], int)
         assert doc["count"] >= len(doc[lists[0]]) > 0
-    else:      # a lookup
+    else:  # a lookup
         assert MBID.match(doc["id"])
     assert _release_groups(doc), f"{path.name} holds no release group"
 
@@ -116,6 +118,7 @@ def test_enough_real_release_groups_with_tags():
 
 
 # --- parsing ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_every_real_release_group_parses(path):
@@ -142,6 +145,7 @@ def test_untagged_release_groups_are_unlabelled():
 
 
 # --- the labels the README promises, on real tags -----------------------------------------------
+
 
 def test_portishead_dummy_is_electronic():
     raw = _find("Dummy", "Portishead")
@@ -174,8 +178,17 @@ def test_black_viking_folk_metal_album_is_metal():
 
 # Tags in these fixtures that are not genres: dates, places, languages, chart and list names.
 NOT_GENRES = (
-    "english", "british", "uk", "1977", "1994", "seen live", "grammy winner", "offizielle charts",
-    "5+ wochen", "should be public domain", "misc",
+    "english",
+    "british",
+    "uk",
+    "1977",
+    "1994",
+    "seen live",
+    "grammy winner",
+    "offizielle charts",
+    "5+ wochen",
+    "should be public domain",
+    "misc",
     "discogs/the most popular album released every year from 1950 to 2020",
 )
 

@@ -42,11 +42,14 @@ def test_split_shards_ignores_what_shard_files_refuses(tmp_path):
         shards.shard_files(root)
 
 
-@pytest.mark.parametrize("counts, message", [
-    ({"train": ([0], 2)}, "train-00001-of-00002.parquet is missing (1 of 2 train shards present)"),
-    ({"train": ([0, 1], 1)}, "train-00001-of-00001.parquet: shard index beyond"),
-    ({"validation": ([0], 1)}, "no train shards in"),
-])
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        ({"train": ([0], 2)}, "train-00001-of-00002.parquet is missing (1 of 2 train shards present)"),
+        ({"train": ([0, 1], 1)}, "train-00001-of-00001.parquet: shard index beyond"),
+        ({"validation": ([0], 1)}, "no train shards in"),
+    ],
+)
 def test_a_broken_split_names_what_is_wrong(tmp_path, counts, message):
     root = touch_shards(tmp_path, **counts)
     with pytest.raises(EquigenError) as e:
@@ -69,7 +72,8 @@ def test_schema_problems_for_some_columns_only():
     reader = pa.schema([schema.field("image"), pa.field("label", pa.int32())])
     assert shards.schema_problems(reader, columns=("image", "label")) == ["column label is int32, expected int64"]
     assert shards.schema_problems(pa.schema([schema.field("image")]), columns=("image", "label")) == [
-        "missing column label"]
+        "missing column label"
+    ]
 
 
 @pytest.mark.parametrize("names", [[], "jazz", [1, 2], None])
@@ -83,9 +87,24 @@ def test_class_names_must_be_a_list_of_strings(names):
 
 
 def test_writes_leave_no_temporary_files(tmp_path):
-    rows = pd.DataFrame([{"label": 0, "genre": "jazz", "release_group_mbid": "rg", "artist_mbid": "a",
-                          "artist_name": "A", "title": "T", "year": 2000, "phash": "0" * 16, "sha256": "1" * 64,
-                          "width": 1, "height": 1, "ext": "jpg"}])
+    rows = pd.DataFrame(
+        [
+            {
+                "label": 0,
+                "genre": "jazz",
+                "release_group_mbid": "rg",
+                "artist_mbid": "a",
+                "artist_name": "A",
+                "title": "T",
+                "year": 2000,
+                "phash": "0" * 16,
+                "sha256": "1" * 64,
+                "width": 1,
+                "height": 1,
+                "ext": "jpg",
+            }
+        ]
+    )
     paths, _ = shards.write_split(tmp_path, "train", rows, lambda row: b"jpeg", ["jazz"], shard_rows=1)
     checksums = shards.write_checksums(tmp_path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["checksums.sha256", "data", paths[0].name]

@@ -9,10 +9,10 @@ import json
 import os
 import re
 import signal
+import statistics
 import struct
 import subprocess
 import sys
-import statistics
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -25,8 +25,8 @@ from PIL import Image
 from equigen.dedup import DEFAULT_THRESHOLD
 from equigen.errors import EquigenError
 from equigen.mbids import VARIOUS_ARTISTS, is_mbid
-from equigen.simulator import BROKEN_KINDS, SimConfig, World, WorldConfig, simulator_in_thread
 from equigen.search_analysis import mb_tokens, phrase_in
+from equigen.simulator import BROKEN_KINDS, SimConfig, World, WorldConfig, simulator_in_thread
 from equigen.simulator.server import parse_query
 from equigen.simulator.world import musicbrainz_genre_keys
 from equigen.taxonomy import normalize_tag
@@ -43,8 +43,9 @@ def sim():
 
 
 def search(handle, query: str, **params) -> requests.Response:
-    return requests.get(f"{handle.url}/ws/2/release-group", headers=UA,
-                        params={"query": query, "fmt": "json", **params}, timeout=10)
+    return requests.get(
+        f"{handle.url}/ws/2/release-group", headers=UA, params={"query": query, "fmt": "json", **params}, timeout=10
+    )
 
 
 def expected(world: World, query: str) -> set[str]:
@@ -66,6 +67,7 @@ def has_token(tag: str, token: str) -> bool:
 
 
 # ---- MusicBrainz ----------------------------------------------------------------------------------
+
 
 def test_search_json_shape(sim):
     body = search(sim, 'tag:"rock" AND primarytype:album', limit=100).json()
@@ -131,18 +133,26 @@ def test_lookup(sim):
     assert "tags" not in bare and "artist-credit" not in bare
     invalid = requests.get(f"{sim.url}/ws/2/release-group/not-a-uuid", params={"fmt": "json"}, headers=UA, timeout=10)
     assert invalid.status_code == 400
-    unknown = requests.get(f"{sim.url}/ws/2/release-group/{'0' * 8}-0000-4000-8000-{'0' * 12}",
-                           params={"fmt": "json"}, headers=UA, timeout=10)
+    unknown = requests.get(
+        f"{sim.url}/ws/2/release-group/{'0' * 8}-0000-4000-8000-{'0' * 12}",
+        params={"fmt": "json"},
+        headers=UA,
+        timeout=10,
+    )
     assert unknown.status_code == 404
 
 
-@pytest.mark.parametrize("agent", [None, "", "python-requests/2.31", "Python/3.11 aiohttp/3.9", "aiohttp/3.9",
-                                   "python-urllib3/2.2"])
+@pytest.mark.parametrize(
+    "agent", [None, "", "python-requests/2.31", "Python/3.11 aiohttp/3.9", "aiohttp/3.9", "python-urllib3/2.2"]
+)
 def test_generic_user_agent_is_forbidden(sim, agent):
     host, port = sim.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)  # sends no User-Agent unless given
-    conn.request("GET", "/ws/2/release-group?query=tag%3Arock&fmt=json",
-                 headers={"User-Agent": agent} if agent is not None else {})
+    conn.request(
+        "GET",
+        "/ws/2/release-group?query=tag%3Arock&fmt=json",
+        headers={"User-Agent": agent} if agent is not None else {},
+    )
     response = conn.getresponse()
     assert response.status == 403 and "error" in json.loads(response.read())
     conn.close()
@@ -153,8 +163,12 @@ def test_rate_limit_one_per_second():
         assert search(handle, "tag:rock").status_code == 200
         rejected = search(handle, "tag:rock")
         assert rejected.status_code == 503 and rejected.headers["Retry-After"] == "1" and "error" in rejected.json()
-        other = requests.get(f"{handle.url}/ws/2/release-group", params={"query": "tag:rock", "fmt": "json"},
-                             headers={"User-Agent": "another-client/1.0 ( x@example.org )"}, timeout=10)
+        other = requests.get(
+            f"{handle.url}/ws/2/release-group",
+            params={"query": "tag:rock", "fmt": "json"},
+            headers={"User-Agent": "another-client/1.0 ( x@example.org )"},
+            timeout=10,
+        )
         assert other.status_code == 200  # the limit is per client
         time.sleep(0.6)
         assert search(handle, "tag:rock").status_code == 503  # still inside the window of the first
@@ -162,15 +176,18 @@ def test_rate_limit_one_per_second():
         assert search(handle, "tag:rock").status_code == 200
         statuses = [e.status for e in handle.musicbrainz_log() if e.user_agent == UA["User-Agent"]]
         assert statuses == [200, 503, 503, 200]
-    with simulator_in_thread(WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2),
-                             SimConfig(rate_limit=0, mb_error_rate=1.0, retry_after=False)) as handle:
+    with simulator_in_thread(
+        WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2),
+        SimConfig(rate_limit=0, mb_error_rate=1.0, retry_after=False),
+    ) as handle:
         response = search(handle, "tag:rock")
         assert response.status_code == 503 and "Retry-After" not in response.headers
 
 
 def test_bad_mbid_knob():
-    with simulator_in_thread(WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2),
-                             SimConfig(rate_limit=0, bad_mbid=True)) as handle:
+    with simulator_in_thread(
+        WorldConfig.small(SEED, n_artists=60, min_artists_per_genre=2), SimConfig(rate_limit=0, bad_mbid=True)
+    ) as handle:
         first = search(handle, "tag:rock", limit=5).json()
         ids = [rg["id"] for rg in first["release-groups"]]
         assert ids[0] == "../../etc/passwd" and all(is_mbid(i) for i in ids[1:])
@@ -182,33 +199,37 @@ def test_bad_mbid_knob():
 
 # ---- tokenized tag search ---------------------------------------------------------------------------
 
+
 def tagged(*names: str) -> SimpleNamespace:
     return SimpleNamespace(tags=tuple((n, 1) for n in names))
 
 
-@pytest.mark.parametrize("query, tags, hit", [
-    ('tag:"metal"', ["death metal"], True),
-    ('tag:"metal"', ["Heavy-Metal"], True),
-    ('tag:"metal"', ["metalcore"], False),            # tokens, not substrings
-    ('tag:"death metal"', ["melodic death metal"], True),
-    ('tag:"death metal"', ["metal"], False),
-    ('tag:"death metal"', ["death", "metal"], False),  # a phrase never spans two tags
-    ('tag:"death metal"', ["metal death"], False),
-    ('tag:"hip hop"', ["hip-hop"], True),
-    ('tag:"hip hop"', ["Hip Hop"], True),
-    ('tag:"hip-hop"', ["hip hop"], True),
-    ('tag:"hip hop"', ["hiphop"], False),
-    ('tag:"r&b"', ["R&B"], True),
-    ('tag:"r&b"', ["contemporary r&b"], True),
-    ('tag:"r&b"', ["rnb"], False),                    # "&" becomes "and" before tokenizing: "randb"
-    ('tag:"r&b"', ["r and b"], False),
-    ('tag:"drum and bass"', ["drum & bass"], True),
-    ('tag:"rock"', ["rock 'n' roll"], True),
-    ('tag:"rock and roll"', ["rock 'n' roll"], False),
-    ('tag:"electronique"', ["Électronique"], True),
-    ("tag:rock", ["post-rock"], True),                 # unquoted: the same analysis
-    ('tag:"rock" AND NOT tag:"pop"', ["pop rock"], False),
-])
+@pytest.mark.parametrize(
+    "query, tags, hit",
+    [
+        ('tag:"metal"', ["death metal"], True),
+        ('tag:"metal"', ["Heavy-Metal"], True),
+        ('tag:"metal"', ["metalcore"], False),  # tokens, not substrings
+        ('tag:"death metal"', ["melodic death metal"], True),
+        ('tag:"death metal"', ["metal"], False),
+        ('tag:"death metal"', ["death", "metal"], False),  # a phrase never spans two tags
+        ('tag:"death metal"', ["metal death"], False),
+        ('tag:"hip hop"', ["hip-hop"], True),
+        ('tag:"hip hop"', ["Hip Hop"], True),
+        ('tag:"hip-hop"', ["hip hop"], True),
+        ('tag:"hip hop"', ["hiphop"], False),
+        ('tag:"r&b"', ["R&B"], True),
+        ('tag:"r&b"', ["contemporary r&b"], True),
+        ('tag:"r&b"', ["rnb"], False),  # "&" becomes "and" before tokenizing: "randb"
+        ('tag:"r&b"', ["r and b"], False),
+        ('tag:"drum and bass"', ["drum & bass"], True),
+        ('tag:"rock"', ["rock 'n' roll"], True),
+        ('tag:"rock and roll"', ["rock 'n' roll"], False),
+        ('tag:"electronique"', ["Électronique"], True),
+        ("tag:rock", ["post-rock"], True),  # unquoted: the same analysis
+        ('tag:"rock" AND NOT tag:"pop"', ["pop rock"], False),
+    ],
+)
 def test_tag_search_is_tokenized_like_musicbrainz(query, tags, hit):
     assert parse_query(query)(tagged(*tags)) is hit
 
@@ -220,23 +241,29 @@ def test_tag_search_over_http_finds_subgenres(sim):
     assert len(broad) > len(exact) > 0
     assert search(sim, 'tag:"metal"').json()["count"] == len(broad)
     assert search(sim, 'tag:"METAL"').json()["count"] == len(broad)
-    narrow = {rg.mbid for rg in world.release_groups
-              if any(phrase_in(("death", "metal"), mb_tokens(t)) for t, _ in rg.tags)}
+    narrow = {
+        rg.mbid for rg in world.release_groups if any(phrase_in(("death", "metal"), mb_tokens(t)) for t, _ in rg.tags)
+    }
     assert 0 < search(sim, 'tag:"death metal"').json()["count"] == len(narrow) < len(broad)
 
 
 # ---- Cover Art Archive ----------------------------------------------------------------------------
 
+
 def test_cover_redirect_chain(sim):
     rg = usable(sim.world)[0]
     first = requests.get(f"{sim.url}/release-group/{rg.mbid}/front-500", allow_redirects=False, timeout=10)
     assert first.status_code == 307
-    assert re.fullmatch(rf"{sim.url}/download/mbid-{rg.release_mbid}/mbid-{rg.release_mbid}-\d+_thumb500\.jpg",
-                        first.headers["Location"])
+    assert re.fullmatch(
+        rf"{sim.url}/download/mbid-{rg.release_mbid}/mbid-{rg.release_mbid}-\d+_thumb500\.jpg",
+        first.headers["Location"],
+    )
     second = requests.get(first.headers["Location"], allow_redirects=False, timeout=10)
     assert second.status_code == 302
-    assert re.fullmatch(rf"{sim.url}/ia/\d+/items/mbid-{rg.release_mbid}/mbid-{rg.release_mbid}-\d+_thumb500\.jpg",
-                        second.headers["Location"])
+    assert re.fullmatch(
+        rf"{sim.url}/ia/\d+/items/mbid-{rg.release_mbid}/mbid-{rg.release_mbid}-\d+_thumb500\.jpg",
+        second.headers["Location"],
+    )
     assert second.headers["Location"] == sim.world.image_url(sim.url, rg.mbid, 500)
     final = requests.get(second.headers["Location"], timeout=10)
     assert final.status_code == 200 and final.headers["Content-Type"] == "image/jpeg"
@@ -325,8 +352,9 @@ def test_flaky_fails_exactly_n_times_then_succeeds():
 
 def test_planted_redirect_faults():
     with simulator_in_thread(WorldConfig.small(SEED), SimConfig(bad_redirect=True, redirect_loop=True)) as handle:
-        bad = requests.get(f"{handle.url}/release-group/{handle.planted['bad_redirect']}/front-500",
-                           allow_redirects=False, timeout=10)
+        bad = requests.get(
+            f"{handle.url}/release-group/{handle.planted['bad_redirect']}/front-500", allow_redirects=False, timeout=10
+        )
         assert bad.status_code == 307 and bad.headers["Location"].startswith("ftp://")
         with pytest.raises(requests.TooManyRedirects):
             requests.get(f"{handle.url}/release-group/{handle.planted['redirect_loop']}/front-500", timeout=10)
@@ -335,6 +363,7 @@ def test_planted_redirect_faults():
 
 
 # ---- the world ------------------------------------------------------------------------------------
+
 
 def test_world_is_deterministic():
     a, b = World.build(WorldConfig.small(7)), World.build(WorldConfig.small(7))
@@ -405,6 +434,7 @@ def test_default_world_is_big_enough_for_per_genre_40(default_world):
 
 # ---- tags, coverage and thin genres ---------------------------------------------------------------
 
+
 def canonical(tax, tag: str) -> str:
     """The taxonomy name a (possibly variant) tag stands for, normalized."""
     key = normalize_tag(tag)
@@ -438,8 +468,13 @@ def test_every_tag_is_a_taxonomy_name_a_variant_or_noise(default_world):
 def test_tags_follow_zipf_with_broad_names_first(default_world):
     world, tax = default_world, default_world.taxonomy
     for genre in tax.genres:
-        counts = Counter(canonical(tax, t) for rg in world.release_groups if rg.genre == genre
-                         for t, _ in rg.tags if tax.genre_of_tag(t) == genre)
+        counts = Counter(
+            canonical(tax, t)
+            for rg in world.release_groups
+            if rg.genre == genre
+            for t, _ in rg.tags
+            if tax.genre_of_tag(t) == genre
+        )
         ranked = [name for name, _ in counts.most_common()]
         assert ranked[0] == normalize_tag(tax.broad_names(genre)[0]), (genre, counts.most_common(3))
         assert len(counts) >= min(len(tax.tags[genre]), 8), genre  # the long tail is used too
@@ -467,11 +502,11 @@ def test_spelling_variants(default_world):
     genre_tags = [t for rg in world.release_groups for t, _ in rg.tags if tax.genre_of_tag(t) is not None]
     variants = [t for t in genre_tags if t not in spelled]
     assert 0.05 < len(variants) / len(genre_tags) < 0.3
-    assert any("-" in t and t.replace("-", " ") in spelled for t in variants)      # "synth-pop" / "hip-hop"
-    assert any(t != t.lower() for t in variants)                                    # "Hip Hop"
-    assert any(t.endswith(" music") and t not in spelled for t in variants)         # "new age music"
+    assert any("-" in t and t.replace("-", " ") in spelled for t in variants)  # "synth-pop" / "hip-hop"
+    assert any(t != t.lower() for t in variants)  # "Hip Hop"
+    assert any(t.endswith(" music") and t not in spelled for t in variants)  # "new age music"
     if tax.aliases:
-        assert any(normalize_tag(t) in tax.aliases for t in variants)               # "rnb"
+        assert any(normalize_tag(t) in tax.aliases for t in variants)  # "rnb"
     plain = World.build(WorldConfig.small(SEED, variant_fraction=0.0))
     assert all(t in spelled for rg in plain.release_groups for t, _ in rg.tags if tax.genre_of_tag(t))
 
@@ -530,6 +565,7 @@ def test_cover_render_is_fast_and_cached():
 
 # ---- logging and the process entry point ----------------------------------------------------------
 
+
 def test_request_log(sim):
     before = time.time()
     search(sim, "tag:jazz")
@@ -547,10 +583,13 @@ def test_request_log(sim):
 
 
 def test_serve_forever_in_subprocess():
-    code = ("from equigen.simulator import serve_forever; "
-            "serve_forever(port=0, seed=1, cover_px=32, art_coverage=0.6, thin_genres=('Blues',))")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    code = (
+        "from equigen.simulator import serve_forever; "
+        "serve_forever(port=0, seed=1, cover_px=32, art_coverage=0.6, thin_genres=('Blues',))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line)[0]

@@ -12,7 +12,9 @@ from equigen.mbids import VARIOUS_ARTISTS
 from equigen.split import SPLITS, group_ids, grouped_stratified_split, split_report
 
 
-def synthetic_rows(n_genres: int = 15, per_genre: int = 4000, seed: int = 0, cap: int = 40, tail: float = 1.7) -> pd.DataFrame:
+def synthetic_rows(
+    n_genres: int = 15, per_genre: int = 4000, seed: int = 0, cap: int = 40, tail: float = 1.7
+) -> pd.DataFrame:
     """A balanced selection with long-tailed artist sizes (<= cap per artist per genre), artists spanning
     genres, Various Artists and missing artist ids, and duplicate clusters that link different artists."""
     rng = np.random.default_rng(seed)
@@ -21,7 +23,7 @@ def synthetic_rows(n_genres: int = 15, per_genre: int = 4000, seed: int = 0, cap
         left = per_genre
         while left:
             size = min(int(rng.zipf(tail)), cap, left)
-            if artists and rng.random() < 0.1:                 # an artist already seen in another genre
+            if artists and rng.random() < 0.1:  # an artist already seen in another genre
                 artist = artists[rng.integers(len(artists))]
             else:
                 artist = f"artist-{len(artists):06d}"
@@ -36,7 +38,7 @@ def synthetic_rows(n_genres: int = 15, per_genre: int = 4000, seed: int = 0, cap
     frame.loc[(kind >= 0.03) & (kind < 0.04), "artist_mbid"] = None
     cluster = np.arange(n)
     pairs = rng.choice(n, size=(n // 200, 2), replace=False)
-    cluster[pairs[:, 1]] = cluster[pairs[:, 0]]                 # near-duplicates across artists
+    cluster[pairs[:, 1]] = cluster[pairs[:, 0]]  # near-duplicates across artists
     frame["cluster_id"] = cluster
     return frame
 
@@ -84,19 +86,27 @@ def test_various_artists_is_not_one_group(world):
 
 
 def test_missing_artists_are_singletons_unless_clustered():
-    rows = pd.DataFrame({
-        "mbid": ["a", "b", "c", "d"], "genre": ["x"] * 4,
-        "artist_mbid": [None, None, VARIOUS_ARTISTS, VARIOUS_ARTISTS], "cluster_id": [1, 2, 3, 3],
-    })
+    rows = pd.DataFrame(
+        {
+            "mbid": ["a", "b", "c", "d"],
+            "genre": ["x"] * 4,
+            "artist_mbid": [None, None, VARIOUS_ARTISTS, VARIOUS_ARTISTS],
+            "cluster_id": [1, 2, 3, 3],
+        }
+    )
     groups = group_ids(rows)
     assert len(set(groups[:2])) == 2 and groups[2] == groups[3]
 
 
 def test_artist_and_cluster_links_are_transitive():
-    rows = pd.DataFrame({
-        "mbid": list("abcde"), "genre": ["x", "y", "x", "y", "x"],
-        "artist_mbid": ["A", "A", "B", "C", "D"], "cluster_id": [1, 2, 2, 3, 4],
-    })
+    rows = pd.DataFrame(
+        {
+            "mbid": list("abcde"),
+            "genre": ["x", "y", "x", "y", "x"],
+            "artist_mbid": ["A", "A", "B", "C", "D"],
+            "cluster_id": [1, 2, 2, 3, 4],
+        }
+    )
     groups = group_ids(rows)
     assert groups[0] == groups[1] == groups[2] and len(set(groups)) == 3
 

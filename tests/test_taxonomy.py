@@ -77,13 +77,28 @@ from equigen.taxonomy import Label, default_taxonomy_path, normalize_tag, resolv
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("spelling, key", [
-    ("Hip-Hop", "hip hop"), ("hip hop", "hip hop"), ("trip\u2010hop", "trip hop"), ("Trip-Hop", "trip hop"),
-    ("R&B", "r and b"), ("r & b", "r and b"), ("Rhythm & Blues", "rhythm and blues"),
-    ("rhythm and blues", "rhythm and blues"), ("rock 'n' roll", "rock and roll"), ("rock\u2019n\u2019roll", "rock and roll"),
-    ("Rock n Roll", "rock and roll"), ("drum & bass", "drum and bass"), ("New Age Music", "new age"),
-    ("  Heavy   Metal ", "heavy metal"), ("synth\u2013pop", "synth pop"), ("music", "music"), ("n", "n"),
-])
+@pytest.mark.parametrize(
+    "spelling, key",
+    [
+        ("Hip-Hop", "hip hop"),
+        ("hip hop", "hip hop"),
+        ("trip\u2010hop", "trip hop"),
+        ("Trip-Hop", "trip hop"),
+        ("R&B", "r and b"),
+        ("r & b", "r and b"),
+        ("Rhythm & Blues", "rhythm and blues"),
+        ("rhythm and blues", "rhythm and blues"),
+        ("rock 'n' roll", "rock and roll"),
+        ("rock\u2019n\u2019roll", "rock and roll"),
+        ("Rock n Roll", "rock and roll"),
+        ("drum & bass", "drum and bass"),
+        ("New Age Music", "new age"),
+        ("  Heavy   Metal ", "heavy metal"),
+        ("synth\u2013pop", "synth pop"),
+        ("music", "music"),
+        ("n", "n"),
+    ],
+)
 def test_normalize_tag(spelling, key):
     assert normalize_tag(spelling) == key
     assert normalize_tag(key) == key  # idempotent
@@ -96,8 +111,12 @@ def test_every_musicbrainz_genre_has_its_own_key():
 
 
 def test_label_evidence_votes_and_confidence():
-    tax = parse_taxonomy({"genres": {"Rock": {"tags": ["rock", "blues rock"]}, "Pop": {"tags": ["pop"]}},
-                          "aliases": {"bluesrock": "blues rock"}})
+    tax = parse_taxonomy(
+        {
+            "genres": {"Rock": {"tags": ["rock", "blues rock"]}, "Pop": {"tags": ["pop"]}},
+            "aliases": {"bluesrock": "blues rock"},
+        }
+    )
     assert tax.label([("Blues-Rock", 3), ("rock", 1), ("pop", 1), ("seen live", 9)]) == Label("Rock", 5, 0.8)
     assert tax.label([("bluesrock", 2)]) == Label("Rock", 2, 1.0)
     assert tax.label([("rock", 2), ("pop", 2)]) == Label(AMBIGUOUS, 4, 0.5)
@@ -106,13 +125,16 @@ def test_label_evidence_votes_and_confidence():
     assert resolve_label([("rock", "x")], {"rock": "Rock"}).genre == UNLABELLED
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[aliases]\nz = "nope"', "no tag of the taxonomy"),
-    ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[aliases]\nx = "y"', "already a tag"),
-    ('[genres.A]\ntags = ["x"]\nbroad = ["y"]\n[genres.B]\ntags = ["y"]', "not among its tags"),
-    ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[unmapped]\ntags = ["X"]', "claimed by both"),
-    ('[genres.A]\ntags = ["hip-hop"]\n[genres.B]\ntags = ["Hip Hop"]', "claimed by both"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[aliases]\nz = "nope"', "no tag of the taxonomy"),
+        ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[aliases]\nx = "y"', "already a tag"),
+        ('[genres.A]\ntags = ["x"]\nbroad = ["y"]\n[genres.B]\ntags = ["y"]', "not among its tags"),
+        ('[genres.A]\ntags = ["x"]\n[genres.B]\ntags = ["y"]\n[unmapped]\ntags = ["X"]', "claimed by both"),
+        ('[genres.A]\ntags = ["hip-hop"]\n[genres.B]\ntags = ["Hip Hop"]', "claimed by both"),
+    ],
+)
 def test_malformed_aliases_broad_unmapped(tmp_path, text, message):
     path = tmp_path / "genres.toml"
     path.write_text(text)

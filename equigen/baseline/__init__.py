@@ -22,20 +22,20 @@ class BaselineConfig:
     models: tuple[str, ...] = ("resnet50", "efficientnet_b0")
     epochs: int = 10
     image_size: int = 128
-    batch_size: int = 64           # per process
-    lr: float = 1e-3               # peak learning rate, reached after warm-up
+    batch_size: int = 64  # per process
+    lr: float = 1e-3  # peak learning rate, reached after warm-up
     weight_decay: float = 0.05
-    optimizer: str = "adamw"       # "adamw" or "sgd" (momentum 0.9, nesterov)
+    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, nesterov)
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    patience: int = 3              # epochs without a better validation macro-F1; 0 disables early stopping
+    patience: int = 3  # epochs without a better validation macro-F1; 0 disables early stopping
     seed: int = 0
-    workers: int = 2               # DataLoader decoding processes per training process
+    workers: int = 2  # DataLoader decoding processes per training process
     weights: Mapping[str, Path] | Path | None = None  # local torchvision ImageNet state dicts
-    resume: bool = False           # continue <run_dir>/<model>/last.pt (latest run if run_name is None)
-    device: str = "auto"           # "auto", "cpu", "cuda", "cuda:N", "mps"
-    amp: bool = True               # mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU
-    run_name: str | None = None    # folder under runs_dir; default: a timestamp
+    resume: bool = False  # continue <run_dir>/<model>/last.pt (latest run if run_name is None)
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N", "mps"
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU
+    run_name: str | None = None  # folder under runs_dir; default: a timestamp
     max_train_batches: int | None = None  # cap per epoch, for smoke runs
 
     def validated(self) -> BaselineConfig:
@@ -63,8 +63,10 @@ class BaselineConfig:
         if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in (".", "..")):
             raise EquigenError(f"--name must be a plain folder name, got {self.run_name!r}")
         if isinstance(self.weights, Path) and len(self.models) > 1:
-            raise EquigenError(f"one --weights file fits one architecture, but {len(self.models)} models were asked "
-                              f"for ({', '.join(self.models)}): train one model, or give MODEL=PATH for each")
+            raise EquigenError(
+                f"one --weights file fits one architecture, but {len(self.models)} models were asked "
+                f"for ({', '.join(self.models)}): train one model, or give MODEL=PATH for each"
+            )
         if isinstance(self.weights, Mapping):
             unknown = sorted(set(self.weights) - set(self.models))
             if unknown:
@@ -107,8 +109,8 @@ class BaselineResult:
     """What a run produced: its folder, the side-by-side report, and each model's test metrics."""
 
     run_dir: Path
-    report: Path                   # <run_dir>/report.md (written by rank 0 only)
-    models: dict[str, dict]        # model name -> metrics, as in <run_dir>/<model>/metrics.json
+    report: Path  # <run_dir>/report.md (written by rank 0 only)
+    models: dict[str, dict]  # model name -> metrics, as in <run_dir>/<model>/metrics.json
 
 
 def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:

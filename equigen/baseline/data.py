@@ -35,7 +35,7 @@ def _read_shard(path: Path) -> tuple[pa.Array, np.ndarray]:
     problems = shards.schema_problems(_read_schema(path), columns=COLUMNS)
     if problems:
         raise EquigenError(f"{path}: wrong schema: {'; '.join(problems)}")
-    shards.check_shard_size(path)   # a hostile footer must not make us allocate gigabytes
+    shards.check_shard_size(path)  # a hostile footer must not make us allocate gigabytes
     try:
         table = pq.read_table(path, columns=list(COLUMNS))
     except (pa.ArrowException, OSError) as e:
@@ -105,10 +105,17 @@ class CoverDataset(Dataset):
 def transforms(image_size: int, train: bool):
     common = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
-        return v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-                           v2.RandomHorizontalFlip(), *common])
-    return v2.Compose([v2.PILToTensor(), v2.Resize(int(image_size * 1.14), antialias=True),
-                       v2.CenterCrop(image_size), *common])
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+                v2.RandomHorizontalFlip(),
+                *common,
+            ]
+        )
+    return v2.Compose(
+        [v2.PILToTensor(), v2.Resize(int(image_size * 1.14), antialias=True), v2.CenterCrop(image_size), *common]
+    )
 
 
 def load_split(dataset_dir: Path, split: str, image_size: int, num_classes: int) -> CoverDataset:
@@ -149,21 +156,37 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def train_loader(ds: CoverDataset, batch_size: int, workers: int, seed: int, rank: int, world: int,
-                 pin_memory: bool) -> DataLoader:
+def train_loader(
+    ds: CoverDataset, batch_size: int, workers: int, seed: int, rank: int, world: int, pin_memory: bool
+) -> DataLoader:
     """Shuffled per epoch (call sampler.set_epoch); the same code path with or without DDP."""
     sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     # A last batch of one image breaks BatchNorm in training mode; drop the ragged tail when we can.
     drop_last = len(sampler) >= batch_size
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
-                      pin_memory=pin_memory, persistent_workers=workers > 0, worker_init_fn=_seed_worker,
-                      generator=torch.Generator().manual_seed(seed + rank))
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(seed + rank),
+    )
 
 
-def eval_loader(ds: CoverDataset, batch_size: int, workers: int, rank: int, world: int, pin_memory: bool,
-                persistent: bool = True) -> tuple[DataLoader, np.ndarray]:
+def eval_loader(
+    ds: CoverDataset, batch_size: int, workers: int, rank: int, world: int, pin_memory: bool, persistent: bool = True
+) -> tuple[DataLoader, np.ndarray]:
     """This rank's strided share of the split, unpadded, and the dataset indices it covers."""
     indices = np.arange(rank, len(ds), world)
-    loader = DataLoader(Subset(ds, indices.tolist()), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=pin_memory, persistent_workers=persistent and workers > 0)
+    loader = DataLoader(
+        Subset(ds, indices.tolist()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent and workers > 0,
+    )
     return loader, indices

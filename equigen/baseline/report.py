@@ -65,8 +65,15 @@ def plot_confusion(path: Path, cm: np.ndarray, names: list[str], title: str) -> 
     for i in range(n):
         for j in range(n):
             v = norm[i, j]
-            ax.text(j, i, f"{v:.2f}".lstrip("0") if v < 1 else "1", ha="center", va="center", fontsize=fontsize,
-                    color="white" if v > 0.55 else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}".lstrip("0") if v < 1 else "1",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if v > 0.55 else "black",
+            )
     ax.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n), names)
     ax.set_xlabel("Predicted genre")
@@ -114,8 +121,7 @@ def write_report(run_dir: Path, results: dict[str, dict], names: list[str], cont
     rows = [{"model": m, **{k: results[m][k] for k, _, _ in TABLE}} for m in models]
     per_genre = {g: {m: results[m]["per_genre"][g]["f1"] for m in models} for g in names}
     support = {g: results[models[0]]["per_genre"][g]["support"] for g in names}
-    write_json(run_dir / "report.json", {**context, "models": rows, "per_genre_f1": per_genre,
-                                         "test_support": support})
+    write_json(run_dir / "report.json", {**context, "models": rows, "per_genre_f1": per_genre, "test_support": support})
 
     lines = [f"# Baseline report: {run_dir.name}", ""]
     for key, value in context.items():
@@ -124,18 +130,34 @@ def write_report(run_dir: Path, results: dict[str, dict], names: list[str], cont
         elif isinstance(value, float):
             value = f"{value:.3f}"
         lines.append(f"- {key.replace('_', ' ')}: {value}")
-    lines += ["", "## Test-set results", "", "| Model | " + " | ".join(h for _, h, _ in TABLE) + " |",
-              "|---|" + "---:|" * len(TABLE)]
+    lines += [
+        "",
+        "## Test-set results",
+        "",
+        "| Model | " + " | ".join(h for _, h, _ in TABLE) + " |",
+        "|---|" + "---:|" * len(TABLE),
+    ]
     for r in rows:
         lines.append(f"| {r['model']} | " + " | ".join(fmt.format(r[k]) for k, _, fmt in TABLE) + " |")
-    lines += ["", "## Per-genre F1 (test)", "", "| Genre | Support | " + " | ".join(models) + " |",
-              "|---|---:|" + "---:|" * len(models)]
+    lines += [
+        "",
+        "## Per-genre F1 (test)",
+        "",
+        "| Genre | Support | " + " | ".join(models) + " |",
+        "|---|---:|" + "---:|" * len(models),
+    ]
     for g in names:
         lines.append(f"| {g} | {support[g]} | " + " | ".join(f"{per_genre[g][m]:.3f}" for m in models) + " |")
     lines += ["", "## Plots", ""]
     for m in models:
-        lines += [f"### {m}", "", f"![{m} confusion matrix]({m}/confusion_matrix.png)", "",
-                  f"![{m} learning curves]({m}/learning_curves.png)", ""]
+        lines += [
+            f"### {m}",
+            "",
+            f"![{m} confusion matrix]({m}/confusion_matrix.png)",
+            "",
+            f"![{m} learning curves]({m}/learning_curves.png)",
+            "",
+        ]
     path = run_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path

@@ -98,8 +98,11 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict:
     """RNG states as tensors and plain Python values, so checkpoints load with weights_only=True."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "random": random.getstate(),
-             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
+    state = {
+        "torch": torch.get_rng_state(),
+        "random": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -122,11 +125,13 @@ def save_atomic(obj, path: Path) -> None:
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
     """LR factor per optimizer step: linear warm-up to 1, then cosine decay to 0."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     return factor
 
 
@@ -143,8 +148,17 @@ def make_optimizer(model: nn.Module, cfg: BaselineConfig) -> torch.optim.Optimiz
 class Trainer:
     """Everything one model's training needs; one instance per model."""
 
-    def __init__(self, name: str, splits: Splits, cfg: BaselineConfig, device: torch.device, d: Dist,
-                 model_dir: Path, bar: Progress | None, console: Console):
+    def __init__(
+        self,
+        name: str,
+        splits: Splits,
+        cfg: BaselineConfig,
+        device: torch.device,
+        d: Dist,
+        model_dir: Path,
+        bar: Progress | None,
+        console: Console,
+    ):
         self.name, self.splits, self.cfg, self.device, self.d = name, splits, cfg, device, d
         self.model_dir, self.bar, self.console = model_dir, bar, console
         self.num_classes = len(splits.names)
@@ -167,8 +181,10 @@ class Trainer:
         self.steps_per_epoch = len(self.train_loader)
         if cfg.max_train_batches:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_train_batches)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
-            round(cfg.warmup_epochs * self.steps_per_epoch), cfg.epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            warmup_cosine(round(cfg.warmup_epochs * self.steps_per_epoch), cfg.epochs * self.steps_per_epoch),
+        )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
         self.history: list[dict] = []
@@ -214,11 +230,21 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         if not self.d.main:
             return
-        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                     "epoch": epoch, "history": self.history, "best_epoch": self.best_epoch,
-                     "best_f1": self.best_f1, "rng": rng_state(), "config": self.cfg.as_dict()},
-                    self.model_dir / "last.pt")
+        save_atomic(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "epoch": epoch,
+                "history": self.history,
+                "best_epoch": self.best_epoch,
+                "best_f1": self.best_f1,
+                "rng": rng_state(),
+                "config": self.cfg.as_dict(),
+            },
+            self.model_dir / "last.pt",
+        )
         if self.best_epoch == epoch:
             save_atomic(self.best_state, self.model_dir / "best.pt")
 
@@ -233,8 +259,10 @@ class Trainer:
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
     def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
-                y.to(self.device, non_blocking=True))
+        return (
+            x.to(self.device, non_blocking=True, memory_format=self.memory_format),
+            y.to(self.device, non_blocking=True),
+        )
 
     def _train_epoch(self, epoch: int, task) -> dict:
         model = self.ddp or self.model
@@ -266,8 +294,13 @@ class Trainer:
         if self.d.world > 1:
             dist.all_reduce(sums)
         loss_sum, correct, n = sums.tolist()
-        return {"train_loss": loss_sum / n, "train_acc": correct / n, "train_images": int(n),
-                "train_seconds": seconds, "lr": self.scheduler.get_last_lr()[0]}
+        return {
+            "train_loss": loss_sum / n,
+            "train_acc": correct / n,
+            "train_images": int(n),
+            "train_seconds": seconds,
+            "lr": self.scheduler.get_last_lr()[0],
+        }
 
     @torch.no_grad()
     def predict(self, loader, indices: np.ndarray, labels: np.ndarray, task=None) -> tuple[np.ndarray, float]:
@@ -319,9 +352,13 @@ class Trainer:
             scores, val_loss = self.predict(self.val_loader, self.val_idx, val_labels, task)
             self._done(task)
             pred = scores.argmax(1)
-            row.update(val_loss=val_loss, val_acc=float(accuracy_score(val_labels, pred)),
-                       val_macro_f1=float(f1_score(val_labels, pred, labels=range(self.num_classes),
-                                                   average="macro", zero_division=0)))
+            row.update(
+                val_loss=val_loss,
+                val_acc=float(accuracy_score(val_labels, pred)),
+                val_macro_f1=float(
+                    f1_score(val_labels, pred, labels=range(self.num_classes), average="macro", zero_division=0)
+                ),
+            )
             self.history.append(row)
             if row["val_macro_f1"] > self.best_f1:
                 self.best_epoch, self.best_f1 = epoch, row["val_macro_f1"]
@@ -329,16 +366,25 @@ class Trainer:
             self._save(epoch)
             if epochs_task is not None:
                 self.bar.update(epochs_task, advance=1)
-            self.log(f"{self.name} epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
-                     f"acc {row['train_acc']:.3f} | val loss {val_loss:.4f} acc {row['val_acc']:.3f} "
-                     f"macro-F1 {row['val_macro_f1']:.3f} | {row['train_images'] / row['train_seconds']:.0f} img/s")
+            self.log(
+                f"{self.name} epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.3f} | val loss {val_loss:.4f} acc {row['val_acc']:.3f} "
+                f"macro-F1 {row['val_macro_f1']:.3f} | {row['train_images'] / row['train_seconds']:.0f} img/s"
+            )
         self._done(epochs_task)
 
     def test(self) -> tuple[dict, np.ndarray]:
         """Best-epoch weights on the test split: metrics and confusion matrix."""
         self.model.load_state_dict(self.best_state)
-        loader, idx = eval_loader(self.splits.test, self.cfg.batch_size, self.cfg.workers, self.d.rank,
-                                  self.d.world, self.device.type == "cuda", persistent=False)
+        loader, idx = eval_loader(
+            self.splits.test,
+            self.cfg.batch_size,
+            self.cfg.workers,
+            self.d.rank,
+            self.d.world,
+            self.device.type == "cuda",
+            persistent=False,
+        )
         task = self._task(f"{self.name} test", len(loader))
         scores, _ = self.predict(loader, idx, self.splits.test.labels, task)
         self._done(task)
@@ -388,8 +434,14 @@ def on_rank0(d: Dist, fn):
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
 
 
 def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:
@@ -402,12 +454,15 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
     try:
         splits = load_dataset(dataset_dir, cfg.image_size)
         run_dir = on_rank0(d, lambda: make_run_dir(runs_dir, cfg))
-        context = {"dataset": str(dataset_dir), "genres": len(splits.names),
-                   "chance": 1.0 / len(splits.names),
-                   "images": {"train": len(splits.train), "validation": len(splits.validation),
-                              "test": len(splits.test)},
-                   "device": str(device) if d.world == 1 else f"{d.world} x {device.type}",
-                   "image_size": cfg.image_size, "epochs": cfg.epochs}
+        context = {
+            "dataset": str(dataset_dir),
+            "genres": len(splits.names),
+            "chance": 1.0 / len(splits.names),
+            "images": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+            "device": str(device) if d.world == 1 else f"{d.world} x {device.type}",
+            "image_size": cfg.image_size,
+            "epochs": cfg.epochs,
+        }
         results: dict = {}
         bar = _progress() if progress and d.main else None
         console = bar.console if bar else Console(stderr=True)
@@ -428,10 +483,18 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
                 hist = trainer.history
                 images = sum(h["train_images"] for h in hist)
                 seconds = sum(h["train_seconds"] for h in hist)
-                metrics.update(model=name, best_epoch=trainer.best_epoch, best_val_macro_f1=trainer.best_f1,
-                               epochs_run=len(hist), train_images_per_s=images / seconds if seconds else 0.0,
-                               params=trainer.params, chance=context["chance"], images=context["images"],
-                               device=context["device"], config=cfg.as_dict())
+                metrics.update(
+                    model=name,
+                    best_epoch=trainer.best_epoch,
+                    best_val_macro_f1=trainer.best_f1,
+                    epochs_run=len(hist),
+                    train_images_per_s=images / seconds if seconds else 0.0,
+                    params=trainer.params,
+                    chance=context["chance"],
+                    images=context["images"],
+                    device=context["device"],
+                    config=cfg.as_dict(),
+                )
                 results[name] = metrics
                 if d.main:
                     write_outputs(model_dir, metrics, cm, hist, splits.names)
@@ -452,7 +515,10 @@ def write_outputs(model_dir: Path, metrics: dict, cm: np.ndarray, history: list[
     write_json(model_dir / "metrics.json", metrics)
     write_json(model_dir / "history.json", history)
     write_confusion_csv(model_dir / "confusion_matrix.csv", cm, names)
-    plot_confusion(model_dir / "confusion_matrix.png", cm, names,
-                   f"{name}: test accuracy {metrics['accuracy']:.1%} (row-normalised)")
+    plot_confusion(
+        model_dir / "confusion_matrix.png",
+        cm,
+        names,
+        f"{name}: test accuracy {metrics['accuracy']:.1%} (row-normalised)",
+    )
     plot_learning_curves(model_dir / "learning_curves.png", history, metrics["best_epoch"], name)
-

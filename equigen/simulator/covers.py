@@ -24,17 +24,29 @@ CANONICAL = 250  # drawing resolution: the 250 px thumbnail as is, 500 px by pix
 
 @dataclass(frozen=True)
 class GenreStyle:
-    hue: float          # degrees
-    hue_spread: float   # degrees of per-cover jitter
+    hue: float  # degrees
+    hue_spread: float  # degrees of per-cover jitter
     sat: float
     val: float
-    contrast: float     # spread of the palette's values
-    grain: float        # std of per-pixel noise
+    contrast: float  # spread of the palette's values
+    grain: float  # std of per-pixel noise
     motifs: tuple[str, str]  # primary, secondary
 
 
-MOTIFS = ("circles", "stripes", "grid", "noise", "gradient", "blobs", "diagonal",
-          "textblocks", "rays", "dots", "checker", "waves")
+MOTIFS = (
+    "circles",
+    "stripes",
+    "grid",
+    "noise",
+    "gradient",
+    "blobs",
+    "diagonal",
+    "textblocks",
+    "rays",
+    "dots",
+    "checker",
+    "waves",
+)
 
 # Keyed by the genre names of the default taxonomy; unknown genres get a style derived from their index.
 GENRE_STYLES: dict[str, GenreStyle] = {
@@ -59,13 +71,15 @@ GENRE_STYLES: dict[str, GenreStyle] = {
 def style_for(genre: str, index: int) -> GenreStyle:
     if genre in GENRE_STYLES:
         return GENRE_STYLES[genre]
-    return GenreStyle((index * 67) % 360, 20, 0.6, 0.5, 0.6, 0.03,
-                      (MOTIFS[index % len(MOTIFS)], MOTIFS[(index + 5) % len(MOTIFS)]))
+    return GenreStyle(
+        (index * 67) % 360, 20, 0.6, 0.5, 0.6, 0.03, (MOTIFS[index % len(MOTIFS)], MOTIFS[(index + 5) % len(MOTIFS)])
+    )
 
 
 @dataclass(frozen=True)
 class CoverSpec:
     """Everything needed to draw one cover; drawn identically from the same spec."""
+
     seed: int
     style: GenreStyle
     motif: str
@@ -90,6 +104,7 @@ def _smooth_noise(rng: np.random.Generator, cells: int, n: int) -> np.ndarray:
 
 def _motif(name: str, rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """A float32 field in about [0, 1]; parameters are Python floats so nothing upcasts to float64."""
+
     def u(lo: float, hi: float) -> float:
         return float(rng.uniform(lo, hi))
 
@@ -124,7 +139,7 @@ def _motif(name: str, rng: np.random.Generator, x: np.ndarray, y: np.ndarray) ->
         n = x.shape[0]
         for _ in range(int(rng.integers(4, 11))):
             x0, y0 = int(u(0.05, 0.8) * n), int(u(0.05, 0.8) * n)
-            field[y0:y0 + int(u(0.02, 0.08) * n), x0:x0 + int(u(0.1, 0.6) * n)] = u(0.6, 1.0)
+            field[y0 : y0 + int(u(0.02, 0.08) * n), x0 : x0 + int(u(0.1, 0.6) * n)] = u(0.6, 1.0)
         return field
     if name == "rays":
         angle = np.arctan2(y - u(0.3, 0.7), x - u(0.3, 0.7))
@@ -181,8 +196,10 @@ def encode_jpeg(img: Image.Image, quality: int) -> bytes:
 
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A tiny PNG whose header declares width x height 8-bit grey pixels (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     rows = zlib.compress(b"\x00" * (width + 1) * 8, 9)  # a few rows; the header is the point
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")

@@ -23,21 +23,23 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from equigen.mbids import is_mbid
 from equigen.search_analysis import mb_tokens, phrase_in
-from equigen.simulator.world import (PRIMARY_TYPE_IDS, SECONDARY_TYPE_IDS, ReleaseGroup, World, WorldConfig)
+from equigen.simulator.world import PRIMARY_TYPE_IDS, SECONDARY_TYPE_IDS, ReleaseGroup, World, WorldConfig
 
 BAD_MBID = "../../etc/passwd"
 GENERIC_AGENTS = ("python/", "python-requests", "python-urllib", "aiohttp")  # lower case prefixes
-RATE_LIMIT_MESSAGE = ("Your requests are exceeding the allowable rate limit. Please see "
-                      "https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting for more information.")
+RATE_LIMIT_MESSAGE = (
+    "Your requests are exceeding the allowable rate limit. Please see "
+    "https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting for more information."
+)
 _FRONT = {"front": 0, "front-250": 250, "front-500": 500, "front-1200": 1200}
 _IMAGE_FILE = re.compile(r"mbid-([0-9a-f-]{36})-(\d+)(?:_thumb(250|500|1200))?\.jpg")
 _OVERSIZE_CHUNK = 1 << 20
@@ -46,30 +48,31 @@ _OVERSIZE_CHUNK = 1 << 20
 @dataclass(frozen=True)
 class SimConfig:
     """Server behaviour knobs (the world's content and faults live in WorldConfig)."""
-    rate_limit: int = 1                 # MusicBrainz requests per client per window; 0 = unlimited
-    rate_window: float = 1.0            # seconds
-    rate_tolerance: float = 0.02        # seconds of clock/network jitter forgiven at the window's edge
-    retry_after: bool = True            # send Retry-After: 1 with rate-limit 503s
-    require_user_agent: bool = True     # 403 for a missing or generic library User-Agent
-    mb_error_rate: float = 0.0          # extra random 503s on MusicBrainz
-    image_error_rate: float = 0.0       # random transient 500s on image bytes
-    flaky_failures: int = 2             # failures of each flaky image before it succeeds
-    latency_ms: float = 0.0             # added to every non-/__sim__/ request
-    bad_mbid: bool = False              # every search gets an extra first match whose id is not a UUID
-    bad_redirect: bool = False          # one release group's CAA redirect points at ftp://
-    redirect_loop: bool = False         # one release group's CAA redirect chain never ends
+
+    rate_limit: int = 1  # MusicBrainz requests per client per window; 0 = unlimited
+    rate_window: float = 1.0  # seconds
+    rate_tolerance: float = 0.02  # seconds of clock/network jitter forgiven at the window's edge
+    retry_after: bool = True  # send Retry-After: 1 with rate-limit 503s
+    require_user_agent: bool = True  # 403 for a missing or generic library User-Agent
+    mb_error_rate: float = 0.0  # extra random 503s on MusicBrainz
+    image_error_rate: float = 0.0  # random transient 500s on image bytes
+    flaky_failures: int = 2  # failures of each flaky image before it succeeds
+    latency_ms: float = 0.0  # added to every non-/__sim__/ request
+    bad_mbid: bool = False  # every search gets an extra first match whose id is not a UUID
+    bad_redirect: bool = False  # one release group's CAA redirect points at ftp://
+    redirect_loop: bool = False  # one release group's CAA redirect chain never ends
     log_requests: bool = True
 
 
 @dataclass(slots=True)
 class LogEntry:
-    t: float            # time.time() when the request arrived (before any simulated latency)
+    t: float  # time.time() when the request arrived (before any simulated latency)
     method: str
     path: str
     query_string: str
-    status: int         # 0 = the connection was dropped on purpose
+    status: int  # 0 = the connection was dropped on purpose
     user_agent: str
-    service: str        # musicbrainz | coverart | image | sim
+    service: str  # musicbrainz | coverart | image | sim
 
 
 def _service(path: str) -> str:
@@ -85,9 +88,11 @@ def _service(path: str) -> str:
 # ---- Lucene subset --------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r'\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>AND\b|OR\b|NOT\b|&&|\|\||!)'
+    r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>AND\b|OR\b|NOT\b|&&|\|\||!)"
     r'|(?P<field>[A-Za-z][\w-]*):(?:"(?P<fq>(?:[^"\\]|\\.)*)"|(?P<fv>[^\s()"]+))'
-    r'|"(?P<q>(?:[^"\\]|\\.)*)"|(?P<v>[^\s()"]+))', re.IGNORECASE)
+    r'|"(?P<q>(?:[^"\\]|\\.)*)"|(?P<v>[^\s()"]+))',
+    re.IGNORECASE,
+)
 _UNESCAPE = re.compile(r"\\(.)")
 
 Predicate = Callable[[ReleaseGroup], bool]
@@ -143,7 +148,7 @@ def parse_query(query: str) -> Predicate:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise ValueError(f"cannot parse query near {text[pos:pos + 20]!r}")
+            raise ValueError(f"cannot parse query near {text[pos : pos + 20]!r}")
         pos = m.end()
         if m["lp"] or m["rp"]:
             tokens.append(("paren", m[0].strip()))
@@ -208,16 +213,27 @@ def parse_query(query: str) -> Predicate:
 
 # ---- JSON shapes ----------------------------------------------------------------------------------
 
+
 def release_group_json(rg: ReleaseGroup, search: bool, inc: frozenset[str] = frozenset()) -> dict:
     """A release group as MusicBrainz ws/2 JSON: the search shape, or the lookup shape with `inc`."""
     secondary_ids = [SECONDARY_TYPE_IDS[s] for s in rg.secondary_types]
     primary_id = PRIMARY_TYPE_IDS[rg.primary_type]
-    credit = [{"name": rg.artist.name,
-               "artist": {"id": rg.artist.mbid, "name": rg.artist.name, "sort-name": rg.artist.sort_name}}]
+    credit = [
+        {
+            "name": rg.artist.name,
+            "artist": {"id": rg.artist.mbid, "name": rg.artist.name, "sort-name": rg.artist.sort_name},
+        }
+    ]
     tags = [{"count": n, "name": t} for t, n in rg.tags]
     if search:
-        out = {"id": rg.mbid, "type-id": secondary_ids[0] if secondary_ids else primary_id, "score": 100,
-               "primary-type-id": primary_id, "count": 1, "title": rg.title}
+        out = {
+            "id": rg.mbid,
+            "type-id": secondary_ids[0] if secondary_ids else primary_id,
+            "score": 100,
+            "primary-type-id": primary_id,
+            "count": 1,
+            "title": rg.title,
+        }
         if rg.first_release_date:
             out["first-release-date"] = rg.first_release_date
         out["primary-type"] = rg.primary_type
@@ -229,9 +245,16 @@ def release_group_json(rg: ReleaseGroup, search: bool, inc: frozenset[str] = fro
         if tags:
             out["tags"] = tags
         return out
-    out = {"id": rg.mbid, "title": rg.title, "first-release-date": rg.first_release_date or "",
-           "primary-type": rg.primary_type, "primary-type-id": primary_id,
-           "secondary-types": list(rg.secondary_types), "secondary-type-ids": secondary_ids, "disambiguation": ""}
+    out = {
+        "id": rg.mbid,
+        "title": rg.title,
+        "first-release-date": rg.first_release_date or "",
+        "primary-type": rg.primary_type,
+        "primary-type-id": primary_id,
+        "secondary-types": list(rg.secondary_types),
+        "secondary-type-ids": secondary_ids,
+        "disambiguation": "",
+    }
     if "artist-credits" in inc or "artists" in inc:
         out["artist-credit"] = credit
     if "tags" in inc:
@@ -242,11 +265,11 @@ def release_group_json(rg: ReleaseGroup, search: bool, inc: frozenset[str] = fro
 
 
 def _json(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json")
 
 
 # ---- the app --------------------------------------------------------------------------------------
+
 
 class _Simulator:
     """Request handlers and mutable server state (rate windows, flaky counters, error streams)."""
@@ -262,8 +285,15 @@ class _Simulator:
         self._image_errors = random.Random(world.config.seed * 7919 + 2)
         self._sorted = sorted(world.release_groups, key=lambda rg: rg.mbid)
         self.planted: dict[str, str] = {}
-        specials = [rg for rg in self._sorted if rg.findable and rg.genre in world.taxonomy.tags
-                    and rg.art == "ok" and not rg.flaky and rg.duplicate_of is None]
+        specials = [
+            rg
+            for rg in self._sorted
+            if rg.findable
+            and rg.genre in world.taxonomy.tags
+            and rg.art == "ok"
+            and not rg.flaky
+            and rg.duplicate_of is None
+        ]
         if config.bad_mbid:
             self.planted["bad_mbid"] = BAD_MBID
         if config.bad_redirect:
@@ -303,8 +333,17 @@ class _Simulator:
             raise
         finally:
             if self.config.log_requests:
-                self.log.append(LogEntry(arrived, request.method, request.path, request.query_string, status,
-                                         request.headers.get("User-Agent", ""), _service(request.path)))
+                self.log.append(
+                    LogEntry(
+                        arrived,
+                        request.method,
+                        request.path,
+                        request.query_string,
+                        status,
+                        request.headers.get("User-Agent", ""),
+                        _service(request.path),
+                    )
+                )
 
     # ---- MusicBrainz --------------------------------------------------------------------------
 
@@ -312,8 +351,13 @@ class _Simulator:
         """403 / 400 / 503 before any MusicBrainz work, as the real service answers them."""
         agent = request.headers.get("User-Agent", "").strip()
         if self.config.require_user_agent and (not agent or agent.lower().startswith(GENERIC_AGENTS)):
-            return _json({"error": "Please provide a meaningful User-Agent (application name, version and "
-                                   "contact); see https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting"}, 403)
+            return _json(
+                {
+                    "error": "Please provide a meaningful User-Agent (application name, version and "
+                    "contact); see https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting"
+                },
+                403,
+            )
         if request.query.get("fmt") != "json" and "application/json" not in request.headers.get("Accept", ""):
             return _json({"error": "this simulator answers JSON only: add fmt=json"}, 400)
         if self.config.rate_limit > 0 and not self._admit(f"{agent}\x00{request.remote}"):
@@ -362,10 +406,10 @@ class _Simulator:
         rows: list[ReleaseGroup | None] = hits
         if self.config.bad_mbid and hits:
             rows = [None, *hits]  # one extra match at the top, so paging over the rest stays exact
-        page = [release_group_json(rg or hits[0], search=True) for rg in rows[offset:offset + limit]]
+        page = [release_group_json(rg or hits[0], search=True) for rg in rows[offset : offset + limit]]
         if page and rows[offset] is None:
             page[0]["id"] = BAD_MBID
-        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         return _json({"created": created, "count": len(rows), "offset": offset, "release-groups": page})
 
     async def lookup(self, request: web.Request) -> web.Response:
@@ -401,10 +445,17 @@ class _Simulator:
         base = self._base(request)
         # The index links the archive.org download path, as the real one does.
         thumbs = {str(s): f"{base}/download/mbid-{rg.release_mbid}/{World.image_file(rg, s)}" for s in (250, 500, 1200)}
-        image = {"approved": True, "back": False, "comment": "", "edit": 1 + rg.image_id % 100_000_000,
-                 "front": True, "id": rg.image_id,
-                 "image": f"{base}/download/mbid-{rg.release_mbid}/{World.image_file(rg, 0)}",
-                 "thumbnails": {**thumbs, "small": thumbs["250"], "large": thumbs["500"]}, "types": ["Front"]}
+        image = {
+            "approved": True,
+            "back": False,
+            "comment": "",
+            "edit": 1 + rg.image_id % 100_000_000,
+            "front": True,
+            "id": rg.image_id,
+            "image": f"{base}/download/mbid-{rg.release_mbid}/{World.image_file(rg, 0)}",
+            "thumbnails": {**thumbs, "small": thumbs["250"], "large": thumbs["500"]},
+            "types": ["Front"],
+        }
         return _json({"images": [image], "release": f"{base}/release/{rg.release_mbid}"})
 
     async def caa_front(self, request: web.Request) -> web.Response:
@@ -439,8 +490,10 @@ class _Simulator:
             # A new URL each hop, so only a redirect cap (not "same URL twice") stops a client.
             hop = int(request.query.get("hop", "0")) + 1
             return web.Response(status=302, headers={"Location": f"{self._base(request)}{request.path}?hop={hop}"})
-        location = (f"{self._base(request)}/ia/{World.storage_node(rg)}/items/"
-                    f"{request.match_info['item']}/{request.match_info['file']}")
+        location = (
+            f"{self._base(request)}/ia/{World.storage_node(rg)}/items/"
+            f"{request.match_info['item']}/{request.match_info['file']}"
+        )
         return web.Response(status=302, headers={"Location": location})
 
     async def image(self, request: web.Request) -> web.StreamResponse:
@@ -473,7 +526,7 @@ class _Simulator:
             left = self.world.config.oversize_bytes - len(prefix)
             zeros = bytes(_OVERSIZE_CHUNK)
             while left > 0:
-                await response.write(zeros[:min(left, _OVERSIZE_CHUNK)])
+                await response.write(zeros[: min(left, _OVERSIZE_CHUNK)])
                 left -= _OVERSIZE_CHUNK
             await response.write_eof()
         except ConnectionError:  # the client stopped reading at its size cap, as it should
@@ -502,8 +555,15 @@ class _Simulator:
 class SimulatorHandle:
     """A running simulator: its URL, world and request log."""
 
-    def __init__(self, runner: web.AppRunner, url: str, world: World, config: SimConfig,
-                 log: list[LogEntry], planted: dict[str, str]) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        url: str,
+        world: World,
+        config: SimConfig,
+        log: list[LogEntry],
+        planted: dict[str, str],
+    ) -> None:
         self._runner = runner
         self.url, self.world, self.config, self.log, self.planted = url, world, config, log, planted
 
@@ -514,8 +574,13 @@ class SimulatorHandle:
         await self._runner.cleanup()
 
 
-async def start_simulator(world_config: WorldConfig | None = None, sim_config: SimConfig | None = None,
-                          host: str = "127.0.0.1", port: int = 0, world: World | None = None) -> SimulatorHandle:
+async def start_simulator(
+    world_config: WorldConfig | None = None,
+    sim_config: SimConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    world: World | None = None,
+) -> SimulatorHandle:
     """Build the world (or use `world`) and serve it on host:port (0 = a free port)."""
     world = world or World.build(world_config or WorldConfig())
     config = sim_config or SimConfig()
@@ -531,9 +596,13 @@ async def start_simulator(world_config: WorldConfig | None = None, sim_config: S
 
 
 @contextmanager
-def simulator_in_thread(world_config: WorldConfig | None = None, sim_config: SimConfig | None = None,
-                        host: str = "127.0.0.1", port: int = 0,
-                        world: World | None = None) -> Iterator[SimulatorHandle]:
+def simulator_in_thread(
+    world_config: WorldConfig | None = None,
+    sim_config: SimConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    world: World | None = None,
+) -> Iterator[SimulatorHandle]:
     """Run the simulator's event loop in a background thread (for synchronous callers)."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -573,8 +642,7 @@ def _split_knobs(knobs: dict) -> tuple[dict, dict]:
     if unknown:
         raise TypeError(f"unknown simulator knobs: {sorted(unknown)}")
     given = {k: v for k, v in knobs.items() if v is not None}
-    return ({k: v for k, v in given.items() if k in world_names},
-            {k: v for k, v in given.items() if k in sim_names})
+    return ({k: v for k, v in given.items() if k in world_names}, {k: v for k, v in given.items() if k in sim_names})
 
 
 def serve_forever(port: int = 8080, seed: int = 0, host: str = "127.0.0.1", **knobs) -> None:
@@ -583,8 +651,11 @@ def serve_forever(port: int = 8080, seed: int = 0, host: str = "127.0.0.1", **kn
 
     async def main() -> None:
         handle = await start_simulator(WorldConfig(seed=seed, **world_knobs), SimConfig(**sim_knobs), host, port)
-        print(f"EquiGen simulator (seed {seed}, {len(handle.world.release_groups)} release groups) at {handle.url}"
-              f"\n  --musicbrainz-url {handle.url} --coverart-url {handle.url}\nCtrl-C stops.", flush=True)
+        print(
+            f"EquiGen simulator (seed {seed}, {len(handle.world.release_groups)} release groups) at {handle.url}"
+            f"\n  --musicbrainz-url {handle.url} --coverart-url {handle.url}\nCtrl-C stops.",
+            flush=True,
+        )
         try:
             await asyncio.Event().wait()
         finally:

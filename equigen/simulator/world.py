@@ -18,18 +18,17 @@ import random
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable, Sequence
 
 from PIL import Image, ImageOps
 
 from equigen.errors import EquigenError
 from equigen.mbids import VARIOUS_ARTISTS
-from equigen.simulator.covers import (HTML_ERROR_PAGE, MOTIFS, CoverSpec, bomb_png, draw, encode_jpeg,
-                                      style_for)
+from equigen.simulator.covers import HTML_ERROR_PAGE, MOTIFS, CoverSpec, bomb_png, draw, encode_jpeg, style_for
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 BROKEN_KINDS = ("truncated", "html", "oversize", "bomb", "tiny")
@@ -53,45 +52,201 @@ SECONDARY_TYPE_IDS = {
 
 # Uneven genre popularity (relative artist counts); genres not listed weigh 1.
 DEFAULT_GENRE_WEIGHTS = {
-    "Rock": 14, "Pop": 11, "Electronic": 11, "Rap (hip hop)": 8, "Metal": 8, "Jazz": 7, "R&B": 6,
-    "Punk": 6, "Folk": 5, "Country": 5, "Classical": 5, "Latin": 4, "Reggae": 4, "Blues": 3, "New Age": 3,
+    "Rock": 14,
+    "Pop": 11,
+    "Electronic": 11,
+    "Rap (hip hop)": 8,
+    "Metal": 8,
+    "Jazz": 7,
+    "R&B": 6,
+    "Punk": 6,
+    "Folk": 5,
+    "Country": 5,
+    "Classical": 5,
+    "Latin": 4,
+    "Reggae": 4,
+    "Blues": 3,
+    "New Age": 3,
 }
 
 # Tags real release groups carry that name no genre: places, languages, decades, listening habits.
 # Most used first (they are drawn with Zipf weights); years like "1994" are added at build time.
 # Any that the taxonomy or MusicBrainz's genre list knows is dropped when a world is built.
-NOISE_TAGS = ("english", "seen live", "british", "american", "1990s", "2000s", "favorites", "1980s",
-              "female vocalists", "male vocalists", "german", "offizielle charts", "1970s", "japanese",
-              "usa", "uk", "90s", "80s", "2010s", "french", "swedish", "canadian", "favourite albums",
-              "albums i own", "vinyl", "cover art", "beautiful", "awesome", "under 2000 listeners",
-              "live recording", "deutsch", "español", "owned", "to listen", "1960s", "australian",
-              "norwegian", "finnish", "italian", "love")
+NOISE_TAGS = (
+    "english",
+    "seen live",
+    "british",
+    "american",
+    "1990s",
+    "2000s",
+    "favorites",
+    "1980s",
+    "female vocalists",
+    "male vocalists",
+    "german",
+    "offizielle charts",
+    "1970s",
+    "japanese",
+    "usa",
+    "uk",
+    "90s",
+    "80s",
+    "2010s",
+    "french",
+    "swedish",
+    "canadian",
+    "favourite albums",
+    "albums i own",
+    "vinyl",
+    "cover art",
+    "beautiful",
+    "awesome",
+    "under 2000 listeners",
+    "live recording",
+    "deutsch",
+    "español",
+    "owned",
+    "to listen",
+    "1960s",
+    "australian",
+    "norwegian",
+    "finnish",
+    "italian",
+    "love",
+)
 MUSICBRAINZ_GENRES_FILE = "data/musicbrainz-genres.txt"
 
-_ADJ = ("Silent", "Electric", "Golden", "Broken", "Crimson", "Hollow", "Velvet", "Neon", "Wild", "Frozen",
-        "Lonely", "Burning", "Distant", "Quiet", "Savage", "Lucky", "Midnight", "Paper", "Iron", "Blue",
-        "Northern", "Secret", "Sleepy", "Restless", "Shining", "Tender", "Bitter", "Cosmic", "Little", "Final")
-_NOUN = ("River", "Mirror", "Engine", "Garden", "Shadow", "Harbor", "Echo", "Satellite", "Lantern", "Valley",
-         "Signal", "Horizon", "Window", "Machine", "Ocean", "Forest", "Ghost", "Parade", "Empire", "Tide",
-         "Circle", "Kingdom", "Highway", "Season", "Thunder", "Canyon", "Harvest", "Orchard", "Comet", "Station")
-_FIRST = ("Ada", "Ben", "Clara", "Dmitri", "Elena", "Felix", "Grace", "Hugo", "Ines", "Jonas", "Kemi", "Luis",
-          "Maya", "Nils", "Olga", "Pablo", "Quinn", "Rosa", "Samir", "Tove", "Uma", "Victor", "Wen", "Yara")
-_LAST = ("Abara", "Becker", "Costa", "Dahl", "Eriksen", "Fontaine", "Garcia", "Hale", "Ito", "Jensen",
-         "Kowalski", "Lindqvist", "Moreau", "Novak", "Okafor", "Petrov", "Quist", "Rossi", "Sato", "Tanaka",
-         "Underwood", "Vance", "Whitfield", "Young", "Zimmer")
+_ADJ = (
+    "Silent",
+    "Electric",
+    "Golden",
+    "Broken",
+    "Crimson",
+    "Hollow",
+    "Velvet",
+    "Neon",
+    "Wild",
+    "Frozen",
+    "Lonely",
+    "Burning",
+    "Distant",
+    "Quiet",
+    "Savage",
+    "Lucky",
+    "Midnight",
+    "Paper",
+    "Iron",
+    "Blue",
+    "Northern",
+    "Secret",
+    "Sleepy",
+    "Restless",
+    "Shining",
+    "Tender",
+    "Bitter",
+    "Cosmic",
+    "Little",
+    "Final",
+)
+_NOUN = (
+    "River",
+    "Mirror",
+    "Engine",
+    "Garden",
+    "Shadow",
+    "Harbor",
+    "Echo",
+    "Satellite",
+    "Lantern",
+    "Valley",
+    "Signal",
+    "Horizon",
+    "Window",
+    "Machine",
+    "Ocean",
+    "Forest",
+    "Ghost",
+    "Parade",
+    "Empire",
+    "Tide",
+    "Circle",
+    "Kingdom",
+    "Highway",
+    "Season",
+    "Thunder",
+    "Canyon",
+    "Harvest",
+    "Orchard",
+    "Comet",
+    "Station",
+)
+_FIRST = (
+    "Ada",
+    "Ben",
+    "Clara",
+    "Dmitri",
+    "Elena",
+    "Felix",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Luis",
+    "Maya",
+    "Nils",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Samir",
+    "Tove",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Yara",
+)
+_LAST = (
+    "Abara",
+    "Becker",
+    "Costa",
+    "Dahl",
+    "Eriksen",
+    "Fontaine",
+    "Garcia",
+    "Hale",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Petrov",
+    "Quist",
+    "Rossi",
+    "Sato",
+    "Tanaka",
+    "Underwood",
+    "Vance",
+    "Whitfield",
+    "Young",
+    "Zimmer",
+)
 
 
 @dataclass(frozen=True)
 class WorldConfig:
     """Knobs of the synthetic world. The defaults hold enough for `--per-genre 40` in every genre."""
+
     seed: int = 0
     n_artists: int = 3000
     min_artists_per_genre: int = 110
-    rg_per_artist_median: float = 2.5     # lognormal number of release groups per artist (long tail)
+    rg_per_artist_median: float = 2.5  # lognormal number of release groups per artist (long tail)
     rg_per_artist_sigma: float = 0.9
     max_rg_per_artist: int = 60
-    n_various: int = 250                  # release groups credited to Various Artists
-    various_album_fraction: float = 0.2   # of those, plain albums (the rest are compilations)
+    n_various: int = 250  # release groups credited to Various Artists
+    various_album_fraction: float = 0.2  # of those, plain albums (the rest are compilations)
     genre_weights: tuple[tuple[str, float], ...] | None = None  # None: DEFAULT_GENRE_WEIGHTS
     ep_fraction: float = 0.13
     single_fraction: float = 0.12
@@ -101,33 +256,34 @@ class WorldConfig:
     remix_fraction: float = 0.03
     untagged_fraction: float = 0.05
     second_genre_fraction: float = 0.25
-    ambiguous_fraction: float = 0.04      # of all release groups: a second genre within 20 % of the first
-    off_genre_fraction: float = 0.03      # a release group in another genre than its artist's
-    noise_tag_fraction: float = 0.4       # release groups with 1-2 non-genre tags ("seen live", "1994")
-    unmapped_tag_fraction: float = 0.03   # ... with a MusicBrainz genre the taxonomy leaves unmapped
-    zipf_s: float = 1.1                   # tag popularity within a genre: weight 1/rank**s (broad names first)
-    variant_fraction: float = 0.15        # genre tags spelled another way ("hip-hop", "Hip Hop", "rnb")
-    off_style_fraction: float = 0.2       # covers drawn in another genre's style
+    ambiguous_fraction: float = 0.04  # of all release groups: a second genre within 20 % of the first
+    off_genre_fraction: float = 0.03  # a release group in another genre than its artist's
+    noise_tag_fraction: float = 0.4  # release groups with 1-2 non-genre tags ("seen live", "1994")
+    unmapped_tag_fraction: float = 0.03  # ... with a MusicBrainz genre the taxonomy leaves unmapped
+    zipf_s: float = 1.1  # tag popularity within a genre: weight 1/rank**s (broad names first)
+    variant_fraction: float = 0.15  # genre tags spelled another way ("hip-hop", "Hip Hop", "rnb")
+    off_style_fraction: float = 0.2  # covers drawn in another genre's style
     # Share of release groups with a front cover, per genre: None = spread evenly over
     # `coverage_spread` in a seeded genre order; a float = the same everywhere; or (genre, share) pairs.
     art_coverage: float | tuple[tuple[str, float], ...] | None = None
     coverage_spread: tuple[float, float] = (0.90, 0.45)
-    thin_genres: tuple[str, ...] = ()     # genres with only `thin_artists` artists (a harvest falls short)
+    thin_genres: tuple[str, ...] = ()  # genres with only `thin_artists` artists (a harvest falls short)
     thin_artists: int = 12
-    broken_fraction: float = 0.002        # per broken kind; at least one of each
+    broken_fraction: float = 0.002  # per broken kind; at least one of each
     flaky_fraction: float = 0.03
     duplicate_fraction: float = 0.05
-    cover_px: int | None = None           # serve every cover at this side (fast tests)
+    cover_px: int | None = None  # serve every cover at this side (fast tests)
     jpeg_quality: int = 88
     oversize_bytes: int = 12_000_000
-    cache_mb: int = 1024                  # LRU of encoded cover bytes
+    cache_mb: int = 1024  # LRU of encoded cover bytes
     taxonomy_path: str | None = None
 
     @classmethod
-    def small(cls, seed: int = 0, **overrides) -> "WorldConfig":
+    def small(cls, seed: int = 0, **overrides) -> WorldConfig:
         """A quick world for tests: tens of covers per genre (enough for per-genre ~8), 64 px covers."""
-        base = dict(seed=seed, n_artists=360, min_artists_per_genre=30, n_various=30, cover_px=64,
-                    broken_fraction=0.001)
+        base = dict(
+            seed=seed, n_artists=360, min_artists_per_genre=30, n_various=30, cover_px=64, broken_fraction=0.001
+        )
         base.update(overrides)
         return cls(**base)
 
@@ -145,6 +301,7 @@ class Artist:
 @dataclass(slots=True)
 class ReleaseGroup:
     """One release group with its ground truth (genre as resolved by the default taxonomy)."""
+
     mbid: str
     title: str
     primary_type: str
@@ -154,9 +311,9 @@ class ReleaseGroup:
     tags: tuple[tuple[str, int], ...]
     release_mbid: str
     image_id: int
-    genre: str                  # resolved label: a genre, "ambiguous" or "unlabelled"
+    genre: str  # resolved label: a genre, "ambiguous" or "unlabelled"
     cover: CoverSpec
-    art: str = "ok"             # ok | none | truncated | html | oversize | bomb | tiny
+    art: str = "ok"  # ok | none | truncated | html | oversize | bomb | tiny
     flaky: bool = False
     duplicate_of: str | None = None
     transform: str | None = None
@@ -251,7 +408,7 @@ def _votes(rng: random.Random) -> int:
 
 def _zipf(n: int, s: float) -> list[float]:
     """Cumulative weights 1/rank**s for ranks 1..n."""
-    return list(itertools.accumulate(1.0 / rank ** s for rank in range(1, n + 1)))
+    return list(itertools.accumulate(1.0 / rank**s for rank in range(1, n + 1)))
 
 
 def _genre_name(name: str, genres: Sequence[str], what: str) -> str:
@@ -356,8 +513,12 @@ class _Vocabulary:
         found = []
         for spelling in candidates:
             other = normalize_tag(spelling)
-            if (spelling != name and spelling not in found and (other == key or self.tax.aliases.get(other) == key)
-                    and self.tax.genre_of_tag(spelling) == genre):
+            if (
+                spelling != name
+                and spelling not in found
+                and (other == key or self.tax.aliases.get(other) == key)
+                and self.tax.genre_of_tag(spelling) == genre
+            ):
                 found.append(spelling)
         self._variants[name] = found
         return found
@@ -366,9 +527,15 @@ class _Vocabulary:
 class World:
     """The synthetic MusicBrainz + Cover Art Archive catalogue; build with World.build(config)."""
 
-    def __init__(self, config: WorldConfig, taxonomy: Taxonomy, artists: list[Artist],
-                 release_groups: list[ReleaseGroup], coverage: dict[str, float] | None = None,
-                 noise_tags: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        config: WorldConfig,
+        taxonomy: Taxonomy,
+        artists: list[Artist],
+        release_groups: list[ReleaseGroup],
+        coverage: dict[str, float] | None = None,
+        noise_tags: Sequence[str] = (),
+    ) -> None:
         self.config = config
         self.taxonomy = taxonomy
         self.artists = artists
@@ -382,7 +549,7 @@ class World:
     # ---- building -------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: WorldConfig | None = None) -> "World":
+    def build(cls, config: WorldConfig | None = None) -> World:
         config = config or WorldConfig()
         tax = load_taxonomy(config.taxonomy_path)
         rng = random.Random(config.seed)
@@ -399,9 +566,15 @@ class World:
 
         # Exact per-genre artist quotas so even the smallest genre has enough distinct artists.
         total_w = sum(weights)
-        slots = [g for g, w in zip(genres, weights)
-                 for _ in range(config.thin_artists if g in thin
-                                else max(config.min_artists_per_genre, round(w / total_w * config.n_artists)))]
+        slots = [
+            g
+            for g, w in zip(genres, weights)
+            for _ in range(
+                config.thin_artists
+                if g in thin
+                else max(config.min_artists_per_genre, round(w / total_w * config.n_artists))
+            )
+        ]
         rng.shuffle(slots)
 
         artists: list[Artist] = []
@@ -413,14 +586,31 @@ class World:
             style_genre = rng.choice(genres) if rng.random() < config.off_style_fraction else tag_genre
             style = styles[style_genre]
             r = rng.random()
-            motif = (artist.motif if r < 0.5 and style_genre == artist.genre else style.motifs[0] if r < 0.75
-                     else style.motifs[1] if r < 0.87 else rng.choice(MOTIFS))
-            spec = CoverSpec(rng.getrandbits(63), style, motif,
-                             artist.hue_shift if style_genre == artist.genre else 0.0)
+            motif = (
+                artist.motif
+                if r < 0.5 and style_genre == artist.genre
+                else style.motifs[0]
+                if r < 0.75
+                else style.motifs[1]
+                if r < 0.87
+                else rng.choice(MOTIFS)
+            )
+            spec = CoverSpec(
+                rng.getrandbits(63), style, motif, artist.hue_shift if style_genre == artist.genre else 0.0
+            )
             rg = ReleaseGroup(
-                mbid=_uuid(rng), title=_title(rng), primary_type=primary, secondary_types=secondary,
-                first_release_date=_date(rng), artist=artist, tags=tags, release_mbid=_uuid(rng),
-                image_id=rng.randrange(10**9, 4 * 10**10), genre=tax.resolve(tags), cover=spec)
+                mbid=_uuid(rng),
+                title=_title(rng),
+                primary_type=primary,
+                secondary_types=secondary,
+                first_release_date=_date(rng),
+                artist=artist,
+                tags=tags,
+                release_mbid=_uuid(rng),
+                image_id=rng.randrange(10**9, 4 * 10**10),
+                genre=tax.resolve(tags),
+                cover=spec,
+            )
             home[rg.mbid] = tag_genre
             return rg
 
@@ -428,24 +618,36 @@ class World:
         for genre in slots:
             name, sort_name = _artist_name(rng)
             style = styles[genre]
-            artist = Artist(_uuid(rng), name, sort_name, genre, rng.gauss(0, 12),
-                            style.motifs[0] if rng.random() < 0.6 else style.motifs[1])
+            artist = Artist(
+                _uuid(rng),
+                name,
+                sort_name,
+                genre,
+                rng.gauss(0, 12),
+                style.motifs[0] if rng.random() < 0.6 else style.motifs[1],
+            )
             artists.append(artist)
             n = min(config.max_rg_per_artist, max(1, round(rng.lognormvariate(mu, config.rg_per_artist_sigma))))
             for _ in range(n):
                 r = rng.random()
-                primary = "EP" if r < config.ep_fraction else (
-                    "Single" if r < config.ep_fraction + config.single_fraction else "Album")
+                primary = (
+                    "EP"
+                    if r < config.ep_fraction
+                    else ("Single" if r < config.ep_fraction + config.single_fraction else "Album")
+                )
                 r = rng.random()
                 secondary: tuple[str, ...] = ()
-                for kind, frac in (("Compilation", config.compilation_fraction), ("Live", config.live_fraction),
-                                   ("Soundtrack", config.soundtrack_fraction), ("Remix", config.remix_fraction)):
+                for kind, frac in (
+                    ("Compilation", config.compilation_fraction),
+                    ("Live", config.live_fraction),
+                    ("Soundtrack", config.soundtrack_fraction),
+                    ("Remix", config.remix_fraction),
+                ):
                     if r < frac:
                         secondary = (kind,)
                         break
                     r -= frac
-                tag_genre = (rng.choices(genres, spread)[0] if rng.random() < config.off_genre_fraction
-                             else genre)
+                tag_genre = rng.choices(genres, spread)[0] if rng.random() < config.off_genre_fraction else genre
                 rgs.append(make_rg(artist, tag_genre, primary, secondary))
 
         various = Artist(VARIOUS_ARTISTS, "Various Artists", "Various Artists", "", 0.0, "blobs")
@@ -458,8 +660,15 @@ class World:
         return cls(config, tax, artists, rgs, coverage, vocab.noise_tags)
 
     @staticmethod
-    def _tags(rng: random.Random, config: WorldConfig, tax: Taxonomy, vocab: _Vocabulary, genres: list[str],
-              weights: list[float], genre: str) -> tuple[tuple[str, int], ...]:
+    def _tags(
+        rng: random.Random,
+        config: WorldConfig,
+        tax: Taxonomy,
+        vocab: _Vocabulary,
+        genres: list[str],
+        weights: list[float],
+        genre: str,
+    ) -> tuple[tuple[str, int], ...]:
         """Thin, Zipf-distributed tags: 1-4 names of `genre`, maybe a second genre's name (clearly
         secondary, or within the ambiguity ratio for `ambiguous_fraction`), spelling variants, and
         tags that weigh nothing (an unmapped MusicBrainz genre, "seen live", "1994")."""
@@ -470,8 +679,9 @@ class World:
         tags = dict(zip(chosen, votes))
         if config.second_genre_fraction and rng.random() < config.second_genre_fraction:
             ratio = tax.ambiguity_ratio
-            other = rng.choices([g for g in genres if g != genre],
-                                [w for g, w in zip(genres, weights) if g != genre])[0]
+            other = rng.choices([g for g in genres if g != genre], [w for g, w in zip(genres, weights) if g != genre])[
+                0
+            ]
             home = sum(votes)
             if rng.random() < config.ambiguous_fraction / config.second_genre_fraction:
                 second = rng.randint(math.ceil(ratio * home), home)  # often a 1-vote tie
@@ -497,8 +707,14 @@ class World:
         return tuple(sorted(tags.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @staticmethod
-    def _plant_faults(rng: random.Random, config: WorldConfig, genres: list[str], rgs: list[ReleaseGroup],
-                      coverage: dict[str, float], home: dict[str, str]) -> None:
+    def _plant_faults(
+        rng: random.Random,
+        config: WorldConfig,
+        genres: list[str],
+        rgs: list[ReleaseGroup],
+        coverage: dict[str, float],
+        home: dict[str, str],
+    ) -> None:
         """Broken covers, missing art, flaky images and near-duplicates, all from the seeded rng."""
         genre_set = set(genres)
         # Faults a harvesting client must meet: plant them among the release groups it will find.
@@ -506,7 +722,7 @@ class World:
         rng.shuffle(findable)
         per_kind = max(1, round(config.broken_fraction * len(rgs)))
         for i, kind in enumerate(BROKEN_KINDS):
-            for rg in findable[i * per_kind:(i + 1) * per_kind]:
+            for rg in findable[i * per_kind : (i + 1) * per_kind]:
                 rg.art = kind
         for rg in rgs:  # missing art at the genre's coverage (ambiguous/unlabelled: the genre tagged for)
             share = coverage[rg.genre] if rg.genre in coverage else coverage[home[rg.mbid]]
@@ -529,8 +745,9 @@ class World:
                 break
             if dup.mbid in used:
                 continue
-            siblings = [s for s in sources_by_artist.get(dup.artist.mbid, [])
-                        if s.mbid != dup.mbid and s.duplicate_of is None]
+            siblings = [
+                s for s in sources_by_artist.get(dup.artist.mbid, []) if s.mbid != dup.mbid and s.duplicate_of is None
+            ]
             # Half are reissues by the same artist, the rest re-use a cover across artists and genres.
             pool = siblings if siblings and rng.random() < 0.5 else with_art
             source = rng.choice(pool)
@@ -622,20 +839,33 @@ class World:
     def image_url(self, base: str, mbid: str, size: int) -> str:
         """The final (post-redirect) URL that serves the cover bytes directly."""
         rg = self.by_mbid[mbid]
-        return (f"{base.rstrip('/')}/ia/{self.storage_node(rg)}/items/mbid-{rg.release_mbid}/"
-                f"{self.image_file(rg, size)}")
+        return f"{base.rstrip('/')}/ia/{self.storage_node(rg)}/items/mbid-{rg.release_mbid}/{self.image_file(rg, size)}"
 
     # ---- ground truth ---------------------------------------------------------------------------
 
     def truth(self, artist_cap: int = 2) -> dict:
         """Per genre: findable album counts, losses, usable covers (and capped at `artist_cap` per artist),
         the configured art coverage and the measured one (share of its findable albums with a cover)."""
-        thin = {g for g in self.taxonomy.genres
-                if any(normalize_tag(g) == normalize_tag(t) for t in self.config.thin_genres)}
-        per_genre = {g: {"total": 0, "no_art": 0, "broken": {k: 0 for k in BROKEN_KINDS}, "flaky": 0,
-                         "duplicates": 0, "usable": 0, "usable_capped": 0, "artists": 0,
-                         "art_coverage": self.coverage[g], "thin": g in thin}
-                     for g in self.taxonomy.genres}
+        thin = {
+            g
+            for g in self.taxonomy.genres
+            if any(normalize_tag(g) == normalize_tag(t) for t in self.config.thin_genres)
+        }
+        per_genre = {
+            g: {
+                "total": 0,
+                "no_art": 0,
+                "broken": {k: 0 for k in BROKEN_KINDS},
+                "flaky": 0,
+                "duplicates": 0,
+                "usable": 0,
+                "usable_capped": 0,
+                "artists": 0,
+                "art_coverage": self.coverage[g],
+                "thin": g in thin,
+            }
+            for g in self.taxonomy.genres
+        }
         other = {AMBIGUOUS: 0, UNLABELLED: 0}
         usable_by_artist: dict[tuple[str, str], int] = {}
         for rg in self.release_groups:
@@ -672,10 +902,17 @@ class World:
             "findable_ambiguous": other[AMBIGUOUS],
             "findable_unlabelled": other[UNLABELLED],
             "duplicates": [
-                {"mbid": rg.mbid, "source_mbid": rg.duplicate_of, "transform": rg.transform,
-                 "same_artist": rg.artist.mbid == self.by_mbid[rg.duplicate_of].artist.mbid,
-                 "genre": rg.genre, "source_genre": self.by_mbid[rg.duplicate_of].genre}
-                for rg in self.release_groups if rg.duplicate_of is not None],
+                {
+                    "mbid": rg.mbid,
+                    "source_mbid": rg.duplicate_of,
+                    "transform": rg.transform,
+                    "same_artist": rg.artist.mbid == self.by_mbid[rg.duplicate_of].artist.mbid,
+                    "genre": rg.genre,
+                    "source_genre": self.by_mbid[rg.duplicate_of].genre,
+                }
+                for rg in self.release_groups
+                if rg.duplicate_of is not None
+            ],
             "broken": {k: [rg.mbid for rg in self.release_groups if rg.art == k] for k in BROKEN_KINDS},
             "flaky": [rg.mbid for rg in self.release_groups if rg.flaky],
             "no_art": sum(rg.art == "none" for rg in self.release_groups),
