@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from equigen.records import require_columns
 from equigen.taxonomy import NO_GENRE
 
 
@@ -74,6 +75,7 @@ def select_balanced(
     min_confidence = float(min_confidence)
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+    require_columns(rows, ("mbid", "genre", "artist_mbid", "is_canonical"), "select_balanced")
     wanted = [g for g in genres if g not in NO_GENRE]
     df = rows.sort_values("mbid", kind="stable")
     ok = df["is_canonical"].astype(bool) & df["genre"].isin(wanted)

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from equigen.records import require_columns
 from equigen.taxonomy import NO_GENRE
 
 # Max pHash Hamming distance at which two covers count as near-duplicates. Measured with
@@ -206,6 +207,9 @@ def _same_key_edges(keys: np.ndarray) -> np.ndarray:
     return np.stack([first[keep], rows[keep]], axis=1).astype(np.int64)
 
 
+DEDUP_COLUMNS = ("mbid", "sha256", "phash", "width", "height", "genre", "first_release_date")
+
+
 def dedup_rows(rows: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Cluster covers that are exact (same sha256) or near (pHash distance <= threshold) duplicates.
 
@@ -218,6 +222,7 @@ def dedup_rows(rows: pd.DataFrame, threshold: int) -> pd.DataFrame:
     earliest first_release_date (missing dates last), then the smallest mbid.
     conflict: the members carry more than one genre, not counting 'ambiguous' and 'unlabelled'.
     """
+    require_columns(rows, DEDUP_COLUMNS, "dedup_rows")
     df = rows.sort_values("mbid", kind="stable").reset_index(drop=True)
     n = len(df)
     edges = [_same_key_edges(df["sha256"].to_numpy(object)), _same_key_edges(df["phash"].to_numpy(object))]

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from equigen.records import require_columns
 from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.taxonomy import normalize_tag
 
 TRIED_STATUSES = ("ok", "no_art", "bad_image", "refused")  # a final answer about a cover ("failed" is not one)
 MIN_YIELD = 0.05  # never plan more than 20 tries per missing cover, whatever the first tries showed
+
+
+USABLE_COLUMNS = ("mbid", "genre", "artist_mbid", "status", "sha256", "label_confidence", "seq")
 
 
 def artist_key(artist_mbid, mbid) -> str:
@@ -52,10 +56,7 @@ def usable_by_genre(
 
     rows: mbid, genre, artist_mbid, status, sha256, label_confidence, seq.
     """
-    need = {"mbid", "genre", "artist_mbid", "status", "sha256", "label_confidence", "seq"}
-    missing = need - set(rows.columns)
-    if missing:
-        raise ValueError(f"usable_by_genre needs columns {sorted(missing)}")
+    require_columns(rows, USABLE_COLUMNS, "usable_by_genre")
     ok = rows[(rows["status"] == "ok") & eligible_mask(rows, genres, min_confidence)]
     ok = ok.sort_values(["seq", "mbid"], kind="stable").drop_duplicates("sha256")
     artists = [artist_key(a, m) for a, m in zip(ok["artist_mbid"], ok["mbid"])]
@@ -116,7 +117,8 @@ class RoundSelector:
     def start(
         cls, rows: pd.DataFrame, round_no: int, quota: Mapping[str, int], artist_cap: int, min_confidence: float = 0.0
     ) -> RoundSelector:
-        """rows: mbid, genre, artist_mbid, status, label_confidence, seq, planned_round (NaN = never planned)."""
+        """rows: USABLE_COLUMNS and planned_round (NaN = never planned)."""
+        require_columns(rows, (*USABLE_COLUMNS, "planned_round"), "RoundSelector.start")
         selector = cls(round_no, dict(quota), artist_cap, min_confidence)
         genres = list(quota)
         rows = rows[eligible_mask(rows, genres, min_confidence)].sort_values(["seq", "mbid"], kind="stable")
