@@ -300,7 +300,11 @@ def baseline(
         "resnet50,efficientnet_b0", "--models", help="Comma-separated torchvision resnet*/efficientnet_b* names."
     ),
     epochs: int = typer.Option(10, "--epochs"),
-    image_size: int = typer.Option(128, "--image-size"),
+    image_size: int | None = typer.Option(
+        None,
+        "--image-size",
+        help="Input side in pixels [default: the pretrained weights' crop size, 224; 128 from scratch].",
+    ),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (after warm-up, then cosine decay)."),
     weight_decay: float = typer.Option(0.05, "--weight-decay"),
@@ -310,12 +314,31 @@ def baseline(
     patience: int = typer.Option(
         3, "--patience", help="Early stopping: epochs without validation macro-F1 improvement."
     ),
-    seed: int = Seed,
+    seeds: str = typer.Option(
+        "0,1,2",
+        "--seeds",
+        help="Train each model once per seed (comma-separated); the report gives mean ± sd over seeds and bootstrap 95 % intervals over test items.",
+    ),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes decoding images."),
+    pretrained: bool = typer.Option(
+        True,
+        "--pretrained/--no-pretrained",
+        help="Start from torchvision's ImageNet weights (each model's DEFAULT; downloaded once into $TORCH_HOME/hub/checkpoints, then offline) with their own preprocessing; --no-pretrained trains from scratch.",
+    ),
     weights: list[str] | None = typer.Option(
         None,
         "--weights",
-        help="[MODEL=]PATH of a local torchvision ImageNet state dict to start from (repeatable; nothing is downloaded).",
+        help="[MODEL=]PATH of a local torchvision ImageNet state dict to start from instead of the cached download (repeatable).",
+    ),
+    backbone_lr_scale: float | None = typer.Option(
+        None,
+        "--backbone-lr-scale",
+        help="The backbone learns at --lr x this, the new head at --lr [default 0.1 when starting from ImageNet weights, 1 from scratch].",
+    ),
+    freeze_epochs: int = typer.Option(
+        0,
+        "--freeze-epochs",
+        help="Train only the new head for this many epochs (backbone learning rate 0), then fine-tune everything.",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run named --name (default: the newest) from its last checkpoint."
@@ -336,7 +359,7 @@ def baseline(
     """
     import os
 
-    from equigen.baseline import BaselineConfig, parse_weights_option, run_baseline
+    from equigen.baseline import BaselineConfig, parse_seeds, parse_weights_option, run_baseline
 
     settings = _settings(data_dir=data_dir)
     cfg = BaselineConfig(
@@ -350,8 +373,11 @@ def baseline(
         warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing,
         patience=patience,
-        seed=seed,
+        seeds=parse_seeds(seeds),
         workers=workers,
+        pretrained=pretrained,
+        backbone_lr_scale=backbone_lr_scale,
+        freeze_epochs=freeze_epochs,
         weights=parse_weights_option(weights) if weights else None,
         resume=resume,
         run_name=name,
@@ -361,6 +387,8 @@ def baseline(
     )
     result = run_baseline(dataset or settings.dataset_dir, runs_dir or settings.runs_dir, cfg, progress=progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+        if result.comparison:
+            out.print(result.comparison, markup=False, highlight=False, soft_wrap=True)
         out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -371,11 +399,14 @@ def demo(
     ),
     per_genre: int = typer.Option(40, "--per-genre", help="Covers per genre in the demo dataset."),
     epochs: int = typer.Option(
-        10, "--epochs", help="Baseline epochs per model (EfficientNet from scratch needs ~8 to leave chance)."
+        10, "--epochs", help="Baseline epochs per model and seed (EfficientNet from scratch needs ~8 to leave chance)."
     ),
     image_size: int = typer.Option(64, "--image-size", help="Baseline input size in pixels."),
     models: str = typer.Option(
         "resnet18,efficientnet_b0", "--models", help="Comma-separated torchvision models to compare."
+    ),
+    seeds: str = typer.Option(
+        "0,1", "--seeds", help="Baseline seeds per model: two give mean ± sd and the paired test."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo folder first instead of resuming."),
 ) -> None:
@@ -383,12 +414,14 @@ def demo(
 
     Re-running resumes the fetch and recomputes the later stages (same seed, same dataset); --fresh starts clean.
     """
+    from equigen.baseline import parse_seeds
     from equigen.demo import run_demo
 
     run_demo(
         data_dir,
         per_genre=per_genre,
         epochs=epochs,
+        seeds=parse_seeds(seeds),
         fresh=fresh,
         image_size=image_size,
         models=tuple(m.strip() for m in models.split(",") if m.strip()),

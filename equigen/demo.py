@@ -30,6 +30,7 @@ def run_demo(
     fresh: bool = False,
     image_size: int = 64,
     models: tuple[str, ...] = ("resnet18", "efficientnet_b0"),
+    seeds: tuple[int, ...] = (0, 1),
     console: Console | None = None,
 ) -> dict:
     from equigen.baseline import BaselineConfig, run_baseline
@@ -75,6 +76,10 @@ def run_demo(
         raise EquigenError("the demo dataset failed verification (table above)")
     done("verify")
     stage("baseline")
+    # Offline by design: no ImageNet weights can be downloaded here, so both models train from scratch.
+    console.print(
+        "baseline from scratch (--no-pretrained): the demo runs offline; real runs fine-tune ImageNet weights"
+    )
     shutil.rmtree(settings.runs_dir / DEMO_RUN, ignore_errors=True)
     cfg = BaselineConfig(
         models=models,
@@ -83,7 +88,8 @@ def run_demo(
         batch_size=32,
         lr=2e-3,
         patience=epochs,
-        seed=DEMO_SEED,
+        seeds=seeds,
+        pretrained=False,
         workers=1,
         run_name=DEMO_RUN,
     )
@@ -104,12 +110,15 @@ def run_demo(
     console.print(f"dataset plots: {settings.dataset_dir / 'plots'}")
     console.print(f"curation     : {settings.data_dir / 'reports'}")
     console.print(f"report       : {result.report}")
+    if result.comparison:
+        console.print(f"comparison   : {result.comparison}", markup=False, highlight=False)
     for m in models:
-        console.print(f"{m:<13}: {run_dir / m / 'confusion_matrix.png'}  {run_dir / m / 'learning_curves.png'}")
+        console.print(f"{m:<13}: {run_dir / m / 'confusion_matrix.png'}  {run_dir / m / 'confident_errors.png'}")
     summary = {
         "seconds": round(total, 1),
         "stages": {k: round(v, 1) for k, v in timings.items()},
         "report": str(result.report),
+        "comparison": result.comparison,
         "dataset": str(settings.dataset_dir),
     }
     (data_dir / "demo.json").write_text(json.dumps(summary, indent=2))

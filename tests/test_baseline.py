@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import scipy.stats
 from PIL import Image
 
 from equigen.baseline import BaselineConfig, BaselineResult, parse_weights_option, run_baseline
@@ -136,6 +137,7 @@ def fast_config(**kw) -> BaselineConfig:
         patience=0,
         workers=0,
         device="cpu",
+        pretrained=False,  # tests cannot download; the pretrained path is tested with a pre-seeded cache
     )
     return BaselineConfig(**{**base, **kw})
 
@@ -167,12 +169,13 @@ def check_model_outputs(model_dir: Path, genres: list[str], epochs: int, n_test:
     history = json.loads((model_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
     assert (model_dir / "last.pt").is_file() and (model_dir / "best.pt").is_file()
+    assert np.load(model_dir / "test_scores.npy").shape == (n_test, len(genres))
     return metrics
 
 
 @pytest.mark.slow
-def test_two_models_train_and_report(tiny_dataset, tmp_path):
-    cfg = fast_config(models=("resnet18", "efficientnet_b0"), epochs=4, image_size=48, run_name="cmp")
+def test_two_models_two_seeds_train_and_report(tiny_dataset, tmp_path):
+    cfg = fast_config(models=("resnet18", "efficientnet_b0"), epochs=3, image_size=48, run_name="cmp", seeds=(0, 1))
     result = run_baseline(tiny_dataset, tmp_path / "runs", cfg, progress=False)
 
     run_dir = tmp_path / "runs" / "cmp"
@@ -180,25 +183,64 @@ def test_two_models_train_and_report(tiny_dataset, tmp_path):
     assert result.run_dir == run_dir and result.report == run_dir / "report.md"
     n_test = PER_CLASS["test"] * len(GENRES)
     for model in cfg.models:
-        metrics = check_model_outputs(run_dir / model, GENRES, 4, n_test)
-        assert result.models[model]["accuracy"] == metrics["accuracy"]
-        history = json.loads((run_dir / model / "history.json").read_text())
-        assert history[-1]["train_loss"] < history[0]["train_loss"] * 0.9, (model, history)
+        per_seed = [check_model_outputs(run_dir / model / f"seed-{s}", GENRES, 3, n_test) for s in (0, 1)]
+        summary = json.loads((run_dir / model / "metrics.json").read_text())
+        assert summary == json.loads(json.dumps(result.models[model]))
+        accuracies = [m["accuracy"] for m in per_seed]
+        assert summary["accuracy"] == pytest.approx(np.mean(accuracies))
+        assert summary["sd"]["accuracy"] == pytest.approx(np.std(accuracies, ddof=1))
+        lo, hi = summary["ci95"]["accuracy"]
+        assert 0 <= lo <= summary["accuracy"] <= hi <= 1
+        assert hi - lo > 0 or summary["accuracy"] == 1.0  # a perfect score has nothing to resample
+        for g in GENRES:
+            f1 = summary["per_genre"][g]
+            assert f1["f1"] == pytest.approx(np.mean([m["per_genre"][g]["f1"] for m in per_seed]))
+            assert f1["f1_ci95"][0] <= f1["f1"] + 1e-9 and f1["f1"] <= f1["f1_ci95"][1] + 1e-9
+        gap = summary["overfitting"]
+        history = json.loads((run_dir / model / "seed-0" / "history.json").read_text())
+        assert all(h["gap_acc"] == pytest.approx(h["train_acc"] - h["val_acc"]) for h in history)
+        assert set(gap) >= {"gap_acc_at_best", "gap_loss_at_best", "max_gap_acc", "epochs_after_best"}
+        assert history[-1]["train_loss"] < history[0]["train_loss"] * 0.95, (model, history)
+        for png in ("confusion_matrix.png", "confident_errors.png"):
+            with Image.open(run_dir / model / png) as im:
+                assert im.size[0] > 400
     # The classes are easy: the ResNet must beat chance clearly on the test split.
     assert result.models["resnet18"]["accuracy"] > 0.5
+    # The paired comparison: the later model against the first, recomputed from the saved test scores.
+    assert result.comparison.startswith("efficientnet_b0 − resnet18: ")
+    labels = np.concatenate(
+        [
+            pq.read_table(p, columns=["label"]).column("label").to_numpy()
+            for p in sorted((tiny_dataset / "data").glob("test-*.parquet"))
+        ]
+    )
+    right = {
+        m: np.mean([np.load(run_dir / m / f"seed-{s}" / "test_scores.npy") for s in (0, 1)], axis=0).argmax(1) == labels
+        for m in cfg.models
+    }
+    b = int((right["efficientnet_b0"] & ~right["resnet18"]).sum())
+    c = int((~right["efficientnet_b0"] & right["resnet18"]).sum())
+    expected_p = min(1.0, 2 * scipy.stats.binom.cdf(min(b, c), b + c, 0.5)) if b + c else 1.0
+    compared = result.models["efficientnet_b0"]["compared_with"]["resnet18"]
+    assert (compared["only_this_right"], compared["only_other_right"]) == (b, c)
+    assert compared["mcnemar_p"] == pytest.approx(expected_p)
     report = result.report.read_text()
+    assert result.comparison in report.splitlines()[2]  # the headline, under the title
     for model in cfg.models:
-        assert model in report and f"{model}/confusion_matrix.png" in report
-    assert all(g in report for g in GENRES)
+        assert model in report and f"{model}/confident_errors.png" in report
+        assert f"{model}/seed-0/learning_curves.png" in report
+    assert all(g in report for g in GENRES) and "±" in report
+    assert (run_dir / "per_genre_f1.png").stat().st_size > 10_000
     data = json.loads((run_dir / "report.json").read_text())
     assert [r["model"] for r in data["models"]] == list(cfg.models)
     assert set(data["per_genre_f1"]) == set(GENRES)
+    assert data["comparisons"][0]["sentence"] == result.comparison
 
 
 def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
     runs = tmp_path / "runs"
     run_baseline(tiny_dataset, runs, fast_config(run_name="r"), progress=False)
-    first = json.loads((runs / "r" / "resnet18" / "history.json").read_text())
+    first = json.loads((runs / "r" / "resnet18" / "seed-0" / "history.json").read_text())
     assert len(first) == 1
 
     with pytest.raises(EquigenError) as e:  # the same run again without --resume would clobber it
@@ -207,18 +249,18 @@ def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
 
     result = run_baseline(tiny_dataset, runs, fast_config(epochs=2, resume=True), progress=True)
     assert result.run_dir == runs / "r"  # the newest run, found without --name
-    history = json.loads((runs / "r" / "resnet18" / "history.json").read_text())
+    history = json.loads((runs / "r" / "resnet18" / "seed-0" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0] == first[0]  # epoch 1 was restored, not retrained
-    ckpt = torch.load(runs / "r" / "resnet18" / "last.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(runs / "r" / "resnet18" / "seed-0" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["scheduler"]["last_epoch"] == 2 * history[0]["train_images"] // 8
-    check_model_outputs(runs / "r" / "resnet18", GENRES, 2, PER_CLASS["test"] * len(GENRES))
+    check_model_outputs(runs / "r" / "resnet18" / "seed-0", GENRES, 2, PER_CLASS["test"] * len(GENRES))
 
 
 def test_sgd_with_batch_cap(tiny_dataset, tmp_path):
     cfg = fast_config(optimizer="sgd", lr=0.05, max_train_batches=2, patience=1, epochs=2, run_name="sgd")
     result = run_baseline(tiny_dataset, tmp_path / "runs", cfg, progress=False)
-    history = json.loads((result.run_dir / "resnet18" / "history.json").read_text())
+    history = json.loads((result.run_dir / "resnet18" / "seed-0" / "history.json").read_text())
     assert [h["train_images"] for h in history] == [16] * len(history)
     assert result.models["resnet18"]["config"]["optimizer"] == "sgd"
 
@@ -254,15 +296,18 @@ def test_ddp_two_processes_on_cpu(tiny_dataset, tmp_path):
         "--name",
         "ddp",
         "--no-progress",
+        "--no-pretrained",
+        "--seeds",
+        "0",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = runs / "ddp"
     # Predictions from both ranks are gathered: the metrics cover the whole test split once.
-    metrics = check_model_outputs(run_dir / "resnet18", GENRES, 1, PER_CLASS["test"] * len(GENRES))
+    metrics = check_model_outputs(run_dir / "resnet18" / "seed-0", GENRES, 1, PER_CLASS["test"] * len(GENRES))
     assert metrics["device"] == "2 x cpu"
-    history = json.loads((run_dir / "resnet18" / "history.json").read_text())
+    history = json.loads((run_dir / "resnet18" / "seed-0" / "history.json").read_text())
     assert history[0]["train_images"] == PER_CLASS["train"] * len(GENRES)  # both halves of the train split
     assert json.loads((run_dir / "report.json").read_text())["models"][0]["model"] == "resnet18"
     assert proc.stdout.count("report:") == 1  # only rank 0 prints
@@ -434,6 +479,9 @@ def test_cli_runs_under_the_data_dir_from_the_environment(tiny_dataset, tmp_path
         "--name",
         "cli",
         "--no-progress",
+        "--no-pretrained",
+        "--seeds",
+        "0",
     ]
     res = CliRunner().invoke(app, args, env={"EQUIGEN_DATA_DIR": str(data_dir)})
     assert res.exit_code == 0, res.output
@@ -469,3 +517,101 @@ def test_cli_user_error_exits_with_the_user_error_code(tmp_path):
 def test_import_equigen_baseline_is_light():
     code = "import sys, equigen.baseline; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- pretrained weights: torchvision's weights API, cached under $TORCH_HOME; tests never download ---------------
+
+
+def _seed_cache(monkeypatch, torch_home: Path, name: str) -> torch.nn.Module:
+    """Pre-seed $TORCH_HOME's hub cache with a state dict the test writes, and forbid the network fetch."""
+    from equigen.baseline import models
+
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setattr(models, "_download", lambda url, path: pytest.fail(f"tried to download {url}"))
+    torch.manual_seed(7)
+    imagenet = torchvision.models.get_model(name, weights=None)
+    path = models.cached_weights_path(name)
+    assert path.parent == torch_home / "hub" / "checkpoints"
+    path.parent.mkdir(parents=True)
+    torch.save(imagenet.state_dict(), path)
+    return imagenet
+
+
+def test_pretrained_path_loads_the_preseeded_cache_with_the_weights_preprocessing(tiny_dataset, tmp_path, monkeypatch):
+    from equigen.baseline.models import build_model, fetch_pretrained
+
+    imagenet = _seed_cache(monkeypatch, tmp_path / "torch", "resnet18")
+    model = build_model("resnet18", len(GENRES), fetch_pretrained("resnet18"))
+    assert torch.equal(model.conv1.weight, imagenet.conv1.weight) and model.fc.out_features == len(GENRES)
+
+    cfg = fast_config(pretrained=True, image_size=None, epochs=3, freeze_epochs=1, run_name="pre", max_train_batches=2)
+    result = run_baseline(tiny_dataset, tmp_path / "runs", cfg, progress=False)
+    metrics = result.models["resnet18"]
+    # ResNet18_Weights.IMAGENET1K_V1: resize 256, crop 224, ImageNet mean/std, bilinear
+    assert metrics["preprocessing"] == {
+        "image_size": 224,
+        "resize": 256,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "interpolation": "bilinear",
+    }
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert report["start"]["resnet18"] == "ImageNet weights resnet18-f37072fd.pth"
+    history = json.loads((result.run_dir / "resnet18" / "seed-0" / "history.json").read_text())
+    # --freeze-epochs 1: the backbone's learning rate is 0 for the first epoch, then it fine-tunes at lr x 0.1.
+    assert history[0]["backbone_lr"] == 0 and history[0]["lr"] > 0
+    assert 0 < history[1]["backbone_lr"] < history[1]["lr"] or history[1]["lr"] == 0
+
+
+def test_pretrained_offline_with_an_empty_cache_fails_in_one_line(tiny_dataset, tmp_path, monkeypatch):
+    import urllib.error
+
+    from equigen.baseline import models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url, path):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(models, "_download", offline)
+    with pytest.raises(EquigenError) as e:
+        run_baseline(tiny_dataset, tmp_path / "runs", fast_config(pretrained=True), progress=False)
+    msg = one_line_error(e)
+    for needle in ("--weights resnet18=PATH", "--no-pretrained", "resnet18-f37072fd.pth", str(tmp_path / "torch")):
+        assert needle in msg, msg
+    assert not (tmp_path / "runs").exists()  # failed before any folder was made
+
+
+def test_cli_pretrained_without_network_names_weights_and_exits_2(tiny_dataset, tmp_path):
+    # A proxy nobody listens on stands in for "no network": urllib fails at once, on any machine.
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "no_proxy": "",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "equigen.cli",
+            "baseline",
+            "--dataset",
+            str(tiny_dataset),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--models",
+            "resnet18",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--weights resnet18=PATH" in lines[0], proc.stderr
+    assert not list((tmp_path / "torch").rglob("*.pth"))  # no partial file left in the cache

@@ -60,7 +60,9 @@ def test_demo_runs_every_stage_and_prints_the_model_table(demo_dir):
         "reports/dedup_pairs.png",
         "dataset/plots/split_genre_counts.png",
         "runs/demo/resnet18/confusion_matrix.png",
-        "runs/demo/efficientnet_b0/learning_curves.png",
+        "runs/demo/efficientnet_b0/seed-0/learning_curves.png",
+        "runs/demo/efficientnet_b0/confident_errors.png",
+        "runs/demo/per_genre_f1.png",
     ]:
         assert (data_dir / png).stat().st_size > 10_000, png
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from equigen.errors import EquigenError
 
-__all__ = ["BaselineConfig", "BaselineResult", "run_baseline", "parse_weights_option"]
+__all__ = ["BaselineConfig", "BaselineResult", "run_baseline", "parse_seeds", "parse_weights_option"]
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -21,7 +21,7 @@ OPTIMIZERS = ("adamw", "sgd")
 class BaselineConfig:
     models: tuple[str, ...] = ("resnet50", "efficientnet_b0")
     epochs: int = 10
-    image_size: int = 128
+    image_size: int | None = None  # None: the pretrained weights' crop size (224), or 128 from scratch
     batch_size: int = 64  # per process
     lr: float = 1e-3  # peak learning rate, reached after warm-up
     weight_decay: float = 0.05
@@ -29,7 +29,10 @@ class BaselineConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     patience: int = 3  # epochs without a better validation macro-F1; 0 disables early stopping
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)  # each model trains once per seed: mean ± sd and intervals over seeds
+    pretrained: bool = True  # start from torchvision's ImageNet weights (cached under $TORCH_HOME)
+    backbone_lr_scale: float | None = None  # backbone lr = lr x this; None: 0.1 when pretrained, else 1
+    freeze_epochs: int = 0  # epochs that train only the new head (backbone lr 0) before fine-tuning all
     workers: int = 2  # DataLoader decoding processes per training process
     weights: Mapping[str, Path] | Path | None = None  # local torchvision ImageNet state dicts
     resume: bool = False  # continue <run_dir>/<model>/last.pt (latest run if run_name is None)
@@ -46,7 +49,7 @@ class BaselineConfig:
             raise EquigenError(f"--models: each model once, got {', '.join(self.models)}")
         if self.epochs < 1:
             raise EquigenError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.image_size < 16:
+        if self.image_size is not None and self.image_size < 16:
             raise EquigenError(f"--image-size must be at least 16, got {self.image_size}")
         if self.batch_size < 1:
             raise EquigenError(f"--batch-size must be at least 1, got {self.batch_size}")
@@ -58,6 +61,12 @@ class BaselineConfig:
             raise EquigenError("--warmup-epochs must be >= 0 and --label-smoothing in [0, 1)")
         if self.patience < 0 or self.workers < 0:
             raise EquigenError("--patience and --workers must be >= 0")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise EquigenError(f"--seeds: give distinct non-negative integers, got {list(self.seeds)}")
+        if self.backbone_lr_scale is not None and not 0 < self.backbone_lr_scale <= 10:
+            raise EquigenError(f"--backbone-lr-scale must be in (0, 10], got {self.backbone_lr_scale}")
+        if not 0 <= self.freeze_epochs < self.epochs:
+            raise EquigenError(f"--freeze-epochs must be between 0 and --epochs - 1, got {self.freeze_epochs}")
         if self.max_train_batches is not None and self.max_train_batches < 1:
             raise EquigenError(f"--max-train-batches must be at least 1, got {self.max_train_batches}")
         if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in (".", "..")):
@@ -74,19 +83,40 @@ class BaselineConfig:
         return self
 
     def weights_for(self, model: str) -> Path | None:
+        """A local weights file given with --weights for `model` (None: torchvision's, or none)."""
         if isinstance(self.weights, Mapping):
             return self.weights.get(model)
         return self.weights
+
+    def starts_pretrained(self, model: str) -> bool:
+        return self.weights_for(model) is not None or self.pretrained
+
+    def backbone_scale(self, model: str) -> float:
+        if self.backbone_lr_scale is not None:
+            return self.backbone_lr_scale
+        return 0.1 if self.starts_pretrained(model) else 1.0
 
     def as_dict(self) -> dict:
         """JSON-ready copy (paths as strings)."""
         d = asdict(self)
         d["models"] = list(self.models)
+        d["seeds"] = list(self.seeds)
         if isinstance(self.weights, Mapping):
             d["weights"] = {k: str(v) for k, v in self.weights.items()}
         elif self.weights is not None:
             d["weights"] = str(self.weights)
         return d
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds 0,1,2` as a tuple of distinct non-negative integers."""
+    try:
+        seeds = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise EquigenError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds:
+        raise EquigenError("--seeds: give at least one seed")
+    return seeds
 
 
 def parse_weights_option(values: Sequence[str] | None) -> Mapping[str, Path] | Path | None:
@@ -110,7 +140,8 @@ class BaselineResult:
 
     run_dir: Path
     report: Path  # <run_dir>/report.md (written by rank 0 only)
-    models: dict[str, dict]  # model name -> metrics, as in <run_dir>/<model>/metrics.json
+    models: dict[str, dict]  # model name -> metrics over its seeds, as in <run_dir>/<model>/metrics.json
+    comparison: str | None = None  # the report's headline: the later model against the first, tested
 
 
 def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:

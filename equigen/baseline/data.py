@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,43 @@ from equigen.split import SPLITS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 COLUMNS = ("image", "label")  # all that training reads
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How covers become tensors: a pretrained model's own recipe (its weights' transforms), or ours from scratch.
+
+    Evaluation resizes to image_size * resize_ratio and centre-crops image_size (torchvision's recipe:
+    e.g. 232 -> 224 for ResNet-50's V2 weights); training takes a random resized crop and a flip.
+    """
+
+    image_size: int
+    resize_ratio: float = 1.14
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def of_weights(cls, weights, image_size: int | None = None) -> Preprocessing:
+        """The preprocessing a torchvision WeightsEnum member was trained with, at `image_size` if given."""
+        t = weights.transforms()
+        crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
+        return cls(
+            image_size=image_size or crop,
+            resize_ratio=resize / crop,
+            mean=tuple(float(x) for x in t.mean),
+            std=tuple(float(x) for x in t.std),
+            interpolation=t.interpolation.value,
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "image_size": self.image_size,
+            "resize": int(self.image_size * self.resize_ratio),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+        }
 
 
 def _read_schema(path: Path) -> pa.Schema:
@@ -88,6 +125,14 @@ class CoverDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def with_transform(self, transform, decode_size: int) -> CoverDataset:
+        """The same covers (the Arrow buffers are shared, not copied) under another preprocessing."""
+        return CoverDataset(self.paths, self.chunks, self.labels, transform, decode_size)
+
+    def image_bytes(self, i: int) -> bytes:
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.chunks[k][i - int(self.offsets[k])].as_py()
+
     def __getitem__(self, i: int):
         k = int(np.searchsorted(self.offsets, i, side="right")) - 1
         row = i - int(self.offsets[k])
@@ -102,19 +147,24 @@ class CoverDataset(Dataset):
         return self.transform(img), int(self.labels[i])
 
 
-def transforms(image_size: int, train: bool):
-    common = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+def transforms(prep: Preprocessing | int, train: bool):
+    if isinstance(prep, int):
+        prep = Preprocessing(prep)
+    size = prep.image_size
+    mode = v2.InterpolationMode(prep.interpolation)
+    common = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(prep.mean), list(prep.std))]
     if train:
         return v2.Compose(
             [
                 v2.PILToTensor(),
-                v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+                v2.RandomResizedCrop(size, scale=(0.6, 1.0), interpolation=mode, antialias=True),
                 v2.RandomHorizontalFlip(),
                 *common,
             ]
         )
+    resize = int(size * prep.resize_ratio)
     return v2.Compose(
-        [v2.PILToTensor(), v2.Resize(int(image_size * 1.14), antialias=True), v2.CenterCrop(image_size), *common]
+        [v2.PILToTensor(), v2.Resize(resize, interpolation=mode, antialias=True), v2.CenterCrop(size), *common]
     )
 
 
@@ -138,6 +188,16 @@ class Splits:
     train: CoverDataset
     validation: CoverDataset
     test: CoverDataset
+
+    def preprocessed(self, prep: Preprocessing) -> Splits:
+        """The same covers under `prep` (training augmentation for train only)."""
+        decode = int(prep.image_size * max(1.3, prep.resize_ratio))
+        return replace(
+            self,
+            train=self.train.with_transform(transforms(prep, True), decode),
+            validation=self.validation.with_transform(transforms(prep, False), decode),
+            test=self.test.with_transform(transforms(prep, False), decode),
+        )
 
 
 def load_dataset(dataset_dir: Path, image_size: int) -> Splits:

@@ -1,8 +1,12 @@
-"""torchvision ResNet / EfficientNet classifiers, optionally initialised from a local ImageNet state dict."""
+"""torchvision ResNet / EfficientNet classifiers, initialised from ImageNet weights (torchvision's weights API,
+cached under $TORCH_HOME, or a local file) or from scratch."""
 
 from __future__ import annotations
 
+import logging
 import re
+import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,7 +15,10 @@ from torch import nn
 
 from equigen.errors import EquigenError, first_line
 
+logger = logging.getLogger(__name__)
+
 _FAMILY = re.compile(r"^(resnet\d+|efficientnet_b\d+)$")
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.pth$")  # torchvision names its files <name>-<sha256 prefix>.pth
 
 
 def model_names() -> list[str]:
@@ -25,11 +32,49 @@ def check_model_name(name: str) -> None:
         raise EquigenError(f"unknown model {name!r}; choose from: {', '.join(valid)}")
 
 
-def _head_prefix(model: nn.Module) -> str:
+def head_prefix(model: nn.Module) -> str:
     """State-dict prefix of the final Linear layer (replaced to fit the genre count)."""
     if isinstance(getattr(model, "fc", None), nn.Linear):
         return "fc."
     return f"classifier.{len(model.classifier) - 1}."
+
+
+def pretrained_weights(name: str):
+    """torchvision's recommended ImageNet weights for `name` (its `DEFAULT`, e.g. ResNet50_Weights.IMAGENET1K_V2)."""
+    check_model_name(name)
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def cached_weights_path(name: str) -> Path:
+    """Where torch.hub keeps the file ($TORCH_HOME/hub/checkpoints/<file>, as torchvision itself caches it)."""
+    url = pretrained_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _download(url: str, path: Path) -> None:
+    """The one network call: torch.hub's download, checking the sha256 prefix in the file name."""
+    match = _HASH_PREFIX.search(path.name)
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=match.group(1) if match else None, progress=False)
+
+
+def fetch_pretrained(name: str, download: Callable[[str, Path], None] | None = None) -> Path:
+    """The cached ImageNet weights file of `name`, downloaded once if missing; a one-line error when offline."""
+    weights = pretrained_weights(name)
+    path = cached_weights_path(name)
+    if path.is_file():
+        return path
+    logger.info("downloading %s weights %s to %s", name, weights.url, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (download or _download)(weights.url, path)
+    except (urllib.error.URLError, OSError, RuntimeError) as e:
+        path.unlink(missing_ok=True)
+        raise EquigenError(
+            f"pretrained {name} weights ({weights}) are not cached and could not be downloaded "
+            f"({first_line(e)[:120]}): put {path.name} from {weights.url} in {path.parent} (or set TORCH_HOME), "
+            f"or pass --weights {name}=PATH, or --no-pretrained to train from scratch"
+        ) from None
+    return path
 
 
 def check_weights_file(path: Path) -> None:
@@ -61,7 +106,7 @@ def build_model(name: str, num_classes: int, weights: Path | None = None) -> nn.
     model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     # torchvision's EfficientNet head init scales with 1/sqrt(num_classes): meant for 1000 classes, for a
     # handful of genres it starts with logits ~10x too large and training diverges. Use nn.Linear's default.
-    head = _head_prefix(model)
+    head = head_prefix(model)
     model.get_submodule(head.rstrip(".")).reset_parameters()
     if weights is None:
         return model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     accuracy_score,
     confusion_matrix,
@@ -19,6 +21,7 @@ from sklearn.metrics import (  # noqa: E402
     top_k_accuracy_score,
 )
 
+from equigen.baseline.stats import most_confident_errors  # noqa: E402
 from equigen.storage import write_atomic  # noqa: E402
 
 
@@ -84,80 +87,272 @@ def plot_confusion(path: Path, cm: np.ndarray, names: list[str], title: str) -> 
 
 
 def plot_learning_curves(path: Path, history: list[dict], best_epoch: int, model: str) -> None:
-    """Loss and accuracy, train vs validation, per epoch; the chosen epoch marked."""
+    """Loss, accuracy (train vs validation) and the train-validation gap per epoch; the chosen epoch marked.
+
+    The gap panel puts both signs of overfitting on one axis: positive means train looks better than validation.
+    """
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained")
+    ticks = epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)]
     panels = (("loss", "Loss", "cross-entropy"), ("acc", "Accuracy", "accuracy"))
     for ax, (key, title, ylabel) in zip(axes, panels):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", label="validation")
-        ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
         ax.set_title(f"{model}: {title}")
-        ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
+    gap = axes[2]
+    gap.plot(epochs, [h["train_acc"] - h["val_acc"] for h in history], "o-", label="accuracy: train − validation")
+    gap.plot(epochs, [h["val_loss"] - h["train_loss"] for h in history], "s-", label="loss: validation − train")
+    gap.axhline(0.0, color="black", linewidth=0.8)
+    gap.set_title(f"{model}: Overfitting gap")
+    gap.set_ylabel("gap (positive = overfitting)")
+    for ax in axes:
+        ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_xticks(ticks)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8 if ax is gap else None)
     fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 
-TABLE = (  # (report.json key, report.md header, format)
+def plot_per_genre_f1(
+    path: Path, names: list[str], per_model: dict[str, tuple[np.ndarray, np.ndarray]], title: str
+) -> None:
+    """Per-genre F1 of each model side by side, with 95 % bootstrap intervals, to show which gaps are real.
+
+    `per_model` maps a model to (F1 means (K,), interval (K, 2) of lower and upper bounds).
+    """
+    k, models = len(names), list(per_model)
+    bar = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(8.0, 1.5 + k * (0.18 * len(models) + 0.25)), layout="constrained")
+    for i, model in enumerate(models):
+        mean, ci = (np.asarray(a, dtype=float) for a in per_model[model])
+        # Percentile bounds can sit a hair on the wrong side of a seed-averaged mean; matplotlib refuses negatives.
+        err = np.clip(np.stack([mean - ci[:, 0], ci[:, 1] - mean]), 0.0, None)
+        y = np.arange(k) - 0.4 + bar * (i + 0.5)
+        ax.barh(y, mean, height=bar * 0.9, xerr=err, capsize=2, error_kw={"linewidth": 0.8}, label=model)
+    ax.set_yticks(range(k), names)
+    ax.invert_yaxis()  # first genre on top, as in the tables
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("F1 (test; bars: mean over seeds, whiskers: 95 % bootstrap interval)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+
+
+def _cover_thumbnail(data: bytes, size: int = 96) -> np.ndarray | None:
+    """RGB thumbnail of encoded image bytes; None when the bytes are not an image PIL can read."""
+    try:
+        with Image.open(BytesIO(data)) as img:
+            rgb = img.convert("RGB")
+    except (OSError, ValueError):  # UnidentifiedImageError is an OSError
+        return None
+    rgb.thumbnail((size, size))
+    return np.asarray(rgb)
+
+
+def plot_confident_errors(
+    path: Path,
+    images: list[bytes],
+    true: np.ndarray,
+    pred: np.ndarray,
+    prob: np.ndarray,
+    names: list[str],
+    per_genre: int = 4,
+    title: str = "",
+) -> None:
+    """One row per true genre: its `per_genre` most confidently wrong test covers, for eyeballing why.
+
+    `images[i]` is item i's encoded cover. `prob` is the predicted class's probability (n,), or the full
+    softmax (n, K) from which it is taken.
+    """
+    true, pred, prob = np.asarray(true), np.asarray(pred), np.asarray(prob, dtype=float)
+    confidence = prob[np.arange(len(pred)), pred] if prob.ndim == 2 else prob
+    rows = most_confident_errors(true, pred, confidence, len(names), per_genre)
+    tile = min(1.5, 16.0 / max(1, len(names)))  # inches; 15 genres stay about 16 inches tall
+    fig, axes = plt.subplots(
+        len(names),
+        per_genre,
+        figsize=(1.2 + per_genre * tile, 0.4 + len(names) * tile * 1.1),
+        squeeze=False,
+        layout="constrained",
+    )
+    for g, (row, picked) in enumerate(zip(axes, rows)):
+        for col, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(picked):
+                i = picked[col]
+                thumb = _cover_thumbnail(images[i])
+                if thumb is None:
+                    ax.text(0.5, 0.5, "unreadable image", ha="center", va="center", fontsize=6, transform=ax.transAxes)
+                else:
+                    ax.imshow(thumb)
+                ax.set_title(f"{names[true[i]]} → {names[pred[i]]} (p={confidence[i]:.2f})", fontsize=6)
+            elif col == 0:
+                ax.text(0.5, 0.5, "no errors", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+        row[0].set_ylabel(names[g], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+
+
+TABLE = (  # (metrics key, report.md header, format); shown as mean ± sd over seeds
     ("accuracy", "Accuracy", "{:.3f}"),
+    ("macro_f1", "Macro F1", "{:.3f}"),
     ("top3_accuracy", "Top-3", "{:.3f}"),
     ("macro_precision", "Macro P", "{:.3f}"),
     ("macro_recall", "Macro R", "{:.3f}"),
-    ("macro_f1", "Macro F1", "{:.3f}"),
     ("weighted_f1", "Weighted F1", "{:.3f}"),
-    ("best_epoch", "Best epoch", "{}"),
-    ("params", "Params", "{:,}"),
+    ("best_epoch", "Best epoch", "{:.1f}"),
     ("train_images_per_s", "Train img/s", "{:.1f}"),
+)
+WITH_CI = ("accuracy", "macro_f1")
+GAPS = (  # (overfitting key, report.md header)
+    ("gap_acc_at_best", "Train − val accuracy at best epoch"),
+    ("gap_loss_at_best", "Val − train loss at best epoch"),
+    ("gap_acc_final", "Train − val accuracy at last epoch"),
+    ("max_gap_acc", "Largest accuracy gap"),
+    ("epochs_after_best", "Epochs after best"),
 )
 
 
-def write_report(run_dir: Path, results: dict[str, dict], names: list[str], context: dict) -> Path:
-    """report.md (tables and plot links) and report.json (the same numbers) in `run_dir`."""
-    models = list(results)
-    rows = [{"model": m, **{k: results[m][k] for k, _, _ in TABLE}} for m in models]
-    per_genre = {g: {m: results[m]["per_genre"][g]["f1"] for m in models} for g in names}
-    support = {g: results[models[0]]["per_genre"][g]["support"] for g in names}
-    write_json(run_dir / "report.json", {**context, "models": rows, "per_genre_f1": per_genre, "test_support": support})
+def _pm(value: float, sd: float, fmt: str, seeds: int) -> str:
+    return fmt.format(value) + (f" ± {fmt.format(sd)}" if seeds > 1 else "")
 
+
+def _ci(lo_hi) -> str:
+    lo, hi = lo_hi
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def write_report(run_dir: Path, summary, names: list[str], context: dict) -> Path:
+    """report.md (the comparison sentence first, then tables and plot links) and report.json (the same numbers)."""
+    results = summary.models
+    models = list(results)
+    seeds = len(context.get("seeds", [0]))
+    rows = []
+    for m in models:
+        r = results[m]
+        rows.append(
+            {"model": m, **{k: r[k] for k, _, _ in TABLE}, "params": r["params"], "sd": r["sd"], "ci95": r["ci95"]}
+        )
+    per_genre = {g: {m: results[m]["per_genre"][g]["f1"] for m in models} for g in names}
+    per_genre_ci = {g: {m: results[m]["per_genre"][g]["f1_ci95"] for m in models} for g in names}
+    support = {g: results[models[0]]["per_genre"][g]["support"] for g in names}
+    comparisons = [
+        {
+            "a": c.a,
+            "b": c.b,
+            "accuracy_diff": c.diff,
+            "ci95": [c.lo, c.hi],
+            "a_only_right": c.a_only,
+            "b_only_right": c.b_only,
+            "mcnemar_p": c.p,
+            "sentence": c.sentence,
+        }
+        for c in summary.comparisons
+    ]
+    write_json(
+        run_dir / "report.json",
+        {
+            **context,
+            "models": rows,
+            "per_genre_f1": per_genre,
+            "per_genre_f1_ci95": per_genre_ci,
+            "test_support": support,
+            "overfitting": {m: results[m]["overfitting"] for m in models},
+            "comparisons": comparisons,
+        },
+    )
+    plot_per_genre_f1(
+        run_dir / "per_genre_f1.png",
+        names,
+        {
+            m: (np.array([per_genre[g][m] for g in names]), np.array([per_genre_ci[g][m] for g in names]))
+            for m in models
+        },
+        f"Per-genre F1 on the test split (mean of {seeds} seed{'s' if seeds > 1 else ''}, 95 % CI over test items)",
+    )
+
+    n_test = sum(support.values())
     lines = [f"# Baseline report: {run_dir.name}", ""]
+    if summary.comparisons:
+        lines += [f"**{c.sentence}**" for c in summary.comparisons[:1]]
+        lines += [
+            "",
+            f"Paired on the same {n_test:,} test items. The difference is the mean over {seeds} seed"
+            f"{'s' if seeds > 1 else ''} of the accuracy difference; its 95 % interval is a bootstrap over test items "
+            f"(1,000 resamples, the same items for both models). McNemar's exact test compares the seed ensembles' "
+            f"right/wrong answers (only {summary.comparisons[0].a} right: {summary.comparisons[0].a_only}, only "
+            f"{summary.comparisons[0].b} right: {summary.comparisons[0].b_only}).",
+        ]
+        lines += [f"- {c.sentence}" for c in summary.comparisons[1:]]
+        lines.append("")
     for key, value in context.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
         elif isinstance(value, float):
             value = f"{value:.3f}"
         lines.append(f"- {key.replace('_', ' ')}: {value}")
+    spread = f"mean ± sd over {seeds} seeds; " if seeds > 1 else ""
+    header = []
+    for k, h, _ in TABLE:
+        header += [h, f"{h} 95 % CI"] if k in WITH_CI else [h]
     lines += [
         "",
-        "## Test-set results",
+        f"## Test-set results ({spread}95 % CI: bootstrap over test items)",
         "",
-        "| Model | " + " | ".join(h for _, h, _ in TABLE) + " |",
-        "|---|" + "---:|" * len(TABLE),
+        "| Model | " + " | ".join(header) + " | Params |",
+        "|---|" + "---:|" * (len(header) + 1),
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | " + " | ".join(fmt.format(r[k]) for k, _, fmt in TABLE) + " |")
+        cells = []
+        for k, _, fmt in TABLE:
+            cells.append(_pm(r[k], r["sd"][k], fmt, seeds))
+            if k in WITH_CI:
+                cells.append(_ci(r["ci95"][k]))
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['params']:,} |")
     lines += [
         "",
-        "## Per-genre F1 (test)",
+        "## Overfitting (mean over seeds; per epoch in each seed's history.json and learning curves)",
+        "",
+        "| Model | " + " | ".join(h for _, h in GAPS) + " |",
+        "|---|" + "---:|" * len(GAPS),
+    ]
+    for m in models:
+        gaps = results[m]["overfitting"]
+        lines.append(f"| {m} | " + " | ".join(f"{gaps.get(k, float('nan')):.3f}" for k, _ in GAPS) + " |")
+    lines += [
+        "",
+        "## Per-genre F1 (test; mean over seeds and 95 % CI over test items)",
         "",
         "| Genre | Support | " + " | ".join(models) + " |",
         "|---|---:|" + "---:|" * len(models),
     ]
     for g in names:
-        lines.append(f"| {g} | {support[g]} | " + " | ".join(f"{per_genre[g][m]:.3f}" for m in models) + " |")
-    lines += ["", "## Plots", ""]
+        cells = [f"{per_genre[g][m]:.3f} {_ci(per_genre_ci[g][m])}" for m in models]
+        lines.append(f"| {g} | {support[g]} | " + " | ".join(cells) + " |")
+    lines += ["", "![per-genre F1](per_genre_f1.png)", "", "## Plots", ""]
     for m in models:
         lines += [
             f"### {m}",
             "",
             f"![{m} confusion matrix]({m}/confusion_matrix.png)",
             "",
-            f"![{m} learning curves]({m}/learning_curves.png)",
+            f"![{m} most confidently wrong test covers]({m}/confident_errors.png)",
             "",
         ]
+        lines += [f"![{m} learning curves, seed {s}]({m}/seed-{s}/learning_curves.png)" for s in results[m]["seeds"]]
+        lines.append("")
     path = run_dir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path

@@ -21,23 +21,36 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from equigen.baseline import BaselineConfig, BaselineResult
-from equigen.baseline.data import Splits, eval_loader, load_dataset, train_loader
-from equigen.baseline.models import build_model, check_model_name, check_weights_file, count_params
+from equigen.baseline.data import Preprocessing, Splits, eval_loader, load_dataset, train_loader
+from equigen.baseline.models import (
+    build_model,
+    check_model_name,
+    check_weights_file,
+    count_params,
+    fetch_pretrained,
+    head_prefix,
+    pretrained_weights,
+)
 from equigen.baseline.report import (
     compute_metrics,
+    plot_confident_errors,
     plot_confusion,
     plot_learning_curves,
     write_confusion_csv,
     write_json,
     write_report,
 )
+from equigen.baseline.summary import SeedRun, overfitting, summarize
 from equigen.errors import EquigenError, first_line
 from equigen.storage import atomic_output
+
+DEFAULT_IMAGE_SIZE = 128  # from scratch; pretrained models default to their weights' crop size (224)
+CONFIDENT_ERRORS_PER_GENRE = 4
 
 
 @dataclass
@@ -135,32 +148,61 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
-def make_optimizer(model: nn.Module, cfg: BaselineConfig) -> torch.optim.Optimizer:
-    # Weight decay on weights only: decaying BatchNorm scales and biases hurts small-data training.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def make_optimizer(model: nn.Module, cfg: BaselineConfig, backbone_scale: float) -> torch.optim.Optimizer:
+    """Four parameter groups: (new head | backbone) x (decayed | not). The backbone learns at lr x backbone_scale:
+    pretrained features need small steps, the fresh head large ones. Group "part" names which is which."""
+    head = head_prefix(model)
+    groups = []
+    for part, scale in (("head", 1.0), ("backbone", backbone_scale)):
+        params = [(n, p) for n, p in model.named_parameters() if n.startswith(head) == (part == "head")]
+        # Weight decay on weights only: decaying BatchNorm scales and biases hurts small-data training.
+        for decayed in (True, False):
+            chosen = [p for _, p in params if (p.ndim > 1) == decayed]
+            if chosen:
+                groups.append(
+                    {
+                        "params": chosen,
+                        "lr": cfg.lr * scale,
+                        "weight_decay": cfg.weight_decay if decayed else 0.0,
+                        "part": part,
+                    }
+                )
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+def lr_factors(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, freeze_steps: int) -> list:
+    """Per group LR factor: the head warms up then decays over the whole run; the backbone is held at 0 for the
+    first freeze_steps (only the head learns), then gets its own warm-up and decay over the steps left."""
+    head = warmup_cosine(warmup_steps, total_steps)
+    rest = warmup_cosine(min(warmup_steps, max(1, total_steps - freeze_steps)), max(1, total_steps - freeze_steps))
+
+    def backbone(step: int) -> float:
+        return 0.0 if step < freeze_steps else rest(step - freeze_steps)
+
+    return [head if g["part"] == "head" else backbone for g in optimizer.param_groups]
+
+
 class Trainer:
-    """Everything one model's training needs; one instance per model."""
+    """Everything one model's training with one seed needs; one instance per (model, seed)."""
 
     def __init__(
         self,
         name: str,
         splits: Splits,
         cfg: BaselineConfig,
+        seed: int,
+        weights: Path | None,
         device: torch.device,
         d: Dist,
         model_dir: Path,
         bar: Progress | None,
         console: Console,
     ):
-        self.name, self.splits, self.cfg, self.device, self.d = name, splits, cfg, device, d
+        self.name, self.splits, self.cfg, self.seed, self.device, self.d = name, splits, cfg, seed, device, d
         self.model_dir, self.bar, self.console = model_dir, bar, console
+        self.label = name if len(cfg.seeds) == 1 else f"{name} seed {seed}"
         self.num_classes = len(splits.names)
         cuda = device.type == "cuda"
         self.memory_format = torch.channels_last if cuda else torch.contiguous_format
@@ -169,21 +211,26 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
-        seed_everything(cfg.seed)  # same init on every rank and independent of the model order
-        self.model = build_model(name, self.num_classes, cfg.weights_for(name))
+        seed_everything(seed)  # same init on every rank and independent of the model order
+        self.model = build_model(name, self.num_classes, weights)
         self.params = count_params(self.model)
         self.model.to(device, memory_format=self.memory_format)
-        self.optimizer = make_optimizer(self.model, cfg)
+        self.optimizer = make_optimizer(self.model, cfg, cfg.backbone_scale(name))
 
         workers, pin = cfg.workers, cuda
-        self.train_loader = train_loader(splits.train, cfg.batch_size, workers, cfg.seed, d.rank, d.world, pin)
+        self.train_loader = train_loader(splits.train, cfg.batch_size, workers, seed, d.rank, d.world, pin)
         self.val_loader, self.val_idx = eval_loader(splits.validation, cfg.batch_size, workers, d.rank, d.world, pin)
         self.steps_per_epoch = len(self.train_loader)
         if cfg.max_train_batches:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_train_batches)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            warmup_cosine(round(cfg.warmup_epochs * self.steps_per_epoch), cfg.epochs * self.steps_per_epoch),
+            lr_factors(
+                self.optimizer,
+                round(cfg.warmup_epochs * self.steps_per_epoch),
+                cfg.epochs * self.steps_per_epoch,
+                cfg.freeze_epochs * self.steps_per_epoch,
+            ),
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
@@ -211,7 +258,7 @@ class Trainer:
     def _resume(self) -> None:
         last = self.model_dir / "last.pt"
         if not last.is_file():
-            self.log(f"{self.name}: no {last} to resume from; training from scratch")
+            self.log(f"{self.label}: no {last} to resume from; training from the start")
             return
         try:
             ckpt = torch.load(last, map_location="cpu", weights_only=True)
@@ -225,7 +272,7 @@ class Trainer:
         self.history, self.best_epoch, self.best_f1 = ckpt["history"], ckpt["best_epoch"], ckpt["best_f1"]
         self.start_epoch = ckpt["epoch"] + 1
         set_rng_state(ckpt["rng"])
-        self.log(f"{self.name}: resuming after epoch {ckpt['epoch']} (best so far: epoch {self.best_epoch})")
+        self.log(f"{self.label}: resuming after epoch {ckpt['epoch']} (best so far: epoch {self.best_epoch})")
 
     def _save(self, epoch: int) -> None:
         if not self.d.main:
@@ -270,6 +317,7 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch)
         # Accumulate on the device: a .item() per step would stall the GPU pipeline.
         sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss * n, correct, n
+        used = [g["lr"] for g in self.optimizer.param_groups]
         start = time.perf_counter()
         for step, (x, y) in enumerate(self.train_loader):
             if step >= self.steps_per_epoch:
@@ -282,6 +330,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            used = [g["lr"] for g in self.optimizer.param_groups]  # this step's rates, before the schedule moves on
             self.scheduler.step()
             sums[0] += loss.detach() * len(y)
             sums[1] += (logits.argmax(1) == y).sum()
@@ -299,7 +348,8 @@ class Trainer:
             "train_acc": correct / n,
             "train_images": int(n),
             "train_seconds": seconds,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": used[0],  # the new head's, at the epoch's last step
+            "backbone_lr": used[-1],
         }
 
     @torch.no_grad()
@@ -337,13 +387,13 @@ class Trainer:
     def fit(self) -> None:
         """Train until cfg.epochs or early stopping; keeps the best weights by validation macro-F1."""
         cfg = self.cfg
-        epochs_task = self._task(f"{self.name} epochs", cfg.epochs)
+        epochs_task = self._task(f"{self.label} epochs", cfg.epochs)
         if epochs_task is not None:
             self.bar.update(epochs_task, completed=self.start_epoch - 1)
         val_labels = self.splits.validation.labels
         for epoch in range(self.start_epoch, cfg.epochs + 1):
             if cfg.patience and self.history and epoch - 1 - self.best_epoch >= cfg.patience:
-                self.log(f"{self.name}: no better validation macro-F1 for {cfg.patience} epochs; stopping early")
+                self.log(f"{self.label}: no better validation macro-F1 for {cfg.patience} epochs; stopping early")
                 break
             task = self._task(f"epoch {epoch} train", self.steps_per_epoch)
             row = {"epoch": epoch, **self._train_epoch(epoch, task)}
@@ -359,6 +409,8 @@ class Trainer:
                     f1_score(val_labels, pred, labels=range(self.num_classes), average="macro", zero_division=0)
                 ),
             )
+            # Overfitting, measured: how far training runs ahead of validation this epoch.
+            row.update(gap_acc=row["train_acc"] - row["val_acc"], gap_loss=val_loss - row["train_loss"])
             self.history.append(row)
             if row["val_macro_f1"] > self.best_f1:
                 self.best_epoch, self.best_f1 = epoch, row["val_macro_f1"]
@@ -367,14 +419,14 @@ class Trainer:
             if epochs_task is not None:
                 self.bar.update(epochs_task, advance=1)
             self.log(
-                f"{self.name} epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
+                f"{self.label} epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
                 f"acc {row['train_acc']:.3f} | val loss {val_loss:.4f} acc {row['val_acc']:.3f} "
                 f"macro-F1 {row['val_macro_f1']:.3f} | {row['train_images'] / row['train_seconds']:.0f} img/s"
             )
         self._done(epochs_task)
 
-    def test(self) -> tuple[dict, np.ndarray]:
-        """Best-epoch weights on the test split: metrics and confusion matrix."""
+    def test(self) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Best-epoch weights on the test split: metrics, confusion matrix and the softmax scores (n x K)."""
         self.model.load_state_dict(self.best_state)
         loader, idx = eval_loader(
             self.splits.test,
@@ -385,10 +437,11 @@ class Trainer:
             self.device.type == "cuda",
             persistent=False,
         )
-        task = self._task(f"{self.name} test", len(loader))
+        task = self._task(f"{self.label} test", len(loader))
         scores, _ = self.predict(loader, idx, self.splits.test.labels, task)
         self._done(task)
-        return compute_metrics(self.splits.test.labels, scores, self.splits.names)
+        metrics, cm = compute_metrics(self.splits.test.labels, scores, self.splits.names)
+        return metrics, cm, scores
 
 
 def resolve_run_dir(runs_dir: Path, cfg: BaselineConfig) -> Path:
@@ -399,10 +452,11 @@ def resolve_run_dir(runs_dir: Path, cfg: BaselineConfig) -> Path:
             raise EquigenError(f"run {run_dir} already exists; add --resume to continue it or pick another --name")
         return run_dir
     if cfg.resume:
-        runs = [p.parent.parent for p in runs_dir.glob("*/*/last.pt")]
-        if not runs:
+        checkpoints = list(runs_dir.glob("*/*/seed-*/last.pt"))
+        if not checkpoints:
             raise EquigenError(f"--resume: no run with a checkpoint in {runs_dir}; give --name")
-        return max(runs, key=lambda p: max(c.stat().st_mtime for c in p.glob("*/last.pt")))
+        newest = max(checkpoints, key=lambda c: c.stat().st_mtime)
+        return newest.parent.parent.parent
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir, n = runs_dir / stamp, 2
     while run_dir.exists():
@@ -444,15 +498,33 @@ def _progress() -> Progress:
     )
 
 
+def resolve_weights(cfg: BaselineConfig) -> dict[str, Path | None]:
+    """Per model, the ImageNet weights file it starts from: --weights, else torchvision's (cached, downloaded
+    once), else None (from scratch). Runs before any folder is made, so an offline run fails first."""
+    out: dict[str, Path | None] = {}
+    for name in cfg.models:
+        check_model_name(name)
+        local = cfg.weights_for(name)
+        if local is not None:
+            check_weights_file(local)
+        out[name] = local if local is not None else fetch_pretrained(name) if cfg.pretrained else None
+    return out
+
+
+def preprocessing_for(name: str, cfg: BaselineConfig, weights: Path | None) -> Preprocessing:
+    """A pretrained model sees covers as its weights were trained to (resize/crop ratio, mean, std,
+    interpolation); from scratch, our default at 128 px. --image-size overrides the size in both cases."""
+    if weights is not None:
+        return Preprocessing.of_weights(pretrained_weights(name), cfg.image_size)
+    return Preprocessing(cfg.image_size or DEFAULT_IMAGE_SIZE)
+
+
 def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:
     """See equigen.baseline.run_baseline (the public entry point, which validates cfg first)."""
-    for name in cfg.models:  # fail before any folder is made or data read
-        check_model_name(name)
-        if cfg.weights_for(name) is not None:
-            check_weights_file(cfg.weights_for(name))
+    weights = resolve_weights(cfg)  # fail before any folder is made or data read
     d, device, created_group = setup(cfg)
     try:
-        splits = load_dataset(dataset_dir, cfg.image_size)
+        splits = load_dataset(dataset_dir, cfg.image_size or DEFAULT_IMAGE_SIZE)
         run_dir = on_rank0(d, lambda: make_run_dir(runs_dir, cfg))
         context = {
             "dataset": str(dataset_dir),
@@ -460,47 +532,64 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
             "chance": 1.0 / len(splits.names),
             "images": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
             "device": str(device) if d.world == 1 else f"{d.world} x {device.type}",
-            "image_size": cfg.image_size,
             "epochs": cfg.epochs,
+            "seeds": list(cfg.seeds),
+            "start": {m: f"ImageNet weights {w.name}" if w else "from scratch" for m, w in weights.items()},
         }
-        results: dict = {}
         bar = _progress() if progress and d.main else None
         console = bar.console if bar else Console(stderr=True)
         if d.main:
             console.print(f"run folder: {run_dir}", soft_wrap=True)
+        runs: dict[str, list[SeedRun]] = {}
+        preps: dict[str, Preprocessing] = {}
         with bar or contextlib.nullcontext():
             for name in cfg.models:
-                model_dir = run_dir / name
-                if d.main:
-                    model_dir.mkdir(parents=True, exist_ok=True)
-                d.barrier()
-                trainer = Trainer(name, splits, cfg, device, d, model_dir, bar, console)
-                try:
-                    trainer.fit()
-                    metrics, cm = trainer.test()
-                finally:
-                    trainer.close()
-                hist = trainer.history
-                images = sum(h["train_images"] for h in hist)
-                seconds = sum(h["train_seconds"] for h in hist)
-                metrics.update(
-                    model=name,
-                    best_epoch=trainer.best_epoch,
-                    best_val_macro_f1=trainer.best_f1,
-                    epochs_run=len(hist),
-                    train_images_per_s=images / seconds if seconds else 0.0,
-                    params=trainer.params,
-                    chance=context["chance"],
-                    images=context["images"],
-                    device=context["device"],
-                    config=cfg.as_dict(),
-                )
-                results[name] = metrics
-                if d.main:
-                    write_outputs(model_dir, metrics, cm, hist, splits.names)
-        report = write_report(run_dir, results, splits.names, context) if d.main else run_dir / "report.md"
+                preps[name] = preprocessing_for(name, cfg, weights[name])
+                model_splits = splits.preprocessed(preps[name])
+                runs[name] = []
+                for seed in cfg.seeds:
+                    seed_dir = run_dir / name / f"seed-{seed}"
+                    if d.main:
+                        seed_dir.mkdir(parents=True, exist_ok=True)
+                    d.barrier()
+                    trainer = Trainer(name, model_splits, cfg, seed, weights[name], device, d, seed_dir, bar, console)
+                    try:
+                        trainer.fit()
+                        metrics, cm, scores = trainer.test()
+                    finally:
+                        trainer.close()
+                    hist = trainer.history
+                    images = sum(h["train_images"] for h in hist)
+                    seconds = sum(h["train_seconds"] for h in hist)
+                    metrics.update(
+                        model=name,
+                        seed=seed,
+                        best_epoch=trainer.best_epoch,
+                        best_val_macro_f1=trainer.best_f1,
+                        epochs_run=len(hist),
+                        train_images_per_s=images / seconds if seconds else 0.0,
+                        params=trainer.params,
+                        chance=context["chance"],
+                        images=context["images"],
+                        device=context["device"],
+                        overfitting=overfitting(hist, trainer.best_epoch),
+                        preprocessing=preps[name].as_dict(),
+                        config=cfg.as_dict(),
+                    )
+                    if d.main:
+                        write_outputs(seed_dir, metrics, cm, hist, splits.names)
+                        np.save(seed_dir / "test_scores.npy", scores.astype(np.float32))
+                    runs[name].append(SeedRun(seed, metrics, scores, hist))
+        if d.main:
+            summary = summarize(runs, splits.names, splits.test.labels)
+            for name in cfg.models:
+                write_model_summary(run_dir / name, summary.models[name], *summary.ensemble[name], splits)
+            report = write_report(run_dir, summary, splits.names, context)
+            models, comparison = summary.models, summary.sentence
+        else:
+            report, models, comparison = run_dir / "report.md", {m: r[0].metrics for m, r in runs.items()}, None
         d.barrier()
-        return BaselineResult(run_dir=run_dir, report=report, models=results)
+        return BaselineResult(run_dir=run_dir, report=report, models=models, comparison=comparison)
     except EquigenError as e:
         # Raised in a DataLoader worker, the message arrives wrapped in the worker's traceback.
         last = str(e).strip().splitlines()[-1]
@@ -510,15 +599,44 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
             dist.destroy_process_group()
 
 
-def write_outputs(model_dir: Path, metrics: dict, cm: np.ndarray, history: list[dict], names: list[str]) -> None:
+def write_outputs(seed_dir: Path, metrics: dict, cm: np.ndarray, history: list[dict], names: list[str]) -> None:
+    """One (model, seed): its metrics, history, confusion matrix and learning curves (with the overfitting gap)."""
     name = metrics["model"]
-    write_json(model_dir / "metrics.json", metrics)
-    write_json(model_dir / "history.json", history)
+    write_json(seed_dir / "metrics.json", metrics)
+    write_json(seed_dir / "history.json", history)
+    write_confusion_csv(seed_dir / "confusion_matrix.csv", cm, names)
+    title = f"{name} seed {metrics['seed']}"
+    accuracy = f"test accuracy {metrics['accuracy']:.1%}"
+    plot_confusion(seed_dir / "confusion_matrix.png", cm, names, f"{title}: {accuracy} (row-normalised)")
+    plot_learning_curves(seed_dir / "learning_curves.png", history, metrics["best_epoch"], title)
+
+
+def write_model_summary(model_dir: Path, model: dict, pred: np.ndarray, prob: np.ndarray, splits: Splits) -> None:
+    """A model over its seeds: metrics.json (mean, sd, intervals), the seed ensemble's confusion matrix, and the
+    grid of its most confidently wrong test covers per genre."""
+    name, names, y_true = model["model"], splits.names, splits.test.labels
+    write_json(model_dir / "metrics.json", model)
+    cm = confusion_matrix(y_true, pred, labels=list(range(len(names))))
     write_confusion_csv(model_dir / "confusion_matrix.csv", cm, names)
+    seeds = f"ensemble of {len(model['seeds'])} seeds" if len(model["seeds"]) > 1 else f"seed {model['seeds'][0]}"
     plot_confusion(
-        model_dir / "confusion_matrix.png",
-        cm,
-        names,
-        f"{name}: test accuracy {metrics['accuracy']:.1%} (row-normalised)",
+        model_dir / "confusion_matrix.png", cm, names, f"{name} ({seeds}): accuracy {(pred == y_true).mean():.1%}"
     )
-    plot_learning_curves(model_dir / "learning_curves.png", history, metrics["best_epoch"], name)
+    wrong = np.flatnonzero(pred != y_true)
+    confidence = prob[np.arange(len(pred)), pred]
+    # Only the covers the grid shows are decoded: per genre its most confident mistakes.
+    shown: list[int] = []
+    for label in range(len(names)):
+        mine = wrong[y_true[wrong] == label]
+        shown += mine[np.argsort(-confidence[mine], kind="stable")][:CONFIDENT_ERRORS_PER_GENRE].tolist()
+    images = [splits.test.image_bytes(i) for i in shown]
+    plot_confident_errors(
+        model_dir / "confident_errors.png",
+        images,
+        y_true[shown],
+        pred[shown],
+        confidence[shown],
+        names,
+        per_genre=CONFIDENT_ERRORS_PER_GENRE,
+        title=f"{name} ({seeds}): most confidently wrong test covers",
+    )
