@@ -460,6 +460,14 @@ def simulate(
         min=100,
         help="Artists in the world [default 3000: enough for fetch --per-genre 40]; about 12000 hold --per-genre 150 at 50 %% art coverage.",
     ),
+    realistic: bool = typer.Option(
+        False,
+        "--realistic",
+        help="Real-world timing: MusicBrainz answers in 200-800 ms, each CAA 307 and archive.org 302 in 100-400 ms, images at 2 MB/s per connection, at most 48 at once (429/503 beyond), 0.2 %% resets and 0.1 %% stalls.",
+    ),
+    log_requests: bool = typer.Option(
+        True, "--log/--no-log", help="Keep the request log served at /__sim__/log (off for very long runs)."
+    ),
 ) -> None:
     """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops).
 
@@ -477,6 +485,8 @@ def simulate(
         thin_genres=tuple(thin) if thin else None,
         thin_artists=thin_artists,
         n_artists=artists,
+        realistic=realistic,
+        log_requests=log_requests,
     )
 
 

@@ -66,3 +66,40 @@ def test_full_smoke(name):
     doc = run_smoke(name)
     assert doc["ours_only"] is False
     assert any(row["anchor"] != "-" for row in doc["rows"])
+
+
+def test_rehearsal_smoke_runs_every_stage_and_a_killed_fetch_resumes_to_the_same_dataset(tmp_path):
+    """benchmarks/rehearsal.py at toy size (no baseline): every stage measured; a fetch killed with SIGKILL and
+    run again ends with the same dataset as the uninterrupted rehearsal."""
+    script = [sys.executable, str(BENCH / "rehearsal.py"), "--per-genre", "4", "--artists", "400", "--skip-baseline"]
+    clean = subprocess.run(
+        [*script, "--work", str(tmp_path / "a"), "--out", str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert clean.returncode == 0, clean.stdout[-2000:] + clean.stderr[-3000:]
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert set(doc["stages"]) == {"fetch", "dedup", "balance", "split", "verify"}
+    fetch = doc["stages"]["fetch"]
+    assert fetch["requests"]["musicbrainz"]["requests"] == fetch["catalog"]["last_fetch"]["mb_requests"]
+    assert fetch["peak_rss_mb"] > 0 and fetch["bytes_added"] > 0
+    killed = subprocess.run(
+        [
+            *script,
+            "--work",
+            str(tmp_path / "b"),
+            "--out",
+            str(tmp_path / "b.json"),
+            "--kill-after",
+            "6",
+            "--compare-with",
+            str(tmp_path / "a.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == 0, killed.stdout[-2000:] + killed.stderr[-3000:]
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["stages"]["fetch"]["first"]["killed"] and doc["compared_with"]["same_dataset"]

@@ -612,3 +612,48 @@ def test_simulate_cli_help_explains_the_knobs():
     result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--art-coverage" in result.output and "--thin" in result.output and "0.45" in result.output
+
+
+# ---- real-world timing (issue 13's rehearsal) ---------------------------------------------------------------
+
+
+def test_realistic_timing_latency_bandwidth_and_the_host_limit():
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = SimConfig.realistic(rate_limit=0, image_bytes_per_s=20_000, image_host_limit=2, reset_rate=0, stall_rate=0)
+    assert config.mb_latency_ms == (200.0, 800.0) and config.redirect_latency_ms == (100.0, 400.0)
+    with simulator_in_thread(WorldConfig.small(SEED, cover_px=256), config) as handle:
+        rg = usable(handle.world)[0]
+        took = []
+        for _ in range(4):
+            t = time.monotonic()
+            search(handle, 'tag:"rock"')
+            took.append(time.monotonic() - t)
+        assert min(took) >= 0.2 and max(took) < 1.2  # each answer 200-800 ms
+        t = time.monotonic()
+        assert (
+            requests.get(
+                f"{handle.url}/release-group/{rg.mbid}/front-500", allow_redirects=False, timeout=10
+            ).status_code
+            == 307
+        )
+        assert 0.1 <= time.monotonic() - t < 0.6
+        url = handle.world.image_url(handle.url, rg.mbid, 500)
+        size = len(handle.world.cover_bytes(rg.mbid, 500))
+        t = time.monotonic()
+        body = requests.get(url, timeout=30).content
+        assert len(body) == size and time.monotonic() - t >= 0.9 * size / 20_000  # paced per connection
+        with ThreadPoolExecutor(4) as pool:  # four at once against a limit of two
+            statuses = list(pool.map(lambda _: requests.get(url, timeout=60).status_code, range(4)))
+        assert statuses.count(200) == 2 and sorted(set(statuses) - {200}) <= [429, 503]
+
+
+def test_realistic_resets_and_stalls():
+    with simulator_in_thread(WorldConfig.small(SEED), SimConfig(reset_rate=1.0)) as handle:
+        url = handle.world.image_url(handle.url, usable(handle.world)[0].mbid, 250)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=10)
+    with simulator_in_thread(WorldConfig.small(SEED), SimConfig(stall_rate=1.0, stall_seconds=5)) as handle:
+        url = handle.world.image_url(handle.url, usable(handle.world)[0].mbid, 250)
+        with pytest.raises(requests.Timeout):
+            requests.get(url, timeout=0.5)

@@ -58,10 +58,48 @@ class SimConfig:
     image_error_rate: float = 0.0  # random transient 500s on image bytes
     flaky_failures: int = 2  # failures of each flaky image before it succeeds
     latency_ms: float = 0.0  # added to every non-/__sim__/ request
+    # Real-world timing (all off by default; SimConfig.realistic() turns them on, `equigen simulate --realistic`):
+    mb_latency_ms: tuple[float, float] = (0.0, 0.0)  # each MusicBrainz answer, uniform in [lo, hi]
+    redirect_latency_ms: tuple[float, float] = (0.0, 0.0)  # each CAA 307 and each archive.org 302
+    image_bytes_per_s: float = 0.0  # per-connection bandwidth of an image body; 0 = unlimited
+    image_host_limit: int = 0  # image bodies served at once; beyond it 429 or 503 (alternating); 0 = none
+    reset_rate: float = 0.0  # image requests whose connection is reset before an answer
+    stall_rate: float = 0.0  # image requests that hang (the client's timeout must fire)
+    stall_seconds: float = 120.0
     bad_mbid: bool = False  # every search gets an extra first match whose id is not a UUID
     bad_redirect: bool = False  # one release group's CAA redirect points at ftp://
     redirect_loop: bool = False  # one release group's CAA redirect chain never ends
     log_requests: bool = True
+
+    @classmethod
+    def realistic(cls, **overrides) -> SimConfig:
+        """Timing of the real services as issue 13 sets it: MusicBrainz answers in 200-800 ms, each Cover Art
+        Archive 307 and archive.org 302 in 100-400 ms, image bodies at 2 MB/s per connection with at most 48
+        served at once (429/503 beyond), 0.2 % connection resets and 0.1 % stalls. The rate limit stays the
+        real 1 request/s."""
+        return cls(
+            **{
+                "mb_latency_ms": (200.0, 800.0),
+                "redirect_latency_ms": (100.0, 400.0),
+                "image_bytes_per_s": 2_000_000.0,
+                "image_host_limit": 48,
+                "reset_rate": 0.002,
+                "stall_rate": 0.001,
+                **overrides,
+            }
+        )
+
+    @property
+    def timed(self) -> bool:
+        return bool(
+            self.latency_ms
+            or max(self.mb_latency_ms)
+            or max(self.redirect_latency_ms)
+            or self.image_bytes_per_s
+            or self.image_host_limit
+            or self.reset_rate
+            or self.stall_rate
+        )
 
 
 @dataclass(slots=True)
@@ -283,6 +321,9 @@ class _Simulator:
         # Separate streams so MusicBrainz traffic doesn't shift which images fail, and vice versa.
         self._mb_errors = random.Random(world.config.seed * 7919 + 1)
         self._image_errors = random.Random(world.config.seed * 7919 + 2)
+        self._timing = random.Random(world.config.seed * 7919 + 3)  # latencies, resets, stalls
+        self._serving_images = 0
+        self._over_limit = 0
         self._sorted = sorted(world.release_groups, key=lambda rg: rg.mbid)
         self.planted: dict[str, str] = {}
         specials = [
@@ -303,7 +344,7 @@ class _Simulator:
 
     def app(self) -> web.Application:
         middlewares = []
-        if self.config.log_requests or self.config.latency_ms:
+        if self.config.log_requests or self.config.timed:
             middlewares.append(self._middleware)
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/ws/2/release-group", self.search)
@@ -322,6 +363,14 @@ class _Simulator:
         arrived = time.time()
         if self.config.latency_ms and not request.path.startswith("/__sim__/"):
             await asyncio.sleep(self.config.latency_ms / 1000)
+        if request.path.startswith("/ws/2/"):
+            lo_hi = self.config.mb_latency_ms
+        elif request.path.startswith(("/release-group/", "/download/")):  # the CAA 307, the archive.org 302
+            lo_hi = self.config.redirect_latency_ms
+        else:
+            lo_hi = (0.0, 0.0)
+        if lo_hi[1] > 0:
+            await asyncio.sleep(self._timing.uniform(*lo_hi) / 1000)
         status = 500
         try:
             response = await handler(request)
@@ -509,12 +558,48 @@ class _Simulator:
                 return self._drop(request) if kind == 0 else web.Response(status=kind, text="Temporary failure")
         if self.config.image_error_rate and self._image_errors.random() < self.config.image_error_rate:
             return web.Response(status=500, text="Internal Server Error")
-        body = self.world.cached_cover(rg.mbid, size)
-        if body is None:  # render off the event loop so one miss doesn't stall every other request
-            body = await asyncio.get_running_loop().run_in_executor(None, self.world.cover_prefix, rg.mbid, size)
-        if rg.art == "oversize":
-            return await self._stream_oversize(request, body)
-        return web.Response(body=body, content_type="image/png" if rg.art == "bomb" else "image/jpeg")
+        cfg = self.config
+        if cfg.reset_rate or cfg.stall_rate:
+            draw = self._timing.random()
+            if draw < cfg.reset_rate:
+                return self._drop(request)
+            if draw < cfg.reset_rate + cfg.stall_rate:
+                await asyncio.sleep(cfg.stall_seconds)  # the client gives up first
+                return web.Response(status=504, text="Gateway Timeout")
+        if cfg.image_host_limit and self._serving_images >= cfg.image_host_limit:
+            self._over_limit += 1  # archive.org answers both ways when a client opens too many connections
+            status = 429 if self._over_limit % 2 else 503
+            return web.Response(status=status, text="Too many connections", headers={"Retry-After": "1"})
+        self._serving_images += 1
+        try:
+            body = self.world.cached_cover(rg.mbid, size)
+            if body is None:  # render off the event loop so one miss doesn't stall every other request
+                loop = asyncio.get_running_loop()
+                body = await loop.run_in_executor(None, self.world.cover_prefix, rg.mbid, size)
+            if rg.art == "oversize":
+                return await self._stream_oversize(request, body)
+            content_type = "image/png" if rg.art == "bomb" else "image/jpeg"
+            if cfg.image_bytes_per_s:
+                return await self._stream_paced(request, body, content_type, cfg.image_bytes_per_s)
+            return web.Response(body=body, content_type=content_type)
+        finally:
+            self._serving_images -= 1
+
+    async def _stream_paced(self, request: web.Request, body: bytes, content_type: str, rate: float):
+        """The body in 16 KB chunks at `rate` bytes/s: a connection's bandwidth, not the whole server's."""
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.content_length = len(body)
+        await response.prepare(request)
+        chunk = 16 * 1024
+        try:
+            for start in range(0, len(body), chunk):
+                piece = body[start : start + chunk]
+                await asyncio.sleep(len(piece) / rate)  # the piece takes this long to cross the wire
+                await response.write(piece)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        return response
 
     async def _stream_oversize(self, request: web.Request, prefix: bytes) -> web.StreamResponse:
         """A real JPEG then zeros up to oversize_bytes, written in chunks (never held whole)."""
@@ -645,12 +730,14 @@ def _split_knobs(knobs: dict) -> tuple[dict, dict]:
     return ({k: v for k, v in given.items() if k in world_names}, {k: v for k, v in given.items() if k in sim_names})
 
 
-def serve_forever(port: int = 8080, seed: int = 0, host: str = "127.0.0.1", **knobs) -> None:
-    """Serve until Ctrl-C (the `equigen simulate` command). Knobs are WorldConfig/SimConfig fields."""
+def serve_forever(port: int = 8080, seed: int = 0, host: str = "127.0.0.1", realistic: bool = False, **knobs) -> None:
+    """Serve until Ctrl-C (the `equigen simulate` command). Knobs are WorldConfig/SimConfig fields;
+    `realistic` starts from SimConfig.realistic()'s timing."""
     world_knobs, sim_knobs = _split_knobs(knobs)
+    sim_config = SimConfig.realistic(**sim_knobs) if realistic else SimConfig(**sim_knobs)
 
     async def main() -> None:
-        handle = await start_simulator(WorldConfig(seed=seed, **world_knobs), SimConfig(**sim_knobs), host, port)
+        handle = await start_simulator(WorldConfig(seed=seed, **world_knobs), sim_config, host, port)
         print(
             f"EquiGen simulator (seed {seed}, {len(handle.world.release_groups)} release groups) at {handle.url}"
             f"\n  --musicbrainz-url {handle.url} --coverart-url {handle.url}\nCtrl-C stops.",
