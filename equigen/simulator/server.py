@@ -369,11 +369,14 @@ class _Simulator:
             lo_hi = self.config.redirect_latency_ms
         else:
             lo_hi = (0.0, 0.0)
-        if lo_hi[1] > 0:
-            await asyncio.sleep(self._timing.uniform(*lo_hi) / 1000)
         status = 500
         try:
             response = await handler(request)
+            if lo_hi[1] > 0:
+                # Time to answer, spent after the rate-limit gate has seen the request: a search is slow because
+                # the server works on it, not because the request dawdles on its way in (sleeping first would let
+                # two requests sent 1.05 s apart reach the gate 0.45 s apart).
+                await asyncio.sleep(self._timing.uniform(*lo_hi) / 1000)
             status = 0 if id(request) in self._dropped else response.status
             self._dropped.discard(id(request))
             return response
