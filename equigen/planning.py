@@ -122,9 +122,13 @@ class RoundSelector:
         selector = cls(round_no, dict(quota), artist_cap, min_confidence)
         genres = list(quota)
         rows = rows[eligible_mask(rows, genres, min_confidence)].sort_values(["seq", "mbid"], kind="stable")
-        # An ok cover whose bytes an earlier cover has is no slot of its artist (as in usable_by_genre).
-        repeat = (rows["status"] == "ok") & rows["sha256"].notna() & rows["sha256"].duplicated()
-        rows = rows[~repeat]
+        # An ok cover whose bytes an earlier cover has is no slot of its artist (as in usable_by_genre). Only
+        # what the round started from counts here: a cover chosen this round holds its slot whatever its download
+        # later gave, as it did when it was chosen; so a resumed round chooses what the uninterrupted one chose.
+        this_round = rows["planned_round"] == round_no
+        known = rows[~this_round]
+        repeat = (known["status"] == "ok") & known["sha256"].notna() & known["sha256"].duplicated()
+        rows = rows.drop(index=known.index[repeat])
         planned = rows["planned_round"]
         this_round = planned == round_no
         counted = (

@@ -126,3 +126,21 @@ def test_next_search_broad_first_then_started_by_count_then_most_seen():
     assert next_search(tags, broad, cursors, seen, ["metal", "heavy metal"]) == "death metal"
     cursors["death metal"] = Cursor(100, 700, True)
     assert next_search(tags, broad, cursors, seen, ["metal", "heavy metal"]) is None
+
+
+def test_a_resumed_round_counts_this_rounds_choices_as_when_they_were_made():
+    """Killed mid-round and resumed: a cover chosen this round that downloaded as a duplicate of an earlier
+    cover still holds its artist's slot, as it did when the uninterrupted round chose it (found by the
+    1,000-per-genre rehearsal, where one such cover made the resumed dataset differ by two items)."""
+    at_round_start = rows(
+        ("m0", "Rock", A2, "ok", "s1", 1.0, 1),  # round 1, ok
+        ("m1", "Rock", A1, "pending", None, 1.0, None),
+        ("m2", "Rock", A1, "pending", None, 1.0, None),
+    )
+    uninterrupted = RoundSelector.start(at_round_start, 2, {"Rock": 5}, artist_cap=1)
+    assert uninterrupted.choose() == ["m1"]  # m2: A1 is at the cap of 1
+    # Killed after m1 was chosen and downloaded: its bytes turned out to equal m0's.
+    after_kill = at_round_start.copy()
+    after_kill.loc[1, ["status", "sha256", "planned_round"]] = ["ok", "s1", 2]
+    resumed = RoundSelector.start(after_kill, 2, {"Rock": 5}, artist_cap=1)
+    assert resumed.choose() == [] and resumed.chosen == {"Rock": 1}  # m2 stays out, as in the uninterrupted round
