@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import os
 import re
 import signal
@@ -480,3 +482,23 @@ def test_a_page_listing_an_mbid_twice_adds_it_once(tmp_path):
         assert [(g.mbid[-1], seq) for g, seq in new] == [("1", 1), ("2", 2)]
         later = cat.record_page("Jazz", "jazz", [rg(2), rg(3)], 5, 5, True)
         assert [g.mbid[-1] for g, _ in later] == ["3"] and later[0][1] > 2  # discovery order kept
+
+
+def test_a_genre_whose_tags_run_out_under_the_target_is_called_tight(tmp_path):
+    """Tags spent with at least --per-genre usable covers but fewer than the target (the margin for near-duplicates):
+    fetch says so, since dedup may still leave the genre short for balance (the 15 x 4,000 rehearsal's Blues)."""
+    from rich.console import Console
+
+    wc = WorldConfig.small(seed=4, thin_genres=("New Age",), thin_artists=3)
+    with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
+        available = sim.world.truth(artist_cap=2)["genres"]["New Age"]["usable_capped"]
+        per_genre = max(1, available - 1)  # reachable, but not with a 50 % margin
+        console = Console(record=True, width=400, file=io.StringIO())
+        stats = run_fetch(
+            _settings(sim.url, tmp_path / "d"), per_genre=per_genre, margin=0.5, genres=["New Age"], console=console
+        )
+    assert stats.shortfalls == {}
+    assert per_genre <= stats.usable["New Age"] < math.ceil(per_genre * 1.5)
+    assert stats.tight == {"New Age": stats.usable["New Age"]}
+    text = console.export_text()
+    assert f"tight: New Age: every tag searched, {stats.usable['New Age']} usable covers" in text
