@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install.sh
-.venv/bin/ruff check equigen tests benchmarks scripts
-.venv/bin/ruff format --check equigen tests benchmarks scripts
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/lint-imports
 exec .venv/bin/python -m pytest -q "$@"
