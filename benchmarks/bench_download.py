@@ -51,19 +51,55 @@ download(url_list=a["urls"], input_format="txt", output_folder=a["out"], output_
 OURS_SCRIPT = r"""
 import json, sys, time
 t0 = time.monotonic()
+a = json.loads(sys.argv[1])
+if a.get("asyncio"):  # as if uvloop were not installed: downloader.run_async falls back to asyncio.run
+    sys.modules["uvloop"] = None
 from rich.console import Console
 from equigen.config import load_settings
 import equigen.downloader
 from equigen.fetch import run_fetch
-a = json.loads(sys.argv[1])
 if a.get("threads"):  # the pre-change validation pool: 2 threads
     equigen.downloader.PROCESS_POOL_MIN_COVERS = 1 << 62
 settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
                          concurrency=a["concurrency"], per_host=a["concurrency"])
 stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))
-print(json.dumps({"downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed, "bytes": stats.bytes,
+loop = "asyncio" if a.get("asyncio") or "uvloop" not in sys.modules else "uvloop"
+print(json.dumps({"event_loop": loop, "downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed,
+                  "bytes": stats.bytes,
                   "by_status": stats.by_status, "busy_s": stats.download_seconds, "fetch_wall_s": stats.wall_seconds,
                   "rate_busy": stats.covers_per_second, "process_s": time.monotonic() - t0}))
+"""
+
+# The limit of the network path: the same URLs, the same concurrency and event loop, aiohttp following the
+# redirects and reading each body, nothing else (no validation, hashing, storing or bookkeeping).
+BARE_SCRIPT = r"""
+import asyncio, json, sys, time
+t0 = time.monotonic()
+import aiohttp
+from equigen.downloader import run_async
+a = json.loads(sys.argv[1])
+urls = open(a["urls"]).read().split()
+
+async def main():
+    ok = 0
+    queue = asyncio.Queue()
+    for u in urls:
+        queue.put_nowait(u)
+    connector = aiohttp.TCPConnector(limit=a["concurrency"], limit_per_host=a["concurrency"])
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def worker():
+            nonlocal ok
+            while not queue.empty():
+                u = queue.get_nowait()
+                async with session.get(u) as resp:
+                    body = await resp.read()
+                    ok += resp.status == 200 and len(body) > 0
+        await asyncio.gather(*(worker() for _ in range(a["concurrency"])))
+    return ok
+
+ok = run_async(main())
+print(json.dumps({"ok": ok, "event_loop": "uvloop" if "uvloop" in sys.modules else "asyncio",
+                  "process_s": time.monotonic() - t0}))
 """
 
 
@@ -138,7 +174,14 @@ def timed_child(cmd: list, server_pid: int, env=None) -> dict:
 
 
 def run_ours(
-    url: str, world, mbids: list[str], concurrency: int, work: Path, server_pid: int, threads: bool = False
+    url: str,
+    world,
+    mbids: list[str],
+    concurrency: int,
+    work: Path,
+    server_pid: int,
+    threads: bool = False,
+    plain_asyncio: bool = False,
 ) -> dict:
     from equigen.catalog import Catalog, ReleaseGroup
 
@@ -162,8 +205,17 @@ def run_ours(
         )
     with Catalog(data_dir / "catalog.sqlite") as cat:
         cat.add_release_groups(groups, found_via="benchmark")
-    arg = json.dumps({"data_dir": str(data_dir), "url": url, "concurrency": concurrency, "threads": threads})
+    arg = {"data_dir": str(data_dir), "url": url, "concurrency": concurrency, "threads": threads}
+    arg = json.dumps({**arg, "asyncio": plain_asyncio})
     res = timed_child([sys.executable, "-c", OURS_SCRIPT, arg], server_pid)
+    res.update(json.loads(res.pop("stdout").strip().splitlines()[-1]))
+    res["covers_per_s"] = res["ok"] / res["wall_s"]
+    return res
+
+
+def run_bare(url_file: Path, concurrency: int, server_pid: int) -> dict:
+    arg = json.dumps({"urls": str(url_file), "concurrency": concurrency})
+    res = timed_child([sys.executable, "-c", BARE_SCRIPT, arg], server_pid)
     res.update(json.loads(res.pop("stdout").strip().splitlines()[-1]))
     res["covers_per_s"] = res["ok"] / res["wall_s"]
     return res
@@ -206,6 +258,9 @@ def main() -> None:
         action="store_true",
         help="also run ours with the old 2-thread validation pool (the before/after of the change)",
     )
+    p.add_argument(
+        "--asyncio-too", action="store_true", help="also run ours on asyncio's own event loop (uvloop hidden)"
+    )
     args = p.parse_args()
     if args.smoke:
         args.limit, args.repeat, args.concurrency = args.limit or 60, 1, 8
@@ -225,8 +280,17 @@ def main() -> None:
         from equigen.coverart import cover_url
 
         urls = [cover_url(url, m, 500) for m in mbids]
-        runs = {"ours": [], "img2dataset": [], "ours_threads": []}
+        url_file = work / "urls.txt"
+        url_file.write_text("\n".join(urls) + "\n")
+        runs = {"ours": [], "img2dataset": [], "ours_threads": [], "ours_asyncio": [], "bare_aiohttp": []}
         for _ in range(args.repeat):
+            runs["bare_aiohttp"].append(run_bare(url_file, args.concurrency, server.pid))
+            print("bare aiohttp", runs["bare_aiohttp"][-1], flush=True)
+            if args.asyncio_too:
+                runs["ours_asyncio"].append(
+                    run_ours(url, world, mbids, args.concurrency, work, server.pid, plain_asyncio=True)
+                )
+                print("ours (asyncio loop)", {k: v for k, v in runs["ours_asyncio"][-1].items() if k != "by_status"})
             if args.thread_pool_too:
                 runs["ours_threads"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid, True))
                 print(
@@ -262,6 +326,15 @@ def main() -> None:
     }
     if "ours_threads" in best:
         details["ours_threads_best_covers_per_s"] = best["ours_threads"]["covers_per_s"]
+    if "ours_asyncio" in best:
+        details["ours_asyncio_best_covers_per_s"] = best["ours_asyncio"]["covers_per_s"]
+    b = best["bare_aiohttp"]
+    details["bare_aiohttp_best_covers_per_s"] = b["covers_per_s"]
+    details["ours_share_of_bare"] = o["covers_per_s"] / b["covers_per_s"] if b["covers_per_s"] else None
+    ours_txt += (
+        f"; event loop {o['event_loop']}; a bare aiohttp client (download only) {b['covers_per_s']:.0f}/s, "
+        f"client CPU {b['cpu_s'] / b['wall_s']:.2f} cores"
+    )
     rows = []
     if "img2dataset" in best:
         i = best["img2dataset"]

@@ -13,11 +13,12 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 from rich.console import Console
@@ -39,6 +40,7 @@ FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row
 # for the GIL (measured by benchmarks/bench_download.py: threads left the second core half idle).
 # A run with fewer covers than this uses threads instead (no process start-up for small runs).
 PROCESS_POOL_MIN_COVERS = 256
+T = TypeVar("T")
 
 
 @dataclass
@@ -235,7 +237,10 @@ class CoverDownloader:
         else:
             stats.failed += 1
         self.failed_in_a_row = self.failed_in_a_row + 1 if result.status == "failed" else 0
-        self.progress.update(self.task, advance=1, info=_status_info(self.stats.by_status))
+        if result.status == "ok":  # the bar's text names the other statuses only: unchanged by an ok
+            self.progress.advance(self.task)
+        else:
+            self.progress.update(self.task, advance=1, info=_status_info(stats.by_status))
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
@@ -286,6 +291,17 @@ def validate_and_store(
         path,
         url,
     )
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop's faster event loop when it is installed (`pip install 'equigen[fast]'`;
+    benchmarks/bench_download.py measures both)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _ignore_sigint() -> None:

@@ -10,7 +10,6 @@ cursor in one transaction and its chosen covers are queued for download at once.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -37,6 +36,7 @@ from equigen.downloader import (
     cover_downloads,
     download_catalog_covers,
     progress_display,
+    run_async,
 )
 from equigen.errors import EquigenError
 from equigen.lock import data_folder_lock
@@ -184,7 +184,7 @@ def _run_fetch_unlocked(
         catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
         if discover:
-            stats = asyncio.run(
+            stats = run_async(
                 harvest(
                     settings,
                     catalog,
@@ -198,9 +198,7 @@ def _run_fetch_unlocked(
             )
         else:
             stats = FetchStats()
-            stats.add_downloads(
-                asyncio.run(download_catalog_covers(settings, catalog, genres=targets, console=console))
-            )
+            stats.add_downloads(run_async(download_catalog_covers(settings, catalog, genres=targets, console=console)))
         stats.wall_seconds = time.monotonic() - started
         _final_counts(catalog, targets, goal, stats, discover and download)
         catalog.set_meta(

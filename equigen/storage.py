@@ -3,10 +3,11 @@ shards and checkpoints. A kill never leaves a partial file under its final name.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from equigen.errors import EquigenError
@@ -21,28 +22,42 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_part_numbers = itertools.count()  # with the pid: a temporary name no other writer uses
+
+
 def relative_image_path(sha256: str, ext: str) -> str:
     return f"images/{sha256[:2]}/{sha256}.{ext}"
 
 
 def store_image(data_dir: Path, sha256: str, ext: str, data: bytes) -> str:
-    """Write the bytes once under their hash; return the path relative to the data folder.
+    """Write the bytes under their hash; return the path relative to the data folder.
 
     Written to a temporary file and renamed, so a kill never leaves a partial image under the final name.
+    The hot path of every download: raw os calls, no exists/stat check (the same bytes written twice make
+    the same file), the fan-out folder made on the first miss, the mode from the umask (os.open applies it).
     """
     rel = relative_image_path(sha256, ext)
-    target = data_dir / rel
-    if target.exists() and target.stat().st_size == len(data):
-        return rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    target = os.path.join(data_dir, rel)
+    tmp = os.path.join(os.path.dirname(target), f".{sha256}.{os.getpid()}-{next(_part_numbers)}.part")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared lab folders want the umask's choice
+        fd = os.open(tmp, _NEW_FILE, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        fd = os.open(tmp, _NEW_FILE, 0o666)
+    try:
+        with memoryview(data) as view:
+            written = 0
+            while written < len(view):
+                written += os.write(fd, view[written:])
+        os.close(fd)
+        fd = -1
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return rel
 

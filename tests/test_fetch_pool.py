@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
+import pytest
 from helpers import quiet_console
 
 import equigen.downloader as downloader
@@ -56,3 +60,24 @@ def test_process_pool_matches_thread_pool(tmp_path, monkeypatch):
     assert (procs["status"] == "ok").sum() > 0
     for path in procs.loc[procs["status"] == "ok", "path"]:
         assert (tmp_path / "procs" / path).is_file()
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_downloads_run_on_uvloop_when_installed_and_asyncio_without(monkeypatch):
+    pytest.importorskip("uvloop")
+    assert downloader.run_async(_loop_module()).startswith("uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import raises ImportError
+    assert downloader.run_async(_loop_module()).startswith("asyncio")
+
+
+def test_same_covers_on_either_event_loop(tmp_path, monkeypatch):
+    with simulator_in_thread(world_config=WorldConfig.small(seed=6), sim_config=SimConfig(flaky_failures=0)) as sim:
+        fast_stats, fast = _download_only(sim, tmp_path / "fast")
+        monkeypatch.setitem(sys.modules, "uvloop", None)
+        plain_stats, plain = _download_only(sim, tmp_path / "plain")
+    assert fast_stats.downloaded == plain_stats.downloaded == 60
+    cols = ["status", "sha256", "phash", "width", "height", "bytes", "format", "path"]
+    assert fast[cols].equals(plain[cols])

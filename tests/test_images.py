@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from equigen.images import BadImage, hamming, inspect_image, phash_hex
+from equigen.images import BadImage, _clean_jpeg_luma, _pillow_luma, hamming, inspect_image, phash_hex
 from equigen.simulator import World, WorldConfig
 
 
@@ -73,6 +73,59 @@ def test_bomb_under_pillow_limit_but_over_our_cap():
 def test_phash_hex_is_imagehash():
     image = Image.open(io.BytesIO(encoded("PNG", 300)))
     assert phash_hex(image) == str(imagehash.phash(image))
+
+
+def test_phash_hex_is_imagehash_bit_for_bit_on_covers_of_every_size():
+    """Pillow's LANCZOS as a matrix: equal to imagehash on real-looking covers, downscaled and upscaled."""
+    world = World.build(WorldConfig(seed=5))
+    mbids = [rg.mbid for rg in world.release_groups if rg.art == "ok"][:24]
+    for i, mbid in enumerate(mbids):
+        image = Image.open(io.BytesIO(world.cover_bytes(mbid, (500, 250, 64, 33)[i % 4])))
+        if i % 3 == 0:
+            image = image.crop((0, 0, image.width, image.height * 3 // 4))  # not square
+        assert phash_hex(image) == str(imagehash.phash(image)), (mbid, image.size)
+
+
+def test_clean_jpeg_path_decodes_the_same_pixels_as_pillow():
+    """A cover's hash must not depend on which decoder validated it."""
+    for side in (40, 200, 500, 777):
+        data = encoded("JPEG", side, quality=85)
+        fast = _clean_jpeg_luma(data, 1 << 30, 32)
+        assert fast is not None
+        luma, width, height = fast
+        slow, w2, h2, fmt = _pillow_luma(data, 1 << 30, 32)
+        assert (width, height, w2, h2, fmt) == (side, side, side, side, "JPEG")
+        assert np.array_equal(luma, slow) and min(luma.shape) >= min(64, side)
+
+
+def test_jpeg_that_libjpeg_warns_about_is_judged_by_pillow():
+    """Stray bytes between segments: libjpeg warns (the fast path declines), Pillow decodes it, as before."""
+    data = encoded("JPEG", 200)
+    sos = data.index(b"\xff\xda")
+    warned = data[:sos] + b"\x00\x00\x00" + data[sos:]
+    assert _clean_jpeg_luma(warned, 1 << 30, 32) is None
+    info = inspect_image(warned)
+    assert (info.format, info.width) == ("JPEG", 200)
+    assert info.phash == inspect_image(data).phash
+
+
+def test_cmyk_jpeg_and_mpo_are_accepted_as_jpeg():
+    rgb = Image.open(io.BytesIO(encoded("PNG", 120))).convert("RGB")
+    buf = io.BytesIO()
+    rgb.convert("CMYK").save(buf, "JPEG")
+    assert inspect_image(buf.getvalue()).format == "JPEG"
+    mpo = io.BytesIO()
+    rgb.save(mpo, "MPO", save_all=True, append_images=[rgb.rotate(90)])
+    info = inspect_image(mpo.getvalue())
+    assert (info.format, info.ext) == ("JPEG", "jpg")
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+
+
+def test_truncated_jpeg_fails_at_any_cut():
+    data = encoded("JPEG", 300, quality=90)
+    for cut in (0.3, 0.6, 0.9, 0.99):
+        with pytest.raises(BadImage, match="cannot decode"):
+            inspect_image(data[: int(len(data) * cut)])
 
 
 def test_agrees_with_imagehash_on_simulator_covers():
