@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from equigen.images import BadImage, _clean_jpeg_luma, _pillow_luma, hamming, inspect_image, phash_hex
+from equigen.images import (
+    BadImage,
+    _clean_jpeg_luma,
+    _pillow_luma,
+    hamming,
+    inspect_image,
+    phash_from_luma,
+    phash_hex,
+)
 from equigen.simulator import World, WorldConfig
 
 
@@ -84,6 +92,18 @@ def test_phash_hex_is_imagehash_bit_for_bit_on_covers_of_every_size():
         if i % 3 == 0:
             image = image.crop((0, 0, image.width, image.height * 3 // 4))  # not square
         assert phash_hex(image) == str(imagehash.phash(image)), (mbid, image.size)
+
+
+def test_matrix_resample_is_pillows_lanczos():
+    """The validation path's hash (matrix products) on full-size pixels: imagehash's, but for float32 rounding."""
+    world = World.build(WorldConfig(seed=5))
+    mbids = [rg.mbid for rg in world.release_groups if rg.art == "ok"][:40]
+    distances = []
+    for i, mbid in enumerate(mbids):
+        image = Image.open(io.BytesIO(world.cover_bytes(mbid, (500, 250, 125, 40)[i % 4])))
+        ours = phash_from_luma(np.asarray(image.convert("L"), dtype=np.float32))
+        distances.append(hamming(f"{ours:016x}", str(imagehash.phash(image))))
+    assert np.mean(distances) <= 0.1 and max(distances) <= 2 and distances.count(0) >= 36, distances
 
 
 def test_clean_jpeg_path_decodes_the_same_pixels_as_pillow():
