@@ -10,7 +10,12 @@ flaky, resolved to a genre: ~9,300).
 
 - ours: `run_fetch(settings, discover=False)` on a catalog holding those release groups (inserted
   beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
-  in the content-addressed image folder, record in SQLite. --concurrency downloads at a time.
+  in the content-addressed image folder, record in SQLite. --concurrency downloads at a time, split over
+  one download process per core (each its own event loop); the parent records. --one-loop-too also runs
+  every download on the parent's one event loop (validation in 2 threads), --asyncio-too on asyncio's
+  loop instead of uvloop.
+- bare aiohttp: the same URLs and concurrency, one event loop, redirects followed and bodies read,
+  nothing else: what the HTTP path alone costs on this machine.
 - img2dataset (in its own venv, benchmarks/work/bench-venv or $EQUIGEN_BENCH_VENV, since it pins older
   pandas/albumentations):
   output_format files, resize_mode no, skip_reencode (so it decodes to validate but keeps the bytes),
@@ -49,7 +54,7 @@ download(url_list=a["urls"], input_format="txt", output_folder=a["out"], output_
 """
 
 OURS_SCRIPT = r"""
-import json, sys, time
+import json, os, sys, time
 t0 = time.monotonic()
 a = json.loads(sys.argv[1])
 if a.get("asyncio"):  # as if uvloop were not installed: downloader.run_async falls back to asyncio.run
@@ -58,8 +63,8 @@ from rich.console import Console
 from equigen.config import load_settings
 import equigen.downloader
 from equigen.fetch import run_fetch
-if a.get("threads"):  # the pre-change validation pool: 2 threads
-    equigen.downloader.PROCESS_POOL_MIN_COVERS = 1 << 62
+if a.get("threads"):  # every download on one event loop, validated in 2 threads (no download processes)
+    equigen.downloader.DOWNLOAD_PROCESSES_MIN_COVERS = 1 << 62
 settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
                          concurrency=a["concurrency"], per_host=a["concurrency"])
 stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))
@@ -67,7 +72,8 @@ loop = "asyncio" if a.get("asyncio") or "uvloop" not in sys.modules else "uvloop
 print(json.dumps({"event_loop": loop, "downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed,
                   "bytes": stats.bytes,
                   "by_status": stats.by_status, "busy_s": stats.download_seconds, "fetch_wall_s": stats.wall_seconds,
-                  "rate_busy": stats.covers_per_second, "process_s": time.monotonic() - t0}))
+                  "rate_busy": stats.covers_per_second, "process_s": time.monotonic() - t0,
+                  "main_process_cpu_s": sum(os.times()[:2])}))  # the parent (recording) process, threads included
 """
 
 # The limit of the network path: the same URLs, the same concurrency and event loop, aiohttp following the
@@ -76,7 +82,7 @@ BARE_SCRIPT = r"""
 import asyncio, json, sys, time
 t0 = time.monotonic()
 import aiohttp
-from equigen.downloader import run_async
+from equigen.eventloop import run_async
 a = json.loads(sys.argv[1])
 urls = open(a["urls"]).read().split()
 
@@ -254,9 +260,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="use only the first N covers")
     p.add_argument(
-        "--thread-pool-too",
+        "--one-loop-too",
         action="store_true",
-        help="also run ours with the old 2-thread validation pool (the before/after of the change)",
+        help="also run ours with every download on one event loop, validated in 2 threads (no download processes)",
     )
     p.add_argument(
         "--asyncio-too", action="store_true", help="also run ours on asyncio's own event loop (uvloop hidden)"
@@ -282,7 +288,7 @@ def main() -> None:
         urls = [cover_url(url, m, 500) for m in mbids]
         url_file = work / "urls.txt"
         url_file.write_text("\n".join(urls) + "\n")
-        runs = {"ours": [], "img2dataset": [], "ours_threads": [], "ours_asyncio": [], "bare_aiohttp": []}
+        runs = {"ours": [], "img2dataset": [], "ours_one_loop": [], "ours_asyncio": [], "bare_aiohttp": []}
         for _ in range(args.repeat):
             runs["bare_aiohttp"].append(run_bare(url_file, args.concurrency, server.pid))
             print("bare aiohttp", runs["bare_aiohttp"][-1], flush=True)
@@ -291,11 +297,11 @@ def main() -> None:
                     run_ours(url, world, mbids, args.concurrency, work, server.pid, plain_asyncio=True)
                 )
                 print("ours (asyncio loop)", {k: v for k, v in runs["ours_asyncio"][-1].items() if k != "by_status"})
-            if args.thread_pool_too:
-                runs["ours_threads"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid, True))
+            if args.one_loop_too:
+                runs["ours_one_loop"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid, True))
                 print(
-                    "ours (threads)",
-                    {k: v for k, v in runs["ours_threads"][-1].items() if k != "by_status"},
+                    "ours (one loop)",
+                    {k: v for k, v in runs["ours_one_loop"][-1].items() if k != "by_status"},
                     flush=True,
                 )
             runs["ours"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid))
@@ -324,16 +330,23 @@ def main() -> None:
         "runs": runs,
         "server_cpu_share_ours": o["server_cpu_s"] / (o["wall_s"] * cores),
     }
-    if "ours_threads" in best:
-        details["ours_threads_best_covers_per_s"] = best["ours_threads"]["covers_per_s"]
+    if "ours_one_loop" in best:
+        details["ours_one_loop_best_covers_per_s"] = best["ours_one_loop"]["covers_per_s"]
     if "ours_asyncio" in best:
         details["ours_asyncio_best_covers_per_s"] = best["ours_asyncio"]["covers_per_s"]
     b = best["bare_aiohttp"]
     details["bare_aiohttp_best_covers_per_s"] = b["covers_per_s"]
     details["ours_share_of_bare"] = o["covers_per_s"] / b["covers_per_s"] if b["covers_per_s"] else None
+    details["cpu_ms_per_cover"] = {
+        "ours_total": o["cpu_s"] / n * 1e3,
+        "ours_parent_process": o["main_process_cpu_s"] / n * 1e3,
+        "ours_download_processes": (o["cpu_s"] - o["main_process_cpu_s"]) / n * 1e3,
+        "bare_aiohttp": b["cpu_s"] / n * 1e3,
+    }
     ours_txt += (
-        f"; event loop {o['event_loop']}; a bare aiohttp client (download only) {b['covers_per_s']:.0f}/s, "
-        f"client CPU {b['cpu_s'] / b['wall_s']:.2f} cores"
+        f"; event loop {o['event_loop']}; CPU per cover {o['cpu_s'] / n * 1e3:.2f} ms, of which the parent "
+        f"(recording) {o['main_process_cpu_s'] / n * 1e3:.2f} ms; a bare aiohttp client (download only) "
+        f"{b['covers_per_s']:.0f}/s at {b['cpu_s'] / n * 1e3:.2f} ms per cover"
     )
     rows = []
     if "img2dataset" in best:

@@ -1,46 +1,44 @@
 """Concurrent cover downloads into the catalog: fetch's rounds and a manifest rebuild share this engine.
 
-Each cover: one download (coverart.py), validated, hashed and stored in a worker (images.py,
-storage.py), its result recorded in the catalog in small batches (catalog.py). Results are stored
-after the image file is in place: a kill loses at most the last batch's bookkeeping, and those
-covers are simply downloaded again (same bytes, same path).
+Each cover: downloaded, validated, hashed and stored (download_workers.fetch_cover), its result recorded in
+the catalog in small batches (catalog.py). Results are recorded after the image file is in place: a kill
+loses at most the last batch's bookkeeping, and those covers are simply downloaded again (same bytes, same
+path). Where the downloads run: as tasks on this process's event loop (small runs, and downloads beside
+discovery, which paces them at a search page a second), or, for a large download-only run, in one download
+process per core, each with its own event loop (download_workers.process_main), this process handing out
+MBIDs and recording what comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
-import signal
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
 
-import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from equigen.catalog import Catalog
 from equigen.config import Settings
-from equigen.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
+from equigen.download_workers import CoverJob, fetch_cover, new_session, process_main
 from equigen.errors import EquigenError
-from equigen.images import BadImage, inspect_image
 from equigen.records import CoverResult
-from equigen.storage import store_image
+
+logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 64  # cover results per catalog transaction
 FLUSH_SECONDS = 0.5
-THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
 FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row that stop a harvest
-# Validation, hashing and storing run in worker processes, so they don't compete with the event loop
-# for the GIL (measured by benchmarks/bench_download.py: threads left the second core half idle).
-# A run with fewer covers than this uses threads instead (no process start-up for small runs).
-PROCESS_POOL_MIN_COVERS = 256
-T = TypeVar("T")
+# A download-only run of at least this many covers starts download processes (one per core); smaller runs
+# download on this event loop (no process start-up for a handful of covers).
+DOWNLOAD_PROCESSES_MIN_COVERS = 256
 
 
 @dataclass
@@ -76,24 +74,22 @@ def progress_display(console: Console) -> Progress:
 async def cover_downloads(
     settings: Settings, catalog: Catalog, progress: Progress, *, expected: int, show: bool = True
 ) -> AsyncIterator[CoverDownloader]:
-    """A started downloader (session, workers, validation pool) for about `expected` covers; stopped on exit,
-    its recorded results flushed. `expected` >= PROCESS_POOL_MIN_COVERS validates in worker processes."""
-    timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
-    # Redirects may only leave the global internet when the configured archive is itself local (simulator, mirror).
-    resolver = None if is_local_url(settings.coverart_url) else GlobalOnlyResolver()
-    connector = aiohttp.TCPConnector(
-        limit=settings.concurrency, limit_per_host=settings.per_host, ttl_dns_cache=300, resolver=resolver
-    )
-    with validation_pool(expected) as pool:
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            task = progress.add_task("covers", total=0, info="", visible=show)
-            downloader = CoverDownloader(settings, catalog, session, pool, DownloadStats(), progress, task)
-            downloader.start()
-            try:
-                yield downloader
-            finally:
-                await downloader.stop()
-                downloader.stats.seconds = downloader.active_seconds()
+    """A started downloader for about `expected` covers; stopped on exit, its recorded results flushed.
+    `expected` >= DOWNLOAD_PROCESSES_MIN_COVERS downloads in download processes (download_process_count)."""
+    task = progress.add_task("covers", total=0, info="", visible=show)
+    downloader = CoverDownloader(catalog, DownloadStats(), progress, task, settings.coverart_url)
+    job = CoverJob.of(settings)
+    processes = download_process_count(expected)
+    if processes:
+        backend: _Backend = _DownloadProcesses(job, settings.concurrency, settings.per_host, processes)
+    else:
+        backend = _OnThisLoop(job, settings.concurrency, settings.per_host)
+    downloader.start(backend)
+    try:
+        yield downloader
+    finally:
+        await downloader.stop()
+        downloader.stats.seconds = downloader.active_seconds()
 
 
 async def download_catalog_covers(
@@ -108,126 +104,63 @@ async def download_catalog_covers(
     return downloader.stats
 
 
-class CoverDownloader:
-    """Concurrent cover downloads from a queue; results reach the catalog in batches."""
+def download_process_count(expected: int) -> int:
+    """Download processes for a download-only run of `expected` covers: one per core, or 0 (on this loop)."""
+    cores = os.cpu_count() or 1
+    if expected < DOWNLOAD_PROCESSES_MIN_COVERS or cores < 2:
+        return 0
+    try:
+        multiprocessing.get_context("forkserver")
+    except ValueError:  # no forkserver on this platform
+        return 0
+    return cores
 
-    def __init__(self, settings: Settings, catalog: Catalog, session, pool, stats: DownloadStats, progress, task):
-        self.settings = settings
+
+class CoverDownloader:
+    """Covers queued by MBID, downloaded concurrently by a backend; results reach the catalog in batches."""
+
+    def __init__(self, catalog: Catalog, stats: DownloadStats, progress: Progress, task, coverart_url: str):
         self.catalog = catalog
-        self.session = session
-        self.pool = pool
         self.stats = stats
         self.progress = progress
         self.task = task
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.coverart_url = coverart_url
+        self.backend: _Backend | None = None
         self.enqueued: set[str] = set()
-        self.workers: list[asyncio.Task] = []
+        self.outstanding = 0  # queued or downloading, no result yet
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.flusher: asyncio.Task | None = None
         self.pending: list[tuple[CoverResult, int]] = []
-        self.headers = {"User-Agent": settings.user_agent}
-        # Busy time (at least one download in flight): the honest denominator for covers/s
-        # when downloads wait on discovery's 1 request/s.
-        self.in_flight = 0
+        # Busy time (a cover queued or downloading): the honest denominator for covers/s when downloads
+        # wait on discovery's 1 request/s.
         self.busy_since = 0.0
         self.busy_seconds = 0.0
         self.failed_in_a_row = 0
-        self.fatal: OSError | None = None
+        self.fatal: BaseException | None = None
 
-    def raise_if_broken(self) -> None:
-        """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all.
-        A local error (disk full) stops the harvest too, after the results so far are recorded."""
-        if self.fatal is not None:
-            self.flush()
-            raise self.fatal
-        if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
-            raise EquigenError(
-                f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
-                f"at {self.settings.coverart_url} reachable? Re-run the same command to resume"
-            )
-
-    def start(self) -> None:
-        self.workers = [asyncio.create_task(self.worker()) for _ in range(self.settings.concurrency)]
+    def start(self, backend: _Backend) -> None:
+        self.backend = backend
+        backend.start(self)
         self.flusher = asyncio.create_task(self.flush_periodically())
 
     def enqueue(self, mbids) -> None:
         fresh = [m for m in mbids if m not in self.enqueued]
+        if not fresh:
+            return
         self.enqueued.update(fresh)
-        for m in fresh:
-            self.queue.put_nowait(m)
-        self.progress.update(self.task, total=len(self.enqueued))
-
-    async def drain(self) -> None:
-        """Wait until every queued cover has its result (a worker's error is raised here)."""
-        join = asyncio.ensure_future(self.queue.join())
-        while not join.done():
-            await asyncio.wait([join, *self.workers], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            for w in self.workers:
-                if w.done() and not w.cancelled() and w.exception() is not None:
-                    join.cancel()
-                    raise w.exception()
-            if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
-                join.cancel()
-                self.raise_if_broken()
-        self.raise_if_broken()
-        self.flush()
-
-    async def stop(self) -> None:
-        for w in self.workers:
-            w.cancel()
-        if self.flusher is not None:
-            self.flusher.cancel()
-        await asyncio.gather(*self.workers, *([self.flusher] if self.flusher else []), return_exceptions=True)
-        self.flush()
-
-    def active_seconds(self) -> float:
-        return self.busy_seconds + (time.monotonic() - self.busy_since if self.in_flight else 0.0)
-
-    async def worker(self) -> None:
-        while True:
-            mbid = await self.queue.get()
-            try:
-                if self.fatal is None:
-                    await self._one(mbid)
-            except OSError as exc:  # disk full, the folder gone: stop every download, keep what is recorded
-                self.fatal = exc
-            finally:
-                self.queue.task_done()
-
-    async def _one(self, mbid: str) -> None:
-        loop = asyncio.get_running_loop()
-        if self.in_flight == 0:
+        if self.outstanding == 0:
             self.busy_since = time.monotonic()
-        self.in_flight += 1
-        try:
-            url = cover_url(self.settings.coverart_url, mbid, self.settings.thumbnail)
-            outcome = await download_cover(
-                self.session,
-                url,
-                headers=self.headers,
-                max_bytes=self.settings.max_bytes,
-                max_attempts=self.settings.max_attempts,
-                allow_private=is_local_url(self.settings.coverart_url),
-            )
-            if outcome.status == "ok":
-                result = await loop.run_in_executor(
-                    self.pool,
-                    validate_and_store,
-                    self.settings.data_dir,
-                    self.settings.max_pixels,
-                    self.settings.min_side,
-                    mbid,
-                    url,
-                    outcome.http_status,
-                    outcome.data,
-                    THUMBNAIL_SLACK * self.settings.thumbnail,
-                )
-            else:
-                result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
-        finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self.busy_seconds += time.monotonic() - self.busy_since
-        self.pending.append((result, outcome.attempts))
+        self.outstanding += len(fresh)
+        self.idle.clear()
+        self.progress.update(self.task, total=len(self.enqueued))
+        if self.fatal is None:
+            self.backend.submit(fresh)
+
+    def record(self, result: CoverResult, attempts: int) -> None:
+        """One cover's final result (called by the backend on the event loop)."""
+        self._done()
+        self.pending.append((result, attempts))
         stats = self.stats
         stats.downloaded += 1
         stats.by_status[result.status] = stats.by_status.get(result.status, 0) + 1
@@ -244,6 +177,58 @@ class CoverDownloader:
         if len(self.pending) >= FLUSH_EVERY:
             self.flush()
 
+    def fail(self, exc: BaseException, *, cover_done: bool = True) -> None:
+        """A download could not be stored (disk full, the folder gone) or a download process broke: the run
+        stops at the next check, after the results so far are recorded."""
+        if cover_done:
+            self._done()
+        if self.fatal is None:
+            self.fatal = exc
+        self.idle.set()
+
+    def _done(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding == 0:
+            self.busy_seconds += time.monotonic() - self.busy_since
+            self.idle.set()
+
+    def raise_if_broken(self) -> None:
+        """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all.
+        A local error (disk full) stops the harvest too, after the results so far are recorded."""
+        if self.fatal is not None:
+            self.flush()
+            raise self.fatal
+        if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
+            raise EquigenError(
+                f"the last {self.failed_in_a_row} cover downloads all failed: is the Cover Art Archive "
+                f"at {self.coverart_url} reachable? Re-run the same command to resume"
+            )
+
+    async def drain(self) -> None:
+        """Wait until every queued cover has its result (a download's error is raised here)."""
+        while not self.idle.is_set():
+            try:
+                await asyncio.wait_for(self.idle.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            self.backend.check()
+            if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
+                self.raise_if_broken()
+        self.backend.check()
+        self.raise_if_broken()
+        self.flush()
+
+    async def stop(self) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+            await asyncio.gather(self.flusher, return_exceptions=True)
+        if self.backend is not None:
+            await self.backend.stop()
+        self.flush()
+
+    def active_seconds(self) -> float:
+        return self.busy_seconds + (time.monotonic() - self.busy_since if self.outstanding > 0 else 0.0)
+
     async def flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
@@ -255,75 +240,166 @@ class CoverDownloader:
             self.catalog.record_covers(batch)
 
 
-def validate_and_store(
-    data_dir: Path,
-    max_pixels: int,
-    min_side: int,
-    mbid: str,
-    url: str,
-    http_status: int | None,
-    data: bytes | None,
-    max_side: int | None = None,
-) -> CoverResult:
-    """Validate and hash downloaded bytes and store them (runs in a worker process or thread).
+class _Backend:
+    """Where the downloads run. Results go to CoverDownloader.record (or .fail), on the event loop."""
 
-    max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
-    """
-    data = data or b""
-    try:
-        info = inspect_image(data, max_pixels, min_side)
-        if max_side is not None and max(info.width, info.height) > max_side:
-            raise BadImage(f"{info.width}x{info.height} is far larger than the thumbnail asked for")
-    except BadImage as exc:
-        return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
-    path = store_image(data_dir, info.sha256, info.ext, data)
-    return CoverResult(
-        mbid,
-        "ok",
-        http_status,
-        None,
-        info.sha256,
-        info.phash,
-        info.width,
-        info.height,
-        len(data),
-        info.format,
-        path,
-        url,
-    )
+    def start(self, downloader: CoverDownloader) -> None: ...
+    def submit(self, mbids: list[str]) -> None: ...
+    def check(self) -> None:
+        """Raise a download's unexpected error, if one happened."""
+
+    async def stop(self) -> None: ...
 
 
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, on uvloop's faster event loop when it is installed (`pip install 'equigen[fast]'`;
-    benchmarks/bench_download.py measures both)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
+class _OnThisLoop(_Backend):
+    """Downloads as tasks on this event loop; validation in two threads (libjpeg-turbo, sha256 and the file
+    write release the GIL)."""
+
+    def __init__(self, job: CoverJob, connections: int, per_host: int):
+        self.job, self.connections, self.per_host = job, connections, per_host
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.workers: list[asyncio.Task] = []
+
+    def start(self, downloader: CoverDownloader) -> None:
+        self.downloader = downloader
+        self.session = new_session(self.job, self.connections, self.per_host)
+        self.validator = ThreadPoolExecutor(max_workers=2)
+        self.workers = [asyncio.create_task(self.worker()) for _ in range(self.connections)]
+
+    def submit(self, mbids: list[str]) -> None:
+        for m in mbids:
+            self.queue.put_nowait(m)
+
+    async def worker(self) -> None:
+        while True:
+            mbid = await self.queue.get()
+            if self.downloader.fatal is not None:
+                continue  # the run is stopping: leave the rest pending for the next run
+            try:
+                result, attempts = await fetch_cover(self.session, self.validator, self.job, mbid)
+            except OSError as exc:  # disk full, the folder gone: stop every download, keep what is recorded
+                self.downloader.fail(exc)
+                continue
+            self.downloader.record(result, attempts)
+
+    def check(self) -> None:
+        for w in self.workers:
+            if w.done() and not w.cancelled() and w.exception() is not None:
+                raise w.exception()
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            w.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
+        await self.session.close()
+        self.validator.shutdown(wait=True)
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C is the parent's to handle (it flushes the catalog); workers just finish or get shut down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+@dataclass
+class _Child:
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    capacity: int  # MBIDs sent and not answered, at most: enough to keep its connections busy
+    outstanding: int = 0
+    alive: bool = True
 
 
-def validation_pool(expected: int) -> Executor:
-    """Worker processes (one per core) for a download-only run of `expected` >= PROCESS_POOL_MIN_COVERS covers;
-    else two threads (discovery paces downloads at one search page a second, which threads keep up with).
+class _DownloadProcesses(_Backend):
+    """One download process per core (download_workers.process_main), fed MBIDs a few at a time so that
+    none sits on a long queue while another idles, and so that what a later round adds flows in."""
 
-    forkserver, not fork: the parent runs an event loop and threads (fork would copy held locks).
-    """
-    workers = os.cpu_count() or 1
-    if expected < PROCESS_POOL_MIN_COVERS or workers < 2:
-        return ThreadPoolExecutor(max_workers=2)
-    try:
+    def __init__(self, job: CoverJob, connections: int, per_host: int, count: int):
+        self.job, self.count = job, count
+        self.connections = [connections // count + (i < connections % count) for i in range(count)]
+        self.per_host = [max(1, per_host // count + (i < per_host % count)) for i in range(count)]
+        self.waiting: deque[str] = deque()
+        self.children: list[_Child] = []
+        self.stopping = False
+
+    def start(self, downloader: CoverDownloader) -> None:
+        self.downloader = downloader
+        loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["equigen.downloader"])
-        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
-    except (ValueError, OSError, NotImplementedError):  # no forkserver on this platform
-        return ThreadPoolExecutor(max_workers=2)
+        # forkserver, not fork: this process runs an event loop and threads (fork would copy held locks).
+        context.set_forkserver_preload(["equigen.download_workers"])
+        level = logging.getLogger("equigen").getEffectiveLevel()
+        for connections, per_host in zip(self.connections, self.per_host):
+            if connections < 1:
+                continue
+            mine, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=process_main, args=(theirs, self.job, connections, per_host, level), daemon=True
+            )
+            process.start()
+            theirs.close()
+            child = _Child(process, mine, capacity=2 * connections)
+            self.children.append(child)
+            loop.add_reader(mine.fileno(), self._receive, child)
+        logger.info("downloading in %d processes, %s connections", len(self.children), self.connections)
+
+    def submit(self, mbids: list[str]) -> None:
+        self.waiting.extend(mbids)
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        for child in sorted(self.children, key=lambda c: c.outstanding):
+            room = child.capacity - child.outstanding
+            if not self.waiting or not child.alive or room <= 0 or self.downloader.fatal is not None:
+                continue
+            batch = [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
+            try:
+                child.conn.send(batch)
+            except OSError:  # it died: _receive reports it
+                self.waiting.extendleft(reversed(batch))
+                continue
+            child.outstanding += len(batch)
+
+    def _receive(self, child: _Child) -> None:
+        try:
+            while child.conn.poll():
+                message = child.conn.recv()
+                kind = message[0]
+                if kind == "result":
+                    child.outstanding -= 1
+                    self.downloader.record(message[1], message[2])
+                elif kind == "log":
+                    logging.getLogger(message[1]).log(message[2], "%s", message[3])
+                elif kind == "fatal":
+                    child.outstanding -= 1
+                    self.downloader.fail(OSError(message[2], message[3], message[4]))
+                elif kind == "crash":
+                    self.downloader.fail(RuntimeError(f"a download process failed:\n{message[1]}"), cover_done=False)
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(child.conn.fileno())
+            child.alive = False
+            if not self.stopping and self.downloader.fatal is None:
+                child.process.join(timeout=1)
+                self.downloader.fail(
+                    EquigenError(
+                        f"a download process exited unexpectedly (exit code {child.process.exitcode}): "
+                        "re-run the same command to resume"
+                    ),
+                    cover_done=False,
+                )
+            return
+        self._hand_out()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        for child in self.children:
+            if child.alive:
+                loop.remove_reader(child.conn.fileno())
+            try:
+                child.conn.send(None)  # stop now: what is in flight stays pending in the catalog
+            except OSError:
+                pass
+        for child in self.children:
+            await loop.run_in_executor(None, child.process.join, 10)
+            if child.process.is_alive():
+                child.process.kill()
+                await loop.run_in_executor(None, child.process.join, 5)
+            child.conn.close()
 
 
 def _status_info(by_status: dict) -> str:

@@ -36,9 +36,9 @@ from equigen.downloader import (
     cover_downloads,
     download_catalog_covers,
     progress_display,
-    run_async,
 )
 from equigen.errors import EquigenError
+from equigen.eventloop import run_async
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (

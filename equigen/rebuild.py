@@ -18,8 +18,9 @@ from rich.table import Table
 
 from equigen.catalog import Catalog
 from equigen.config import THUMBNAIL_SIZES, Settings
-from equigen.downloader import DownloadStats, download_catalog_covers, run_async
+from equigen.downloader import DownloadStats, download_catalog_covers
 from equigen.errors import EquigenError
+from equigen.eventloop import run_async
 from equigen.lock import data_folder_lock
 from equigen.manifest import MANIFEST_SOURCE, read_manifest
 from equigen.records import ReleaseGroup

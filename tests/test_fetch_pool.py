@@ -1,14 +1,17 @@
-"""The download-only stage validates in worker processes for large runs: same results as the thread pool."""
+"""Large download-only runs download in one process per core: the same results as on one event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 
 import pytest
 from helpers import quiet_console
 
 import equigen.downloader as downloader
+import equigen.eventloop as eventloop
 from equigen.catalog import Catalog, ReleaseGroup
 from equigen.config import load_settings
 from equigen.fetch import run_fetch
@@ -41,25 +44,61 @@ def _download_only(sim, data_dir):
     return stats, frame
 
 
-def test_process_pool_matches_thread_pool(tmp_path, monkeypatch):
-    used = []
-    real_pool = downloader.validation_pool
-    monkeypatch.setattr(downloader, "validation_pool", lambda n: used.append(real_pool(n)) or used[-1])
+def _spy_backends(monkeypatch) -> list[int]:
+    used: list[int] = []
+    real = downloader.download_process_count
+    monkeypatch.setattr(downloader, "download_process_count", lambda n: used.append(real(n)) or used[-1])
+    return used
+
+
+def test_download_processes_store_what_the_event_loop_stores(tmp_path, monkeypatch):
+    used = _spy_backends(monkeypatch)
     # A simulator of its own (flaky covers keep per-server failure counts), flaky ones fail 0 times
     # so both runs see the same server behaviour.
     with simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig(flaky_failures=0)) as sim:
-        monkeypatch.setattr(downloader, "PROCESS_POOL_MIN_COVERS", 1 << 62)
-        threads_stats, threads = _download_only(sim, tmp_path / "threads")
-        monkeypatch.setattr(downloader, "PROCESS_POOL_MIN_COVERS", 1)
+        monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1 << 62)
+        loop_stats, on_loop = _download_only(sim, tmp_path / "loop")
+        monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1)
         procs_stats, procs = _download_only(sim, tmp_path / "procs")
-    assert type(used[0]).__name__ == "ThreadPoolExecutor"
-    assert type(used[1]).__name__ == "ProcessPoolExecutor"
-    assert procs_stats.downloaded == threads_stats.downloaded == 60
+    assert used == [0, os.cpu_count()] and used[1] >= 2
+    assert procs_stats.downloaded == loop_stats.downloaded == 60
+    assert procs_stats.by_status == loop_stats.by_status
     cols = ["status", "sha256", "phash", "width", "height", "bytes", "format", "path"]
-    assert procs[cols].equals(threads[cols])
+    assert procs[cols].equals(on_loop[cols])
     assert (procs["status"] == "ok").sum() > 0
     for path in procs.loc[procs["status"] == "ok", "path"]:
         assert (tmp_path / "procs" / path).is_file()
+
+
+def test_download_processes_log_their_retries_through_the_parent(tmp_path, monkeypatch, caplog):
+    """-v and --log-file see a download process's retries: its log lines travel to the parent."""
+    monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1)
+    config = SimConfig(flaky_failures=0, image_error_rate=0.3)
+    with (
+        caplog.at_level(logging.INFO, logger="equigen"),
+        simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=config) as sim,
+    ):
+        stats, frame = _download_only(sim, tmp_path / "procs")
+    retries = [r for r in caplog.records if r.name == "equigen.coverart" and "retry" in r.getMessage()]
+    assert retries and stats.downloaded == 60
+    assert any("downloading in" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_folder_that_cannot_take_images_stops_the_run_keeping_results(tmp_path, monkeypatch, processes):
+    """Storing fails (here images/ is a file; a full disk is the same OSError): the run stops with that error,
+    and the results already known (covers without art) are recorded, not lost."""
+    monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1 if processes else 1 << 62)
+    data_dir = tmp_path / "data"
+    (data_dir / "images").parent.mkdir(parents=True)
+    (data_dir / "images").write_text("not a folder")
+    with simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig(flaky_failures=0)) as sim:
+        with pytest.raises(OSError):
+            _download_only(sim, data_dir)
+    with Catalog(data_dir / "catalog.sqlite") as cat:
+        frame = cat.covers_frame(status=None)
+    assert "ok" not in set(frame["status"])
+    assert (frame["status"] == "pending").sum() > 0  # the rest waits for the next run
 
 
 async def _loop_module() -> str:
@@ -68,9 +107,9 @@ async def _loop_module() -> str:
 
 def test_downloads_run_on_uvloop_when_installed_and_asyncio_without(monkeypatch):
     pytest.importorskip("uvloop")
-    assert downloader.run_async(_loop_module()).startswith("uvloop")
+    assert eventloop.run_async(_loop_module()).startswith("uvloop")
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import raises ImportError
-    assert downloader.run_async(_loop_module()).startswith("asyncio")
+    assert eventloop.run_async(_loop_module()).startswith("asyncio")
 
 
 def test_same_covers_on_either_event_loop(tmp_path, monkeypatch):

@@ -260,7 +260,7 @@ def test_stored_images_follow_the_umask_and_oversized_thumbnails_are_refused(tmp
 
     from PIL import Image
 
-    from equigen.downloader import validate_and_store
+    from equigen.download_workers import validate_and_store
 
     buffer = io.BytesIO()
     Image.new("RGB", (1200, 1100), (20, 90, 160)).save(buffer, "JPEG")

@@ -1,0 +1,231 @@
+"""One cover, start to finish (download, validate, hash, store), and the download processes that run many.
+
+`fetch_cover` is what every download runs, in the parent (small runs, downloads beside discovery) or in a
+download process. Large download-only runs (a manifest rebuild, a resumed fetch) start one download process
+per core (`process_main`): each runs its own event loop and HTTP session on the MBIDs its parent sends and
+answers with results, so HTTP parsing, JPEG decoding and file writes run on every core and no image bytes
+cross a process boundary (benchmarks/bench_download.py measured the parent's event loop as the limit when
+it downloaded for worker processes that only validated). The parent records results (downloader.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import traceback
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import aiohttp
+
+from equigen.config import Settings
+from equigen.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
+from equigen.eventloop import run_async
+from equigen.images import BadImage, inspect_image
+from equigen.records import CoverResult
+from equigen.storage import store_image
+
+THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
+
+
+@dataclass(frozen=True)
+class CoverJob:
+    """What downloading one cover needs from the settings (picklable: it travels to download processes)."""
+
+    coverart_url: str
+    thumbnail: int
+    user_agent: str
+    data_dir: Path
+    max_bytes: int
+    max_pixels: int
+    min_side: int
+    max_attempts: int
+    timeout: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> CoverJob:
+        return cls(
+            settings.coverart_url,
+            settings.thumbnail,
+            settings.user_agent,
+            settings.data_dir,
+            settings.max_bytes,
+            settings.max_pixels,
+            settings.min_side,
+            settings.max_attempts,
+            settings.timeout,
+        )
+
+
+def new_session(job: CoverJob, connections: int, per_host: int) -> aiohttp.ClientSession:
+    """An HTTP session for cover downloads. Redirects may only leave the global internet when the configured
+    archive is itself local (simulator, mirror)."""
+    timeout = aiohttp.ClientTimeout(total=job.timeout, sock_connect=min(10.0, job.timeout))
+    resolver = None if is_local_url(job.coverart_url) else GlobalOnlyResolver()
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=per_host, ttl_dns_cache=300, resolver=resolver)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector)
+
+
+async def fetch_cover(
+    session: aiohttp.ClientSession, validator: Executor, job: CoverJob, mbid: str
+) -> tuple[CoverResult, int]:
+    """Download one front cover, then validate, hash and store it in `validator`: (result, attempts)."""
+    url = cover_url(job.coverart_url, mbid, job.thumbnail)
+    outcome = await download_cover(
+        session,
+        url,
+        headers={"User-Agent": job.user_agent},
+        max_bytes=job.max_bytes,
+        max_attempts=job.max_attempts,
+        allow_private=is_local_url(job.coverart_url),
+    )
+    if outcome.status != "ok":
+        return CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url), outcome.attempts
+    result = await asyncio.get_running_loop().run_in_executor(
+        validator,
+        validate_and_store,
+        job.data_dir,
+        job.max_pixels,
+        job.min_side,
+        mbid,
+        url,
+        outcome.http_status,
+        outcome.data,
+        THUMBNAIL_SLACK * job.thumbnail,
+    )
+    return result, outcome.attempts
+
+
+def validate_and_store(
+    data_dir: Path,
+    max_pixels: int,
+    min_side: int,
+    mbid: str,
+    url: str,
+    http_status: int | None,
+    data: bytes | None,
+    max_side: int | None = None,
+) -> CoverResult:
+    """Validate and hash downloaded bytes and store them (runs in a thread or a worker process).
+
+    max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
+    """
+    data = data or b""
+    try:
+        info = inspect_image(data, max_pixels, min_side)
+        if max_side is not None and max(info.width, info.height) > max_side:
+            raise BadImage(f"{info.width}x{info.height} is far larger than the thumbnail asked for")
+    except BadImage as exc:
+        return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
+    path = store_image(data_dir, info.sha256, info.ext, data)
+    return CoverResult(
+        mbid,
+        "ok",
+        http_status,
+        None,
+        info.sha256,
+        info.phash,
+        info.width,
+        info.height,
+        len(data),
+        info.format,
+        path,
+        url,
+    )
+
+
+# --- a download process ---------------------------------------------------------------------------------------
+# Parent -> process: a list of MBIDs to download, or None: stop now (what is in flight is dropped, as a
+# cancelled download in the parent would be: the catalog still says pending, the next run fetches it).
+# Process -> parent: ("result", CoverResult, attempts) | ("log", name, levelno, message)
+#                    | ("fatal", mbid, errno, message, filename)  an OSError storing: disk full, folder gone
+#                    | ("crash", message)  any other error: a bug, reported with its traceback
+
+
+_send_lock = threading.Lock()  # a log line may come from another thread than the results
+
+
+def _send(conn: Connection, message: tuple) -> None:
+    with _send_lock:
+        conn.send(message)
+
+
+class _PipeLogHandler(logging.Handler):
+    """Log records of a download process go to the parent, whose handlers (-v, --log-file) write them."""
+
+    def __init__(self, conn: Connection, level: int):
+        super().__init__(level)
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _send(self.conn, ("log", record.name, record.levelno, record.getMessage()))
+        except (OSError, ValueError):  # the parent is gone: nobody to tell
+            pass
+
+
+def process_main(conn: Connection, job: CoverJob, connections: int, per_host: int, log_level: int) -> None:
+    """Entry point of a download process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it records results, then stops us
+    root = logging.getLogger("equigen")
+    root.handlers[:] = [_PipeLogHandler(conn, log_level)]
+    root.setLevel(log_level)
+    root.propagate = False
+    try:
+        run_async(_serve(conn, job, connections, per_host))
+    except Exception:  # reported to the parent, which raises it
+        _report_crash(conn)
+
+
+def _report_crash(conn: Connection) -> None:
+    try:
+        _send(conn, ("crash", traceback.format_exc(limit=8)))
+    except (OSError, ValueError):
+        pass
+
+
+async def _serve(conn: Connection, job: CoverJob, connections: int, per_host: int) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    stop = asyncio.Event()
+
+    def receive() -> None:
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message is None:
+                    raise EOFError
+                for mbid in message:
+                    queue.put_nowait(mbid)
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            stop.set()
+
+    # One validation thread: libjpeg-turbo, sha256 and the file write release the GIL, so the loop goes on.
+    with ThreadPoolExecutor(max_workers=1) as validator:
+        async with new_session(job, connections, per_host) as session:
+
+            async def worker() -> None:
+                while True:
+                    mbid = await queue.get()
+                    try:
+                        result, attempts = await fetch_cover(session, validator, job, mbid)
+                    except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
+                        _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
+                        continue
+                    except Exception:
+                        _report_crash(conn)
+                        stop.set()
+                        return
+                    _send(conn, ("result", result, attempts))
+
+            loop.add_reader(conn.fileno(), receive)
+            workers = [asyncio.create_task(worker()) for _ in range(connections)]
+            await stop.wait()
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
