@@ -12,8 +12,7 @@ flaky, resolved to a genre: ~9,300).
   beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time, split over
   one download process per core (each its own event loop); the parent records. --one-loop-too also runs
-  every download on the parent's one event loop (validation in 2 threads), --asyncio-too on asyncio's
-  loop instead of uvloop.
+  every download on the parent's one event loop (validation in 2 threads).
 - bare aiohttp: the same URLs and concurrency, one event loop, redirects followed and bodies read,
   nothing else: what the HTTP path alone costs on this machine.
 - img2dataset (in its own venv, benchmarks/work/bench-venv or $EQUIGEN_BENCH_VENV, since it pins older
@@ -28,6 +27,7 @@ img2dataset: its process tree) and the server's, over the same window.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -57,8 +57,6 @@ OURS_SCRIPT = r"""
 import json, os, sys, time
 t0 = time.monotonic()
 a = json.loads(sys.argv[1])
-if a.get("asyncio"):  # as if uvloop were not installed: downloader.run_async falls back to asyncio.run
-    sys.modules["uvloop"] = None
 from rich.console import Console
 from equigen.config import load_settings
 import equigen.downloader
@@ -68,8 +66,7 @@ if a.get("threads"):  # every download on one event loop, validated in 2 threads
 settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
                          concurrency=a["concurrency"], per_host=a["concurrency"])
 stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))
-loop = "asyncio" if a.get("asyncio") or "uvloop" not in sys.modules else "uvloop"
-print(json.dumps({"event_loop": loop, "downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed,
+print(json.dumps({"downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed,
                   "bytes": stats.bytes,
                   "by_status": stats.by_status, "busy_s": stats.download_seconds, "fetch_wall_s": stats.wall_seconds,
                   "rate_busy": stats.covers_per_second, "process_s": time.monotonic() - t0,
@@ -82,7 +79,6 @@ BARE_SCRIPT = r"""
 import asyncio, json, sys, time
 t0 = time.monotonic()
 import aiohttp
-from equigen.eventloop import run_async
 a = json.loads(sys.argv[1])
 urls = open(a["urls"]).read().split()
 
@@ -103,8 +99,8 @@ async def main():
         await asyncio.gather(*(worker() for _ in range(a["concurrency"])))
     return ok
 
-ok = run_async(main())
-print(json.dumps({"ok": ok, "event_loop": "uvloop" if "uvloop" in sys.modules else "asyncio",
+ok = asyncio.run(main())
+print(json.dumps({"ok": ok,
                   "process_s": time.monotonic() - t0}))
 """
 
@@ -179,6 +175,16 @@ def timed_child(cmd: list, server_pid: int, env=None) -> dict:
     return out
 
 
+_outputs = itertools.count()
+
+
+def _fresh_output(work: Path, tool: str) -> Path:
+    """A new folder for each run, all removed after the last one: deleting thousands of files just before a run
+    makes ext4 search longer for free inodes (it avoids recently freed ones), which measured 92 -> 483 us of
+    kernel CPU per new file over three delete-and-rewrite rounds here, against ~70 us on tmpfs."""
+    return work / "runs" / f"{next(_outputs):02d}-{tool}"
+
+
 def run_ours(
     url: str,
     world,
@@ -187,12 +193,10 @@ def run_ours(
     work: Path,
     server_pid: int,
     threads: bool = False,
-    plain_asyncio: bool = False,
 ) -> dict:
     from equigen.catalog import Catalog, ReleaseGroup
 
-    data_dir = work / "ours"
-    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir = _fresh_output(work, "ours")
     groups = []
     for m in mbids:
         rg = world.by_mbid[m]
@@ -212,7 +216,7 @@ def run_ours(
     with Catalog(data_dir / "catalog.sqlite") as cat:
         cat.add_release_groups(groups, found_via="benchmark")
     arg = {"data_dir": str(data_dir), "url": url, "concurrency": concurrency, "threads": threads}
-    arg = json.dumps({**arg, "asyncio": plain_asyncio})
+    arg = json.dumps(arg)
     res = timed_child([sys.executable, "-c", OURS_SCRIPT, arg], server_pid)
     res.update(json.loads(res.pop("stdout").strip().splitlines()[-1]))
     res["covers_per_s"] = res["ok"] / res["wall_s"]
@@ -228,8 +232,7 @@ def run_bare(url_file: Path, concurrency: int, server_pid: int) -> dict:
 
 
 def run_img2dataset(py: Path, urls: list[str], concurrency: int, work: Path, server_pid: int) -> dict:
-    out_dir = work / "img2dataset"
-    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir = _fresh_output(work, "img2dataset")
     url_file = work / "urls.txt"
     url_file.write_text("\n".join(urls) + "\n")
     processes = min(2, concurrency)
@@ -264,9 +267,6 @@ def main() -> None:
         action="store_true",
         help="also run ours with every download on one event loop, validated in 2 threads (no download processes)",
     )
-    p.add_argument(
-        "--asyncio-too", action="store_true", help="also run ours on asyncio's own event loop (uvloop hidden)"
-    )
     args = p.parse_args()
     if args.smoke:
         args.limit, args.repeat, args.concurrency = args.limit or 60, 1, 8
@@ -277,6 +277,7 @@ def main() -> None:
         pool = pool[: args.limit]
     mbids = [m for m in pool if world.by_mbid[m].genre in genres]
     work = C.WORK / ("download-smoke" if args.smoke else "download")
+    shutil.rmtree(work / "runs", ignore_errors=True)  # an earlier invocation's, if it was killed
     work.mkdir(parents=True, exist_ok=True)
     py = None if args.ours_only else ensure_img2dataset(not args.no_install)
 
@@ -288,15 +289,10 @@ def main() -> None:
         urls = [cover_url(url, m, 500) for m in mbids]
         url_file = work / "urls.txt"
         url_file.write_text("\n".join(urls) + "\n")
-        runs = {"ours": [], "img2dataset": [], "ours_one_loop": [], "ours_asyncio": [], "bare_aiohttp": []}
+        runs = {"ours": [], "img2dataset": [], "ours_one_loop": [], "bare_aiohttp": []}
         for _ in range(args.repeat):
             runs["bare_aiohttp"].append(run_bare(url_file, args.concurrency, server.pid))
             print("bare aiohttp", runs["bare_aiohttp"][-1], flush=True)
-            if args.asyncio_too:
-                runs["ours_asyncio"].append(
-                    run_ours(url, world, mbids, args.concurrency, work, server.pid, plain_asyncio=True)
-                )
-                print("ours (asyncio loop)", {k: v for k, v in runs["ours_asyncio"][-1].items() if k != "by_status"})
             if args.one_loop_too:
                 runs["ours_one_loop"].append(run_ours(url, world, mbids, args.concurrency, work, server.pid, True))
                 print(
@@ -312,6 +308,7 @@ def main() -> None:
     finally:
         server.stdin.close()
         server.wait(timeout=30)
+        shutil.rmtree(work / "runs", ignore_errors=True)
 
     cores = os.cpu_count() or 1
     best = {k: max(v, key=lambda r: r["covers_per_s"]) for k, v in runs.items() if v}
@@ -332,8 +329,6 @@ def main() -> None:
     }
     if "ours_one_loop" in best:
         details["ours_one_loop_best_covers_per_s"] = best["ours_one_loop"]["covers_per_s"]
-    if "ours_asyncio" in best:
-        details["ours_asyncio_best_covers_per_s"] = best["ours_asyncio"]["covers_per_s"]
     b = best["bare_aiohttp"]
     details["bare_aiohttp_best_covers_per_s"] = b["covers_per_s"]
     details["ours_share_of_bare"] = o["covers_per_s"] / b["covers_per_s"] if b["covers_per_s"] else None
@@ -344,7 +339,7 @@ def main() -> None:
         "bare_aiohttp": b["cpu_s"] / n * 1e3,
     }
     ours_txt += (
-        f"; event loop {o['event_loop']}; CPU per cover {o['cpu_s'] / n * 1e3:.2f} ms, of which the parent "
+        f"; CPU per cover {o['cpu_s'] / n * 1e3:.2f} ms, of which the parent "
         f"(recording) {o['main_process_cpu_s'] / n * 1e3:.2f} ms; a bare aiohttp client (download only) "
         f"{b['covers_per_s']:.0f}/s at {b['cpu_s'] / n * 1e3:.2f} ms per cover"
     )

@@ -24,7 +24,6 @@ import aiohttp
 
 from equigen.config import Settings
 from equigen.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
-from equigen.eventloop import run_async
 from equigen.images import BadImage, inspect_image
 from equigen.records import CoverResult
 from equigen.storage import store_image
@@ -176,7 +175,7 @@ def process_main(conn: Connection, job: CoverJob, connections: int, per_host: in
     root.setLevel(log_level)
     root.propagate = False
     try:
-        run_async(_serve(conn, job, connections, per_host))
+        asyncio.run(_serve(conn, job, connections, per_host))
     except Exception:  # reported to the parent, which raises it
         _report_crash(conn)
 

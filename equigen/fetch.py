@@ -10,6 +10,7 @@ cursor in one transaction and its chosen covers are queued for download at once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -38,7 +39,6 @@ from equigen.downloader import (
     progress_display,
 )
 from equigen.errors import EquigenError
-from equigen.eventloop import run_async
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (
@@ -184,7 +184,7 @@ def _run_fetch_unlocked(
         catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
         if discover:
-            stats = run_async(
+            stats = asyncio.run(
                 harvest(
                     settings,
                     catalog,
@@ -198,7 +198,9 @@ def _run_fetch_unlocked(
             )
         else:
             stats = FetchStats()
-            stats.add_downloads(run_async(download_catalog_covers(settings, catalog, genres=targets, console=console)))
+            stats.add_downloads(
+                asyncio.run(download_catalog_covers(settings, catalog, genres=targets, console=console))
+            )
         stats.wall_seconds = time.monotonic() - started
         _final_counts(catalog, targets, goal, stats, discover and download)
         catalog.set_meta(

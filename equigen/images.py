@@ -94,9 +94,18 @@ def phash_from_luma(luma: np.ndarray) -> int:
     draft-scale covers (~125 px) ~4x cheaper than Pillow's resize; a float32 sum may land a resampled pixel
     on the other side of a rounding edge, rarely moving one bit."""
     h, w = luma.shape
-    rows = np.clip(np.floor(luma @ _lanczos_matrix32(w).T + 0.5), 0, 255)  # Pillow rounds halves up
-    small = np.clip(np.floor(_lanczos_matrix32(h) @ rows + 0.5), 0, 255)
+    rows = _round_to_8_bits(luma @ _lanczos_matrix32(w).T)
+    small = _round_to_8_bits(_lanczos_matrix32(h) @ rows)
     return _phash_of_32(small.astype(np.float64))
+
+
+def _round_to_8_bits(x: np.ndarray) -> np.ndarray:
+    """Pillow's rounding of a resampled value to a pixel: halves up, clamped to 0..255 (in place: this is
+    the validation path of every download)."""
+    np.add(x, 0.5, out=x)
+    np.floor(x, out=x)
+    np.maximum(x, 0, out=x)
+    return np.minimum(x, 255, out=x)
 
 
 def phash_hex(image: Image.Image) -> str:

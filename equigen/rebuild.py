@@ -7,6 +7,7 @@ cover still has the published bytes. Mismatches and missing covers are reported,
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -20,7 +21,6 @@ from equigen.catalog import Catalog
 from equigen.config import THUMBNAIL_SIZES, Settings
 from equigen.downloader import DownloadStats, download_catalog_covers
 from equigen.errors import EquigenError
-from equigen.eventloop import run_async
 from equigen.lock import data_folder_lock
 from equigen.manifest import MANIFEST_SOURCE, read_manifest
 from equigen.records import ReleaseGroup
@@ -108,7 +108,7 @@ def _rebuild(
         )
     catalog.add_release_groups(manifest_release_groups(manifest), found_via=f"{MANIFEST_SOURCE}:{manifest_path.name}")
     started = time.monotonic()
-    stats = run_async(download_catalog_covers(settings, catalog, genres=genres, console=console))
+    stats = asyncio.run(download_catalog_covers(settings, catalog, genres=genres, console=console))
     wall = time.monotonic() - started
     covers = catalog.covers_frame(status=None)
     compared = compare_with_manifest(manifest, covers)

@@ -5,4 +5,4 @@ set -euo pipefail
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[test,fast]"
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[test]"

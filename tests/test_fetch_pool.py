@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import sys
 
 import pytest
 from helpers import quiet_console
 
 import equigen.downloader as downloader
-import equigen.eventloop as eventloop
 from equigen.catalog import Catalog, ReleaseGroup
 from equigen.config import load_settings
 from equigen.fetch import run_fetch
@@ -99,24 +96,3 @@ def test_a_folder_that_cannot_take_images_stops_the_run_keeping_results(tmp_path
         frame = cat.covers_frame(status=None)
     assert "ok" not in set(frame["status"])
     assert (frame["status"] == "pending").sum() > 0  # the rest waits for the next run
-
-
-async def _loop_module() -> str:
-    return type(asyncio.get_running_loop()).__module__
-
-
-def test_downloads_run_on_uvloop_when_installed_and_asyncio_without(monkeypatch):
-    pytest.importorskip("uvloop")
-    assert eventloop.run_async(_loop_module()).startswith("uvloop")
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import raises ImportError
-    assert eventloop.run_async(_loop_module()).startswith("asyncio")
-
-
-def test_same_covers_on_either_event_loop(tmp_path, monkeypatch):
-    with simulator_in_thread(world_config=WorldConfig.small(seed=6), sim_config=SimConfig(flaky_failures=0)) as sim:
-        fast_stats, fast = _download_only(sim, tmp_path / "fast")
-        monkeypatch.setitem(sys.modules, "uvloop", None)
-        plain_stats, plain = _download_only(sim, tmp_path / "plain")
-    assert fast_stats.downloaded == plain_stats.downloaded == 60
-    cols = ["status", "sha256", "phash", "width", "height", "bytes", "format", "path"]
-    assert fast[cols].equals(plain[cols])
