@@ -148,8 +148,12 @@ async def _get_following(
                 location = resp.headers.get("Location")
                 if not location:
                     raise Refused("failed", f"redirect without Location from {current}", resp.status)
-                nxt = urljoin(current, location)
-                if urlparse(nxt).scheme not in ("http", "https"):
+                try:
+                    nxt = urljoin(current, location)
+                    scheme = urlparse(nxt).scheme
+                except ValueError:  # e.g. "http://[::1/x": not a URL
+                    raise Refused("failed", f"redirect to a malformed URL from {current}", resp.status) from None
+                if scheme not in ("http", "https"):
                     raise Refused("failed", f"refused redirect to non-http(s) URL {nxt[:80]}", resp.status)
                 logger.debug("redirect %d %s -> %s", resp.status, current, nxt)
                 current = nxt

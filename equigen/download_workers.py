@@ -4,14 +4,15 @@
 download process. Large download-only runs (a manifest rebuild, a resumed fetch) start one download process
 per core (`process_main`): each runs its own event loop and HTTP session on the MBIDs its parent sends and
 answers with results, so HTTP parsing, JPEG decoding and file writes run on every core and no image bytes
-cross a process boundary (benchmarks/bench_download.py measured the parent's event loop as the limit when
-it downloaded for worker processes that only validated). The parent records results (downloader.py).
+cross a process boundary (benchmarks/bench_download.py: 1.2-1.45x the covers/s of every download on one
+event loop). The parent records results (downloader.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import signal
 import threading
 import traceback
@@ -109,7 +110,7 @@ def validate_and_store(
     data: bytes | None,
     max_side: int | None = None,
 ) -> CoverResult:
-    """Validate and hash downloaded bytes and store them (runs in a thread or a worker process).
+    """Validate and hash downloaded bytes and store them (runs in a validation thread).
 
     max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
     """
@@ -176,13 +177,19 @@ def process_main(conn: Connection, job: CoverJob, connections: int, per_host: in
     root.propagate = False
     try:
         asyncio.run(_serve(conn, job, connections, per_host))
-    except Exception:  # reported to the parent, which raises it
-        _report_crash(conn)
+    except Exception as exc:  # reported to the parent, which raises it
+        _report_crash(conn, exc)
 
 
-def _report_crash(conn: Connection) -> None:
+def _report_crash(conn: Connection, error: BaseException) -> None:
+    """The error itself when it pickles (an EquigenError reaches the user as its one line), and its traceback."""
+    text = traceback.format_exc(limit=8)
     try:
-        _send(conn, ("crash", traceback.format_exc(limit=8)))
+        pickle.dumps(error)
+    except Exception:
+        error = None
+    try:
+        _send(conn, ("crash", error, text))
     except (OSError, ValueError):
         pass
 
@@ -212,15 +219,16 @@ async def _serve(conn: Connection, job: CoverJob, connections: int, per_host: in
                 while True:
                     mbid = await queue.get()
                     try:
-                        result, attempts = await fetch_cover(session, validator, job, mbid)
-                    except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
-                        _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
-                        continue
-                    except Exception:
-                        _report_crash(conn)
+                        try:
+                            result, attempts = await fetch_cover(session, validator, job, mbid)
+                        except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
+                            _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
+                            continue
+                        _send(conn, ("result", result, attempts))
+                    except Exception as exc:  # a bug, or the parent gone: tell it (if it is there) and stop
+                        _report_crash(conn, exc)
                         stop.set()
                         return
-                    _send(conn, ("result", result, attempts))
 
             loop.add_reader(conn.fileno(), receive)
             workers = [asyncio.create_task(worker()) for _ in range(connections)]

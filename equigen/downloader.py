@@ -79,7 +79,7 @@ async def cover_downloads(
     task = progress.add_task("covers", total=0, info="", visible=show)
     downloader = CoverDownloader(catalog, DownloadStats(), progress, task, settings.coverart_url)
     job = CoverJob.of(settings)
-    processes = download_process_count(expected)
+    processes = download_process_count(expected, settings.concurrency, settings.per_host)
     if processes:
         backend: _Backend = _DownloadProcesses(job, settings.concurrency, settings.per_host, processes)
     else:
@@ -104,16 +104,21 @@ async def download_catalog_covers(
     return downloader.stats
 
 
-def download_process_count(expected: int) -> int:
-    """Download processes for a download-only run of `expected` covers: one per core, or 0 (on this loop)."""
-    cores = os.cpu_count() or 1
-    if expected < DOWNLOAD_PROCESSES_MIN_COVERS or cores < 2:
+def download_process_count(expected: int, connections: int, per_host: int) -> int:
+    """Download processes for a download-only run of `expected` covers: one per core this process may use
+    (at most one per connection allowed to a host), or 0 (on this loop)."""
+    try:
+        cores = len(os.sched_getaffinity(0))  # a container's CPU set, not the host's
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    count = min(cores, connections, per_host)
+    if expected < DOWNLOAD_PROCESSES_MIN_COVERS or count < 2:
         return 0
     try:
         multiprocessing.get_context("forkserver")
     except ValueError:  # no forkserver on this platform
         return 0
-    return cores
+    return count
 
 
 class CoverDownloader:
@@ -146,7 +151,7 @@ class CoverDownloader:
 
     def enqueue(self, mbids) -> None:
         fresh = [m for m in mbids if m not in self.enqueued]
-        if not fresh:
+        if not fresh or self.fatal is not None:  # a broken run downloads nothing more: they stay pending
             return
         self.enqueued.update(fresh)
         if self.outstanding == 0:
@@ -154,8 +159,7 @@ class CoverDownloader:
         self.outstanding += len(fresh)
         self.idle.clear()
         self.progress.update(self.task, total=len(self.enqueued))
-        if self.fatal is None:
-            self.backend.submit(fresh)
+        self.backend.submit(fresh)
 
     def record(self, result: CoverResult, attempts: int) -> None:
         """One cover's final result (called by the backend on the event loop)."""
@@ -212,7 +216,7 @@ class CoverDownloader:
             except TimeoutError:
                 pass
             self.backend.check()
-            if self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
+            if self.fatal is not None or self.failed_in_a_row >= FAILED_IN_A_ROW_LIMIT:
                 self.raise_if_broken()
         self.backend.check()
         self.raise_if_broken()
@@ -232,12 +236,16 @@ class CoverDownloader:
     async def flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # the catalog cannot be written: stop the run with that error
+                self.fail(exc, cover_done=False)
+                return
 
     def flush(self) -> None:
         if self.pending:
-            batch, self.pending = self.pending, []
-            self.catalog.record_covers(batch)
+            self.catalog.record_covers(self.pending)  # one transaction: all of the batch or none of it
+            self.pending = []
 
 
 class _Backend:
@@ -311,7 +319,7 @@ class _DownloadProcesses(_Backend):
     def __init__(self, job: CoverJob, connections: int, per_host: int, count: int):
         self.job, self.count = job, count
         self.connections = [connections // count + (i < connections % count) for i in range(count)]
-        self.per_host = [max(1, per_host // count + (i < per_host % count)) for i in range(count)]
+        self.per_host = [per_host // count + (i < per_host % count) for i in range(count)]  # count <= per_host
         self.waiting: deque[str] = deque()
         self.children: list[_Child] = []
         self.stopping = False
@@ -356,33 +364,47 @@ class _DownloadProcesses(_Backend):
 
     def _receive(self, child: _Child) -> None:
         try:
-            while child.conn.poll():
-                message = child.conn.recv()
-                kind = message[0]
-                if kind == "result":
-                    child.outstanding -= 1
-                    self.downloader.record(message[1], message[2])
-                elif kind == "log":
-                    logging.getLogger(message[1]).log(message[2], "%s", message[3])
-                elif kind == "fatal":
-                    child.outstanding -= 1
-                    self.downloader.fail(OSError(message[2], message[3], message[4]))
-                elif kind == "crash":
-                    self.downloader.fail(RuntimeError(f"a download process failed:\n{message[1]}"), cover_done=False)
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(child.conn.fileno())
-            child.alive = False
-            if not self.stopping and self.downloader.fatal is None:
-                child.process.join(timeout=1)
-                self.downloader.fail(
-                    EquigenError(
-                        f"a download process exited unexpectedly (exit code {child.process.exitcode}): "
-                        "re-run the same command to resume"
-                    ),
-                    cover_done=False,
-                )
-            return
-        self._hand_out()
+            while True:
+                try:
+                    if not child.conn.poll():
+                        break
+                    message = child.conn.recv()
+                except (EOFError, OSError):
+                    self._lost(child)
+                    return
+                self._handle(child, message)
+            self._hand_out()
+        except Exception as exc:  # recording failed (the catalog): the run stops with that error at the next check
+            self.downloader.fail(exc, cover_done=False)
+
+    def _handle(self, child: _Child, message: tuple) -> None:
+        kind = message[0]
+        if kind == "result":
+            child.outstanding -= 1
+            self.downloader.record(message[1], message[2])
+        elif kind == "log":
+            logging.getLogger(message[1]).log(message[2], "%s", message[3])
+        elif kind == "fatal":
+            child.outstanding -= 1
+            self.downloader.fail(OSError(message[2], message[3], message[4]))
+        elif kind == "crash":
+            error, text = message[1], message[2]
+            if not isinstance(error, EquigenError):  # a bug: its traceback, from the download process
+                error = RuntimeError(f"a download process failed:\n{text}")
+            self.downloader.fail(error, cover_done=False)
+
+    def _lost(self, child: _Child) -> None:
+        asyncio.get_running_loop().remove_reader(child.conn.fileno())
+        child.alive = False
+        if not self.stopping and self.downloader.fatal is None:
+            child.process.join(timeout=1)
+            self.downloader.fail(
+                EquigenError(
+                    f"a download process exited unexpectedly (exit code {child.process.exitcode}): "
+                    "re-run the same command to resume"
+                ),
+                cover_done=False,
+            )
 
     async def stop(self) -> None:
         self.stopping = True

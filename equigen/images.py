@@ -170,6 +170,8 @@ def _pillow_luma(data: bytes, max_pixels: int, min_side: int) -> tuple[np.ndarra
         raise BadImage(f"decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImage(f"cannot decode: {exc}") from None
+    except Exception as exc:  # crafted files reach corners of Pillow's parsers (struct.error, IndexError, ...)
+        raise BadImage(f"cannot decode: {type(exc).__name__}: {exc}") from None
     return luma, width, height, STORED_FORMAT.get(fmt, fmt)
 
 

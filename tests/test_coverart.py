@@ -95,3 +95,29 @@ def test_flaky_cover_fails_after_too_few_attempts():
 def test_invalid_mbid_never_reaches_a_url():
     with pytest.raises(EquigenError):
         cover_url("http://127.0.0.1:1", "../../etc/passwd", 500)
+
+
+def test_malformed_redirect_target_fails_that_cover_not_the_run():
+    """A Location that is not a URL (urljoin raises ValueError) is one failed cover, not a crashed run."""
+    from aiohttp import web
+
+    async def go():
+        app = web.Application()
+        app.router.add_get(
+            "/{tail:.*}", lambda request: web.Response(status=307, headers={"Location": "http://[::1/x"})
+        )
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await download_cover(
+                    session, f"http://127.0.0.1:{port}/release-group/x/front-500", headers=UA, max_bytes=1000
+                )
+        finally:
+            await runner.cleanup()
+
+    out = asyncio.run(go())
+    assert out.status == "failed" and "malformed URL" in out.error and out.attempts == 1

@@ -157,3 +157,17 @@ def test_agrees_with_imagehash_on_simulator_covers():
         ours = inspect_image(data).phash
         distances.append(hamming(ours, str(imagehash.phash(Image.open(io.BytesIO(data))))))
     assert np.mean(distances) <= 2 and max(distances) <= 6
+
+
+def test_any_decoder_error_is_a_bad_image(monkeypatch):
+    """Crafted files reach corners of Pillow's parsers that raise struct.error, IndexError...: a bad image."""
+    import struct as struct_module
+
+    def broken_load(self):
+        raise struct_module.error("unpack requires a buffer of 4 bytes")
+
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken_load)
+    with pytest.raises(BadImage, match="cannot decode: error: unpack"):
+        inspect_image(encoded("PNG", 100))
