@@ -116,6 +116,12 @@ def test_clean_jpeg_path_decodes_the_same_pixels_as_pillow():
         slow, w2, h2, fmt = _pillow_luma(data, 1 << 30, 32)
         assert (width, height, w2, h2, fmt) == (side, side, side, side, "JPEG")
         assert np.array_equal(luma, slow) and min(luma.shape) >= min(64, side)
+    # progressive (web-optimised) and grayscale JPEGs, both on the Cover Art Archive, take the same path
+    gray = io.BytesIO()
+    Image.open(io.BytesIO(encoded("PNG", 300))).convert("L").save(gray, "JPEG")
+    for data in (encoded("JPEG", 300, progressive=True), gray.getvalue()):
+        fast = _clean_jpeg_luma(data, 1 << 30, 32)
+        assert fast is not None and np.array_equal(fast[0], _pillow_luma(data, 1 << 30, 32)[0])
 
 
 def test_jpeg_that_libjpeg_warns_about_is_judged_by_pillow():
