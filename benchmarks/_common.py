@@ -256,3 +256,30 @@ def version_of_in(venv: Path, dist: str) -> str:
             if line.startswith("Version:"):
                 return line.split(":", 1)[1].strip()
     return "?"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def simulator_process(knobs: list[str], wait_s: float = 300.0) -> tuple[subprocess.Popen, str]:
+    """`equigen simulate --port P KNOBS` in its own process (so its CPU is not the client's), once it answers."""
+    import urllib.request
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "equigen.cli", "simulate", "--port", str(port), *knobs]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/__sim__/health", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"simulator did not start: {proc.stdout.read() if proc.stdout else ''}")

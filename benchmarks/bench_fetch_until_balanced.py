@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,17 +28,14 @@ import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import _common as C  # noqa: E402
+
 ROOT = BENCH.parent
 WORLDS = {
     "coverage50": ["--artists", "12000", "--art-coverage", "0.5", "--thin", "New Age"],
     "default": [],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def equigen(args: list[str], pythonpath: str | None = None, **kw) -> subprocess.CompletedProcess:
@@ -57,33 +53,13 @@ def equigen(args: list[str], pythonpath: str | None = None, **kw) -> subprocess.
     )
 
 
-def start_simulator(knobs: list[str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "equigen.cli", "simulate", "--port", str(port), *knobs],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"{url}/__sim__/health", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"simulator did not start: {proc.stdout.read() if proc.stdout else ''}")
-
-
 def ok_covers(catalog: Path) -> int:
     with sqlite3.connect(catalog) as con:
         return con.execute("SELECT COUNT(*) FROM covers WHERE status = 'ok'").fetchone()[0]
 
 
 def run_world(name: str, per_genre: int, anchor: str | None, work: Path) -> dict:
-    sim, url = start_simulator(WORLDS[name])
+    sim, url = C.simulator_process(WORLDS[name])
     try:
         truth = json.loads(urllib.request.urlopen(f"{url}/__sim__/truth", timeout=30).read())
         data = work / f"{name}-{'anchor' if anchor else 'ours'}"
@@ -183,10 +159,7 @@ def main() -> None:
 
 
 def machine() -> str:
-    sys.path.insert(0, str(BENCH))
     try:
-        import _common as C
-
         return C.machine()
     except Exception:  # the description is informative only
         return f"{os.cpu_count()} cores"

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,9 @@ from collections import Counter
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import _common as C  # noqa: E402
+
 ROOT = BENCH.parent
 # 20,000 artists leave 689 usable covers in the thinnest genre (Blues): 29 per cover. 30 left Blues at 4,093 usable
 # for --per-genre 4000 and 3,994 after dedup (2026-11-25 rehearsal); 33 leaves room for the 5 % margin.
@@ -45,30 +47,8 @@ ARTISTS_PER_COVER = 33
 TIME = "/usr/bin/time"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def start_simulator(seed: int, artists: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "equigen.cli", "simulate", "--port", str(port), "--seed", str(seed)]
-    cmd += ["--artists", str(artists), "--realistic"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            urllib.request.urlopen(f"{url}/__sim__/health", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit(f"simulator did not start: {proc.stdout.read() if proc.stdout else ''}")
 
 
 def sim_log(url: str) -> list[dict]:
@@ -185,7 +165,11 @@ def main() -> int:
     log = work / "commands.log"
     out = a.out or BENCH / "results" / f"rehearsal-{tag}.json"
     out.parent.mkdir(exist_ok=True)
-    sim, url = start_simulator(a.seed, artists) if not a.resume else (None, "")
+    sim, url = (
+        C.simulator_process(["--seed", str(a.seed), "--artists", str(artists), "--realistic"])
+        if not a.resume
+        else (None, "")
+    )
     result: dict = {
         "per_genre": n,
         "seed": a.seed,
