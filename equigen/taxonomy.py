@@ -34,12 +34,16 @@ _AND_TOKENS = frozenset({"&", "and", "n", "'n'", "'n", "n'", "+n+"})
 def normalize_tag(name: str) -> str:
     """The matching key of a tag or genre name.
 
-    NFKC + casefold; Unicode dashes and quotes folded; hyphens, underscores, slashes and runs of
+    NFKC + casefold; accents dropped ("reggaetón" = "reggaeton", "forró" = "forro": users type both);
+    Unicode dashes and quotes folded; hyphens, underscores, slashes and runs of
     space become one space ("hip-hop" = "hip hop"); "&", "'n'", "n" between words become "and"
     ("r&b" = "r and b", "rock 'n' roll" = "rock and roll"); a trailing " music" is dropped
     ("new age music" = "new age"). Idempotent: normalize_tag(normalize_tag(x)) == normalize_tag(x).
     """
     text = unicodedata.normalize("NFKC", str(name)).casefold()
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        text = unicodedata.normalize("NFKC", text)
     text = _CONTROLS.sub(" ", text)
     text = _DASHES.sub("-", _QUOTES.sub("'", text))
     text = text.replace("&", " & ").replace("'n'", " 'n' ")
@@ -50,6 +54,25 @@ def normalize_tag(name: str) -> str:
     if len(tokens) > 1 and tokens[-1] == "music":
         tokens = tokens[:-1]
     return " ".join(tokens)
+
+
+def plurals(key: str) -> tuple[str, ...]:
+    """English plural spellings of a normalized name's last word ("sea shanty" -> "sea shanties").
+
+    Tags are free text and users pluralise ("sea shanties", "lullabies", "marches"); a plural counts as
+    its name unless it is itself a name of the taxonomy (which then decides).
+    """
+    head, _, last = key.rpartition(" ")
+    if not last.isalpha() or len(last) < 3:
+        return ()
+    prefix = head + " " if head else ""
+    if last.endswith("y") and last[-2] not in "aeiou":
+        forms = [last[:-1] + "ies"]
+    elif last.endswith(("s", "x", "z", "ch", "sh")):
+        forms = [last + "es"]
+    else:
+        forms = [last + "s"]
+    return tuple(prefix + f for f in forms)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,10 @@ class Taxonomy:
     unmapped: tuple[str, ...] = ()  # MusicBrainz genre names that belong to no genre
     aliases: Mapping[str, str] = field(default_factory=dict)  # normalized alias -> normalized name
     alias_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # genre -> its aliases as spelled
+
+    @property
+    def unmapped_keys(self) -> frozenset[str]:
+        return frozenset(normalize_tag(n) for n in self.unmapped)
 
     def genre_of_tag(self, tag: str) -> str | None:
         return self.tag_to_genre.get(normalize_tag(tag))
@@ -247,6 +274,10 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
 
     tag_to_genre = {k: g for k, g in owner.items() if g != "[unmapped]"}
     tag_to_genre.update({a: tag_to_genre[t] for a, t in aliases.items() if t in tag_to_genre})
+    for key, genre in list(tag_to_genre.items()):  # "sea shanties", "lullabies": plurals vote like the name
+        for plural in plurals(key):
+            if plural not in owner and plural not in aliases:
+                tag_to_genre.setdefault(plural, genre)
     alias_names: dict[str, tuple[str, ...]] = {}
     for alias, target in aliases_raw.items():
         genre = tag_to_genre.get(normalize_tag(target))

@@ -31,6 +31,7 @@ trailing " music"), on both sides. Each MusicBrainz name is decided by the FIRST
 Usage: python scripts/derive_genres.py          write manifests/genres.toml
        python scripts/derive_genres.py --check  exit 1 if manifests/genres.toml is not what it would write
        python scripts/derive_genres.py --explain  print every name with its genre and deciding step
+       python scripts/derive_genres.py --explain "country pop" "disco"   why, and what seven public hierarchies say
 Output is deterministic (tags: broad names first, then the rest sorted by normalized name).
 """
 
@@ -128,6 +129,8 @@ class Deriver:
         if unknown:
             raise SystemExit(f"{RULES.name}: [branches] names nodes not in the beets tree: {unknown}")
         self.word_endings = sorted({normalize_tag(e) for e in rules["head"]["word_endings"]}, key=len, reverse=True)
+        self.weak_heads = {target(g, "[head] weak_heads") for g in rules["head"].get("weak_heads", [])}
+        self.taking_modifiers = {target(g, "[head] taking_modifiers") for g in rules["head"].get("taking_modifiers", [])}
 
     def _add_anchor(self, name: str, genre: str) -> None:
         key = normalize_tag(name)
@@ -136,16 +139,26 @@ class Deriver:
         self.anchor[key] = genre
 
     def tail_head(self, words: list[str]) -> str | None:
-        """The anchor's genre of the longest trailing run of `words` (the whole run included)."""
+        """The anchor's genre of the longest trailing run of `words` (the whole run included), unless that head is
+        weak and the words before it name a genre that takes its fusions ("country pop" -> Country)."""
         for i in range(len(words)):  # longest trailing run first
             tail = " ".join(words[i:])
             if tail in self.anchor:
-                return self.anchor[tail]
+                return self.modifier_genre(words[:i], self.anchor[tail])
         last = words[-1]
-        for ending in self.word_endings:  # one-word compounds: "krautrock", "psytrance"
+        for ending in self.word_endings:  # one-word compounds: "krautrock", "psytrance", "electropop"
             if len(last) > len(ending) + 1 and last.endswith(ending) and ending in self.anchor:
-                return self.anchor[ending]
+                return self.modifier_genre(words[:-1] + [last[: -len(ending)]], self.anchor[ending])
         return None
+
+    def modifier_genre(self, modifier: list[str], head: str) -> str:
+        """The refined fusion rule: a weak head (Pop, R&B, Reggae: styles that absorb others) yields to a modifier
+        that is an anchor of a genre experts file fusions under (Country, Latin, Jazz, Electronic): "country pop",
+        "latin pop", "jazz-funk", "electro-funk", "synth-pop", "ambient dub", "samba soul"."""
+        if head not in self.weak_heads:
+            return head
+        genre = self.anchor.get(" ".join(modifier))  # the whole modifier: "third wave ska" stays Reggae
+        return genre if genre in self.taking_modifiers else head
 
     def head(self, key: str) -> str | None:
         """Steps 2-3 for a normalized name: anchor, else the fusion (head) rule; None if neither."""
@@ -189,6 +202,67 @@ class Deriver:
 def derive(mb_names: list[str], rules: dict, tree: dict[str, str | None]):
     d = Deriver(rules, tree)
     return d, {name: d.decide(name) for name in mb_names}
+
+
+# ---------------------------------------------------------------------------------------------
+# Explanation
+
+
+def _rule_comment(section: str, name: str) -> str:
+    """The comment on `name`'s line in genre_rules.toml's [section] (the reason an override gives)."""
+    current, key = None, normalize_tag(name)
+    for line in RULES.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            current = line.strip("[] ")
+        elif current == section and line.startswith('"') and "=" in line:
+            left, _, right = line.partition("=")
+            if normalize_tag(left.strip().strip('"')) == key:
+                return right.partition("#")[2].strip()
+    return ""
+
+
+def explain(name: str, d: Deriver, rules: dict, reference: Path | None = None) -> str:
+    """Which step decided `name` and why, and what the seven public hierarchies say about it."""
+    genre, step, detail = d.decide(name)
+    key = normalize_tag(name)
+    lines = [f"{name}: {genre}"]
+    if step == "override":
+        lines.append(f"  decided by: override ({_rule_comment('overrides', name) or 'no reason written'})")
+    elif step == "anchor":
+        lines.append(f"  decided by: anchor (a defining name of {genre} in genre_rules.toml [anchors])")
+    elif step == "head":
+        words = key.split(" ")
+        plain = next((" ".join(words[i:]) for i in range(len(words)) if " ".join(words[i:]) in d.anchor), None)
+        if plain and d.anchor[plain] != genre:
+            lines.append(
+                f"  decided by: the refined fusion rule: its head {plain!r} is {d.anchor[plain]}, a weak head, and its "
+                f"modifier names {genre}, which takes such fusions ([head] weak_heads, taking_modifiers)"
+            )
+        else:
+            lines.append(f"  decided by: the fusion rule: its head {plain or key!r} is an anchor of {genre}")
+    elif step == "hierarchy":
+        lines.append(f"  decided by: the beets tree: its nearest node that resolves is {detail!r}")
+    else:
+        lines.append("  decided by: no rule places it: unmapped" + (" (a word of the group)" if detail else ""))
+    reason = {normalize_tag(k): v for k, v in rules.get("contested", {}).items()}.get(key)
+    if reason:
+        lines.append(f"  contested: {reason}")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import hierarchies
+
+    folder = reference or hierarchies.REFERENCE
+    if not (folder / "external_hierarchies.tsv").is_file():
+        lines.append(f"  sources: not available ({folder} has no external_hierarchies.tsv)")
+        return "\n".join(lines)
+    from equigen.taxonomy import load_taxonomy
+
+    views = hierarchies.views_of(name, hierarchies.load(load_taxonomy(OUTPUT), folder))
+    if not views:
+        lines.append("  sources: none of the seven places it")
+    for p in views:
+        theirs = "|".join(sorted(p.theirs)) or "none of the 15"
+        lines.append(f"  {p.source:<9} {' ; '.join(p.parents)} -> {theirs}: {p.verdict}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,15 +353,26 @@ def render(mb_names: list[str], rules: dict, tree: dict[str, str | None]) -> str
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if manifests/genres.toml is out of date")
-    ap.add_argument("--explain", action="store_true", help="print each name's decision and step")
+    ap.add_argument(
+        "--explain",
+        nargs="*",
+        metavar="NAME",
+        help="print each name's decision and step; with NAMEs, why each was decided so and what the seven public "
+        "hierarchies say of it (read from --reference)",
+    )
+    ap.add_argument("--reference", default=None, help="folder of external_hierarchies.tsv (default ../shared/reference)")
     args = ap.parse_args(argv)
     mb, rules, tree = read_mb_names(), read_rules(), read_tree()
-    text = render(mb, rules, tree)
-    if args.explain:
-        _, decided = derive(mb, rules, tree)
-        for name, (tgt, step, detail) in decided.items():
-            print(f"{tgt}\t{step}\t{detail}\t{name}")
+    if args.explain is not None:
+        d, decided = derive(mb, rules, tree)
+        if not args.explain:
+            for name, (tgt, step, detail) in decided.items():
+                print(f"{tgt}\t{step}\t{detail}\t{name}")
+            return 0
+        for name in args.explain:
+            print(explain(name, d, rules, Path(args.reference) if args.reference else None))
         return 0
+    text = render(mb, rules, tree)
     if args.check:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:

@@ -45,7 +45,7 @@ def _decided(tax) -> list[str]:
 
 
 def test_the_list_is_the_captured_one():
-    assert len(MB_NAMES) == 2096 and len(MB_KEYS) == 2096
+    assert len(MB_NAMES) == 2096 and len(MB_KEYS) == 2095  # "kasékò" and "kaseko" share a key (accents folded)
 
 
 def test_fifteen_genres_in_label_order(tax):
@@ -56,7 +56,7 @@ def test_every_musicbrainz_name_is_decided_exactly_once(tax):
     decided = _decided(tax)
     repeated = sorted({k for k in decided if decided.count(k) > 1})
     missing = sorted(MB_KEYS - set(decided))
-    assert not repeated, repeated[:10]
+    assert repeated == ["kaseko"], repeated[:10]  # MusicBrainz lists "kasékò" and "kaseko": one key
     assert not missing, missing[:10]
     assert len(decided) == len(MB_NAMES)
 
@@ -94,11 +94,10 @@ def test_at_least_sixty_percent_mapped(tax):
         ("jazz rap", "Rap (hip hop)"),
         ("post-punk", "Punk"),
         ("pop punk", "Punk"),
-        ("synth-pop", "Pop"),
+        ("synth-pop", "Electronic"),  # the refined fusion rule: a synth modifier takes the weak head pop
         ("dance-pop", "Pop"),
-        ("jazz-funk", "R&B"),
-        ("punk blues", "Blues"),
-        ("singer-songwriter", "Folk"),
+        ("jazz-funk", "Jazz"),  # AllMusic, Discogs, eBay, tagtraum: Jazz
+        ("punk blues", "Rock"),  # an override: AllMusic Pop/Rock, RYM Punk and Rock
         # anchors and the hierarchy
         ("trip hop", "Electronic"),
         ("hip hop", "Rap (hip hop)"),
@@ -123,7 +122,7 @@ def test_at_least_sixty_percent_mapped(tax):
         ("happy hardcore", "Electronic"),
         ("drill", "Rap (hip hop)"),
         ("trap", "Rap (hip hop)"),
-        ("grime", "Rap (hip hop)"),
+        ("grime", "Electronic"),  # AllMusic, RYM, tagtraum (and Discogs): Electronic
         ("gabber", "Electronic"),
         ("dub", "Reggae"),
         ("western swing", "Country"),
@@ -147,6 +146,7 @@ def test_decided_cases(tax, name, genre):
         "easy listening",
         "noise",
         "hindustani classical",
+        "singer-songwriter",  # a form, not a style: the sources split it between rock and pop
     ],
 )
 def test_non_genres_are_unmapped(tax, name):
@@ -162,7 +162,7 @@ def test_aliases_resolve_and_are_not_musicbrainz_names(tax):
         assert tax.genre_of_tag(alias) == tax.genre_of_tag(target)
     assert tax.genre_of_tag("rnb") == "R&B"
     assert tax.genre_of_tag("hiphop") == tax.genre_of_tag("rap") == "Rap (hip hop)"
-    assert tax.genre_of_tag("synthpop") == "Pop"
+    assert tax.genre_of_tag("synthpop") == "Electronic"
     assert tax.genre_of_tag("alt-country") == "Country"
 
 
