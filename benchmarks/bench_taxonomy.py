@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Our taxonomy against seven public style -> genre hierarchies (Discogs, AllMusic, Last.fm, tagtraum, RYM, Apple, eBay).
+"""Our taxonomy against seven public style -> genre hierarchies (Discogs, AllMusic, Last.fm, tagtraum, RYM, Apple,
+eBay).
 
     python benchmarks/bench_taxonomy.py [PATH]      PATH: a folder holding external_hierarchies.tsv (or the file)
                                                      default ../shared/reference/; skipped with a message if absent
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'overall':<10} {overall['compared']:>8} {overall['agree']:>6} {pct(overall['share']):>8} "
         f"{pct(overall['weighted_share']):>9}   {direct['compared']:>6} {pct(direct['share']):>8}"
     )
-    print(f"ceiling: {ceiling[0]} of {ceiling[1]} ({pct(ceiling[0] / ceiling[1])}) if every name took its sources' majority")
+    share = pct(ceiling[0] / ceiling[1])
+    print(f"ceiling: {ceiling[0]} of {ceiling[1]} ({share}) if every name took the genre most of its sources give it")
 
     disagreements = H.by_name(places, H.DISAGREE)
     print(f"\nDisagreements ({len(disagreements)} names), by sources disagreeing, then recordings:")
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nNames two or more sources disagree on: {len(contested)}; without a reason in [contested]: {unexplained}")
     rows = [
         row(
-            "Taxonomy vs 7 public genre hierarchies: (source, style) pairs whose parent is one of our 15 or corresponds "
-            "to them",
+            "Taxonomy vs 7 public genre hierarchies: (source, style) pairs whose parent is one of our 15 or "
+            "corresponds to them",
             f"{pct(overall['share'])} agree ({overall['agree']} of {overall['compared']}; weighted by recordings "
             f"{pct(overall['weighted_share'])}); where the parent is one of the 15 itself {pct(direct['share'])} "
             f"({direct['agree']} of {direct['compared']})",
@@ -104,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             notes=f"{len(contested)} names on which two or more sources disagree with us, "
             f"{len(contested) - len(unexplained)} with a written reason in genre_rules.toml [contested]; "
             f"ceiling (every name given the genre most of its sources give it) {pct(ceiling[0] / ceiling[1])}; "
-            "per source: "
-            + ", ".join(f"{s} {pct(a['share'])}" for s, a in per_source.items()),
+            "per source: " + ", ".join(f"{s} {pct(a['share'])}" for s, a in per_source.items()),
         )
     ]
     write_results(

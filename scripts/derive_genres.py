@@ -130,7 +130,8 @@ class Deriver:
             raise SystemExit(f"{RULES.name}: [branches] names nodes not in the beets tree: {unknown}")
         self.word_endings = sorted({normalize_tag(e) for e in rules["head"]["word_endings"]}, key=len, reverse=True)
         self.weak_heads = {target(g, "[head] weak_heads") for g in rules["head"].get("weak_heads", [])}
-        self.taking_modifiers = {target(g, "[head] taking_modifiers") for g in rules["head"].get("taking_modifiers", [])}
+        taking = rules["head"].get("taking_modifiers", [])
+        self.taking_modifiers = {target(g, "[head] taking_modifiers") for g in taking}
 
     def _add_anchor(self, name: str, genre: str) -> None:
         key = normalize_tag(name)
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         help="print each name's decision and step; with NAMEs, why each was decided so and what the seven public "
         "hierarchies say of it (read from --reference)",
     )
-    ap.add_argument("--reference", default=None, help="folder of external_hierarchies.tsv (default ../shared/reference)")
+    ap.add_argument("--reference", help="folder of external_hierarchies.tsv (default ../shared/reference)")
     args = ap.parse_args(argv)
     mb, rules, tree = read_mb_names(), read_rules(), read_tree()
     if args.explain is not None:
