@@ -103,3 +103,22 @@ def test_rehearsal_smoke_runs_every_stage_and_a_killed_fetch_resumes_to_the_same
     assert killed.returncode == 0, killed.stdout[-2000:] + killed.stderr[-3000:]
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["stages"]["fetch"]["first"]["killed"] and doc["compared_with"]["same_dataset"]
+
+
+def test_taxonomy_benchmark_finds_a_reason_for_every_contested_name():
+    """bench_taxonomy.py against ../shared/reference (skipped where absent): every name on which two or more public
+    hierarchies disagree with the taxonomy has its reason in genre_rules.toml [contested]."""
+    reference = Path(__file__).resolve().parents[2] / "shared" / "reference"
+    if not (reference / "external_hierarchies.tsv").is_file():
+        pytest.skip(f"no external_hierarchies.tsv at {reference}")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_taxonomy.py"), str(reference), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    doc = json.loads((SMOKE_OUT / "bench_taxonomy.json").read_text())
+    details = doc["details"]
+    assert details["overall"]["compared"] > 2000 and details["overall"]["share"] > 0.9
+    assert details["unexplained"] == [], details["unexplained"]

@@ -146,7 +146,6 @@ def test_decided_cases(tax, name, genre):
         "easy listening",
         "noise",
         "hindustani classical",
-        "singer-songwriter",  # a form, not a style: the sources split it between rock and pop
     ],
 )
 def test_non_genres_are_unmapped(tax, name):
