@@ -116,7 +116,8 @@ class Deriver:
             return value
 
         self.anchor: dict[str, str] = {}
-        for genre, names in rules["anchors"].items():
+        misleading = rules["anchors"].get("misleading", {})
+        for genre, names in [*((g, n) for g, n in rules["anchors"].items() if g != "misleading"), *misleading.items()]:
             target(genre, f"[anchors] {genre!r}")
             for name in names:
                 self._add_anchor(name, genre)
