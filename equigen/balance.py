@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from equigen.defaults import MAX_PER_GENRE
+from equigen.errors import check_number
 from equigen.records import require_columns
 from equigen.taxonomy import NO_GENRE
 
@@ -26,6 +28,14 @@ class BalanceResult:
 
     def short_genres(self) -> list[str]:
         return short_genres(self.table)
+
+
+def check_balance_options(per_genre: int, artist_cap: int | None, min_confidence: float) -> None:
+    """The numbers balance takes (and fetch, which counts what balance will keep), checked before anything runs."""
+    check_number("--per-genre", per_genre, 1, MAX_PER_GENRE, integer=True)
+    if artist_cap is not None:
+        check_number("--artist-cap", artist_cap, 1, MAX_PER_GENRE, integer=True)
+    check_number("--min-confidence", min_confidence, 0.0, 1.0)
 
 
 def default_artist_cap(per_genre: int) -> int:

@@ -7,6 +7,7 @@ Nothing here is time-dependent, so the same items give the same bytes.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from equigen import __version__
+from equigen.errors import one_line
 from equigen.manifest import MANIFEST
 from equigen.shards import DATA_DIR, hf_features, sha256_file, shard_files
 from equigen.split import SPLITS, SplitReport, shared_artist
@@ -26,6 +28,15 @@ CARD_TEMPLATE = "data/card_template.md"  # inside the package; ${name} placehold
 
 
 # --- pure helpers -------------------------------------------------------------------------
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+
+
+def md_text(text: object) -> str:
+    """A name from a taxonomy or a shard as inert Markdown: one line, every Markdown character escaped (a genre
+    named "[x](http://evil)" or "# heading" stays text in the card)."""
+    return _MD_SPECIAL.sub(r"\\\1", one_line(text))
 
 
 def label_confidence_table(items: pd.DataFrame, genres: list[str]) -> pd.DataFrame:
@@ -120,7 +131,7 @@ def card_text(
     for label, genre in enumerate(genres):
         row = counts.loc[genre]
         table.append(
-            f"| {genre} | {label} | " + " | ".join(str(int(row[s])) for s in SPLITS) + f" | {int(row.sum())} |"
+            f"| {md_text(genre)} | {label} | " + " | ".join(str(int(row[s])) for s in SPLITS) + f" | {int(row.sum())} |"
         )
     table.append("| **total** | | " + " | ".join(str(int(counts[s].sum())) for s in SPLITS) + f" | {len(items)} |")
     confidence_table, unknown_note = _label_confidence_table_md(items, genres)
@@ -184,7 +195,7 @@ def _label_confidence_table_md(items: pd.DataFrame, genres: list[str]) -> tuple[
     ]
     for row in stats.itertuples(index=False):
         table.append(
-            f"| {row.genre} | {row.covers} | {votes(row.median_votes)} | "
+            f"| {md_text(row.genre)} | {row.covers} | {votes(row.median_votes)} | "
             f"{num(row.median_confidence, '.3f')} | {num(row.min_confidence, '.3f')} | {pct(row.full)} | "
             f"{pct(row.below_075)} |"
         )

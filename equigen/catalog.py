@@ -17,6 +17,7 @@ import pandas as pd
 
 from equigen.errors import EquigenError
 from equigen.records import CoverResult, ReleaseGroup
+from equigen.taxonomy import Taxonomy, load_taxonomy, taxonomy_from_text
 
 SCHEMA_VERSION = 2
 # v2: label evidence (label_votes, label_confidence), discovery order (seq), the fetch plan.
@@ -165,6 +166,32 @@ class Catalog:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
             self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- the taxonomy the catalog was harvested with ------------------------------------------
+    def remember_taxonomy(self, taxonomy: Taxonomy | None) -> None:
+        """Store a --taxonomy file's text with the catalog; None: the built-in one (which follows upgrades)."""
+        text = taxonomy.text if taxonomy is not None else ""
+        if self.get_meta("taxonomy_toml", "") != text:
+            self.set_meta("taxonomy_toml", text)
+
+    def taxonomy(self, path: Path | None = None) -> Taxonomy:
+        """The taxonomy to label this catalog with: the one it was harvested with (fetch stores it), or `path`.
+
+        A --taxonomy that labels differently from the catalog's is refused: its labels came from the other one,
+        and only `fetch --taxonomy` relabels them. A catalog from before taxonomies were stored uses `path` or the
+        built-in one, as it always did.
+        """
+        stored_text = self.get_meta("taxonomy_toml")
+        stored = taxonomy_from_text(stored_text, f"the taxonomy stored in {self.path}") if stored_text else None
+        if path is None:
+            return stored or load_taxonomy(None)
+        given = load_taxonomy(path)
+        if stored is not None and given.fingerprint() != stored.fingerprint():
+            raise EquigenError(
+                f"this catalog was harvested with another taxonomy than {path}: run `equigen fetch --taxonomy "
+                f"{path}` first to relabel it, or leave --taxonomy out to use the catalog's own"
+            )
+        return given
 
     # --- discovery ------------------------------------------------------------------------
     def ensure_discovery_rows(self, pairs: Iterable[tuple[str, str]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 from pathlib import Path
@@ -75,8 +76,6 @@ def _root(
 
 def _configure_logging(verbose: int, log_file: Path | None) -> None:
     """Module loggers (equigen.*) to stderr with -v, and to --log-file; warnings always reach stderr."""
-    import logging
-
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 or log_file else logging.WARNING
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger("equigen")
@@ -89,12 +88,33 @@ def _configure_logging(verbose: int, log_file: Path | None) -> None:
     root.addHandler(stderr)
     if log_file is not None:
         try:
-            handler = logging.FileHandler(log_file, encoding="utf-8")
+            handler = _LogFileHandler(log_file, encoding="utf-8")
         except OSError as exc:
             raise EquigenError(f"cannot open --log-file {log_file}: {exc.strerror or exc}") from None
         handler.setFormatter(fmt)
         root.addHandler(handler)
     root.propagate = False
+
+
+class _LogFileHandler(logging.FileHandler):
+    """--log-file that, when the disk fills or the file goes away, says so once and stops writing there, instead of
+    logging's "--- Logging error ---" traceback on every line while the run goes on."""
+
+    failed = False
+
+    def handleError(self, record) -> None:  # noqa: N802 (logging's name)
+        if self.failed:
+            return
+        self.failed = True
+        exc = sys.exc_info()[1]
+        detail = getattr(exc, "strerror", None) or exc or "write failed"
+        console.print(
+            f"[bold yellow]warning:[/] --log-file {inert(self.baseFilename)}: {inert(detail)}; "
+            "logging there stops (the run goes on; -v still logs to the terminal)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        logging.getLogger("equigen").removeHandler(self)
 
 
 def _settings(**flags):
@@ -265,13 +285,11 @@ def split(
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
+    """Text to numbers only; run_split checks them (finite, positive, summing to 1)."""
     try:
-        parts = tuple(float(x) for x in text.split(","))
+        return tuple(float(x) for x in text.split(","))  # type: ignore[return-value]
     except ValueError:
         raise EquigenError(f"--ratios must be three comma-separated numbers, got {text!r}") from None
-    if len(parts) != 3 or any(p <= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise EquigenError(f"--ratios must be three positive fractions summing to 1, got {text!r}")
-    return parts  # type: ignore[return-value]
 
 
 @app.command()
@@ -501,13 +519,30 @@ def _catalog_error(exc: BaseException) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """ClickException as typer raises it: click's own, or the copy newer typer versions vendor."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
 def main() -> None:
     try:
-        app()  # standalone: click prints usage errors itself (exit 2)
+        # Not standalone: click would turn Ctrl-C into its own "Aborted!" before our line could be printed.
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:  # typer turns Ctrl-C into Exit(130), so that code means interrupted
+        code = exc.exit_code
+    except _click_errors() as exc:  # usage errors: click's own message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
     except EquigenError as exc:
         console.print(f"[bold red]error:[/] {inert(exc)}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         console.print("interrupted: the catalog is consistent; re-run the same command to resume")
         sys.exit(EXIT_INTERRUPTED)
     except sqlite3.DatabaseError as exc:  # a damaged catalog, or a disk that filled up under SQLite
@@ -523,6 +558,10 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(EXIT_USER_ERROR)
+    if code == EXIT_INTERRUPTED:
+        console.print("interrupted: the catalog is consistent; re-run the same command to resume")
+    if isinstance(code, int) and code:  # `verify` found problems (1); --help and success return 0 or None
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from equigen import __version__
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, check_number
 
 DEFAULT_MUSICBRAINZ_URL = "https://musicbrainz.org"
 DEFAULT_COVERART_URL = "https://coverartarchive.org"
@@ -64,8 +64,14 @@ class Settings:
                 raise EquigenError(f"--{name.replace('_', '-')} must be an http(s) URL, got {url!r}")
         if self.thumbnail not in THUMBNAIL_SIZES:
             raise EquigenError(f"--thumbnail must be one of {THUMBNAIL_SIZES}, got {self.thumbnail}")
-        if self.concurrency < 1 or self.per_host < 1:
-            raise EquigenError("--concurrency must be at least 1")
+        check_number("--concurrency", self.concurrency, 1, 4096, integer=True)
+        check_number("per-host connections (EQUIGEN_PER_HOST)", self.per_host, 1, 4096, integer=True)
+        check_number("--mb-interval", self.mb_interval, 0.0, 60.0)
+        check_number("EQUIGEN_TIMEOUT", self.timeout, 0.1, 3600.0)
+        check_number("EQUIGEN_MAX_BYTES", self.max_bytes, 1024, 1 << 31, integer=True)
+        check_number("EQUIGEN_MAX_PIXELS", self.max_pixels, 1024, 1 << 31, integer=True)
+        check_number("EQUIGEN_MIN_SIDE", self.min_side, 1, 10_000, integer=True)
+        check_number("EQUIGEN_MAX_ATTEMPTS", self.max_attempts, 1, 100, integer=True)
         if self.contact and not re.fullmatch(r"[^\s()]+", self.contact):
             raise EquigenError(f"--contact must be an e-mail address or URL without spaces, got {self.contact!r}")
         return self

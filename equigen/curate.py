@@ -10,15 +10,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from equigen.balance import BalanceResult, select_balanced
+from equigen.balance import BalanceResult, check_balance_options, select_balanced
 from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
-from equigen.defaults import DEFAULT_PER_GENRE
-from equigen.errors import EquigenError
+from equigen.defaults import DEFAULT_PER_GENRE, MAX_SEED
+from equigen.errors import EquigenError, check_number, inert
 from equigen.lock import data_folder_lock
 from equigen.storage import write_atomic
-from equigen.taxonomy import load_taxonomy
 
 MAX_LISTED_CLUSTERS = 20
 SHEET_PAIRS = 12
@@ -163,7 +162,9 @@ def dedup_report(covers: pd.DataFrame, threshold: int) -> dict:
 
 
 def run_dedup(settings: Settings, threshold: int | None = None, console: Console | None = None) -> dict:
-    """Dedup with the data folder locked (see lock.py): one writer per folder."""
+    """Dedup with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
+    if threshold is not None:
+        check_number("--threshold (bits)", threshold, 0, 64, integer=True)
     with data_folder_lock(settings.data_dir, "dedup", create=False):
         return _run_dedup_unlocked(settings, threshold=threshold, console=console)
 
@@ -213,7 +214,7 @@ def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, consol
 
 def _balance_genres(catalog: Catalog, settings: Settings) -> list[str]:
     """The genres that were fetched (taxonomy order); all taxonomy genres when none were searched (manifest)."""
-    taxonomy = load_taxonomy(settings.taxonomy_path)
+    taxonomy = catalog.taxonomy(settings.taxonomy_path)
     searched = set(catalog.discovery_progress()["genre"])
     return [g for g in taxonomy.genres if g in searched] or list(taxonomy.genres)
 
@@ -257,7 +258,7 @@ def _balance_table(result: BalanceResult) -> Table:
         table.add_column(column, justify="left" if column == "genre" else "right")
     for row in result.table.itertuples(index=False):
         short = f"[red]{row.shortfall}[/red]" if row.shortfall > 0 else ""
-        table.add_row(row.genre, str(row.eligible), str(row.usable), str(row.selected), short)
+        table.add_row(inert(row.genre), str(row.eligible), str(row.usable), str(row.selected), short)
     return table
 
 
@@ -270,7 +271,9 @@ def run_balance(
     min_confidence: float = 0.0,
     console: Console | None = None,
 ) -> dict:
-    """Balance with the data folder locked (see lock.py): one writer per folder."""
+    """Balance with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
+    check_balance_options(per_genre, artist_cap, min_confidence)
+    check_number("--seed", seed, 0, MAX_SEED, integer=True)
     with data_folder_lock(settings.data_dir, "balance", create=False):
         return _run_balance_unlocked(
             settings,
@@ -299,12 +302,7 @@ def _run_balance_unlocked(
     min_confidence > 0: only covers whose label_confidence is at least that are eligible.
     """
     console = console or Console(stderr=True)
-    if per_genre < 1:
-        raise EquigenError(f"--per-genre must be at least 1, got {per_genre}")
-    if artist_cap is not None and artist_cap < 1:
-        raise EquigenError(f"--artist-cap must be at least 1, got {artist_cap}")
-    if not 0.0 <= min_confidence <= 1.0:
-        raise EquigenError(f"--min-confidence must be between 0 and 1, got {min_confidence:g}")
+    check_balance_options(per_genre, artist_cap, min_confidence)
     with Catalog.existing(settings.catalog_path) as catalog:
         clusters = catalog.clusters_frame()
         if clusters.empty:

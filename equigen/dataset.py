@@ -26,7 +26,8 @@ from rich.table import Table
 from equigen.card import write_card, write_croissant, write_plots
 from equigen.catalog import Catalog
 from equigen.config import Settings
-from equigen.errors import EquigenError
+from equigen.defaults import MAX_SEED
+from equigen.errors import EquigenError, check_number, inert
 from equigen.images import FORMAT_EXT
 from equigen.lock import data_folder_lock
 from equigen.manifest import MANIFEST, MANIFEST_SOURCE, write_manifest
@@ -40,7 +41,17 @@ from equigen.split import (
     shared_artist,
     split_report,
 )
-from equigen.taxonomy import load_taxonomy
+
+
+def check_ratios(ratios) -> tuple[float, float, float]:
+    """--ratios: three finite positive fractions summing to 1 (NaN passes `x <= 0`, so each is range-checked)."""
+    if len(ratios) != 3:
+        raise EquigenError(f"--ratios must be three numbers (train,validation,test), got {len(ratios)}")
+    for name, r in zip(("train", "validation", "test"), ratios):
+        check_number(f"--ratios ({name})", r, 1e-9, 1.0)
+    if abs(sum(ratios) - 1) > 1e-6:
+        raise EquigenError(f"--ratios must sum to 1, got {sum(ratios):g}")
+    return tuple(ratios)
 
 
 def run_split(
@@ -50,7 +61,10 @@ def run_split(
     shard_rows: int = 2000,
     console: Console | None = None,
 ) -> dict:
-    """Split with the data folder locked (see lock.py): one writer per folder."""
+    """Split with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
+    check_number("--seed", seed, 0, MAX_SEED, integer=True)
+    check_number("--shard-rows", shard_rows, 1, 10_000_000, integer=True)
+    check_ratios(ratios)
     with data_folder_lock(settings.data_dir, "split", create=False):
         return _run_split_unlocked(settings, ratios=ratios, seed=seed, shard_rows=shard_rows, console=console)
 
@@ -65,11 +79,9 @@ def _run_split_unlocked(
     """Split the balanced selection, publish the dataset folder, store the splits; return a summary."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    if shard_rows < 1:
-        raise EquigenError(f"--shard-rows must be at least 1, got {shard_rows}")
-    taxonomy = load_taxonomy(settings.taxonomy_path)
-    genres_all = taxonomy.genres
     with Catalog.existing(settings.catalog_path) as catalog:
+        taxonomy = catalog.taxonomy(settings.taxonomy_path)  # the one the catalog was harvested with
+        genres_all = taxonomy.genres
         recover_interrupted_split(settings.dataset_dir, console)
         selection = catalog.selection_frame()
         if selection.empty:
@@ -262,7 +274,7 @@ def _print_summary(
     table.add_column("worst dev (pp)", justify="right")
     for genre in genres:
         dev = report.dev_pp.loc[genre].abs().max()
-        table.add_row(genre, *(str(int(counts.loc[genre, s])) for s in SPLITS), f"{dev:.3f}")
+        table.add_row(inert(genre), *(str(int(counts.loc[genre, s])) for s in SPLITS), f"{dev:.3f}")
     table.add_row("total", *(str(int(counts[s].sum())) for s in SPLITS), f"{report.worst_dev_pp:.3f}", style="bold")
     console.print(table)
     console.print(

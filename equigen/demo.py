@@ -17,7 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from equigen.config import load_settings
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, check_number
+from equigen.lock import LOCK_NAME, data_folder_lock
+
+# What EquiGen writes in a data folder: `demo --fresh` deletes these and nothing else.
+EQUIGEN_ENTRIES = ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "images", "dataset", "reports", "runs")
 
 DEMO_SEED = 0
 DEMO_RUN = "demo"
@@ -42,10 +46,22 @@ def run_demo(
 
     console = console or Console(stderr=True)
     data_dir = Path(data_dir)
+    check_number("--per-genre", per_genre, 1, 10_000, integer=True)
+    cfg = BaselineConfig(  # checked now, so a bad --epochs fails before the pipeline runs, not after it
+        models=models,
+        epochs=epochs,
+        image_size=image_size,
+        batch_size=32,
+        lr=2e-3,
+        patience=epochs,
+        seeds=seeds,
+        pretrained=False,
+        workers=1,
+        run_name=DEMO_RUN,
+    ).validated()
     if fresh and data_dir.exists():
-        if not (data_dir / "catalog.sqlite").exists() and any(data_dir.iterdir()):
-            raise EquigenError(f"{data_dir} is not an equigen data folder; refusing to delete it with --fresh")
-        shutil.rmtree(data_dir)
+        with data_folder_lock(data_dir, "demo --fresh", create=False):  # never under another command's feet
+            remove_equigen_files(data_dir)
     timings: dict[str, float] = {}
     started = time.monotonic()
 
@@ -81,18 +97,6 @@ def run_demo(
         "baseline from scratch (--no-pretrained): the demo runs offline; real runs fine-tune ImageNet weights"
     )
     shutil.rmtree(settings.runs_dir / DEMO_RUN, ignore_errors=True)
-    cfg = BaselineConfig(
-        models=models,
-        epochs=epochs,
-        image_size=image_size,
-        batch_size=32,
-        lr=2e-3,
-        patience=epochs,
-        seeds=seeds,
-        pretrained=False,
-        workers=1,
-        run_name=DEMO_RUN,
-    )
     result = run_baseline(settings.dataset_dir, settings.runs_dir, cfg, progress=console.is_terminal)
     done("baseline")
     total = time.monotonic() - started
@@ -123,6 +127,21 @@ def run_demo(
     }
     (data_dir / "demo.json").write_text(json.dumps(summary, indent=2))
     return {**summary, "result": result}
+
+
+def remove_equigen_files(data_dir: Path) -> None:
+    """Delete what EquiGen wrote in `data_dir` (catalog, images, dataset, reports, runs, demo.json, interrupted
+    split folders), never a file of the user's; the caller holds the folder's lock."""
+    if not (data_dir / "catalog.sqlite").exists() and any(p.name != LOCK_NAME for p in data_dir.iterdir()):
+        raise EquigenError(f"{data_dir} is not an equigen data folder; refusing to delete it with --fresh")
+    for entry in data_dir.iterdir():
+        ours = entry.name in EQUIGEN_ENTRIES or entry.name == "demo.json" or entry.name.startswith(".dataset.")
+        if not ours:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def model_table(metrics: dict, models) -> Table:

@@ -11,7 +11,6 @@ cursor in one transaction and its chosen covers are queued for download at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from equigen.balance import default_artist_cap
+from equigen.balance import check_balance_options, default_artist_cap
 from equigen.catalog import Catalog
 from equigen.config import Settings
 from equigen.defaults import DEFAULT_PER_GENRE
@@ -38,7 +37,7 @@ from equigen.downloader import (
     download_catalog_covers,
     progress_display,
 )
-from equigen.errors import EquigenError
+from equigen.errors import EquigenError, check_number
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (
@@ -128,7 +127,11 @@ def run_fetch(
     download: bool = True,
     console: Console | None = None,
 ) -> FetchStats:
-    """Fetch with the data folder locked (see lock.py): one writer per folder."""
+    """Fetch with the data folder locked (see lock.py): one writer per folder. Arguments are checked first, so a
+    rejected one creates no folder and no lock."""
+    check_fetch_options(per_genre, margin, artist_cap, min_confidence)
+    if discover:
+        settings.for_musicbrainz()
     with data_folder_lock(settings.data_dir, "fetch"):
         return _run_fetch_unlocked(
             settings,
@@ -142,6 +145,12 @@ def run_fetch(
             download=download,
             console=console,
         )
+
+
+def check_fetch_options(per_genre: int, margin: float, artist_cap: int | None, min_confidence: float) -> None:
+    """fetch's numbers, checked before anything is touched (balance checks the same ones with the same bounds)."""
+    check_balance_options(per_genre, artist_cap, min_confidence)
+    check_number("--margin (a fraction: 0.05 = 5 %)", margin, 0.0, 10.0)
 
 
 def _run_fetch_unlocked(
@@ -166,21 +175,16 @@ def _run_fetch_unlocked(
     console = console or Console(stderr=True)
     if discover:
         settings = settings.for_musicbrainz()
-    if per_genre < 1:
-        raise EquigenError(f"--per-genre must be at least 1, got {per_genre}")
-    if not 0 <= margin <= 10:
-        raise EquigenError(f"--margin must be between 0 and 10 (a fraction: 0.05 = 5 %), got {margin}")
-    if artist_cap is not None and artist_cap < 1:
-        raise EquigenError(f"--artist-cap must be at least 1, got {artist_cap}")
-    if not 0 <= min_confidence <= 1:
-        raise EquigenError(f"--min-confidence must be between 0 and 1, got {min_confidence}")
+    check_fetch_options(per_genre, margin, artist_cap, min_confidence)
     goal = Goal(per_genre, margin, artist_cap, min_confidence)
-    taxonomy = load_taxonomy(settings.taxonomy_path)
+    taxonomy = fetch_taxonomy(settings)
     targets = _target_genres(taxonomy, genres)
     ensure_writable(settings.data_dir)
     skipped = tuple(s for s in DEFAULT_SKIPPED_SECONDARY if s not in {x.lower() for x in include_secondary or ()})
     with Catalog(settings.catalog_path) as catalog:
         _relabel_if_taxonomy_changed(catalog, taxonomy, console)
+        # dedup, balance and split label with what the catalog was harvested with
+        catalog.remember_taxonomy(taxonomy if settings.taxonomy_path is not None else None)
         catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
         if discover:
@@ -267,14 +271,17 @@ def _run_fetch_unlocked(
     return stats
 
 
-def _taxonomy_fingerprint(taxonomy: Taxonomy) -> str:
-    payload = json.dumps([sorted(taxonomy.tag_to_genre.items()), taxonomy.ambiguity_ratio, taxonomy.min_votes])
-    return hashlib.sha256(payload.encode()).hexdigest()
+def fetch_taxonomy(settings: Settings) -> Taxonomy:
+    """--taxonomy if given (a catalog harvested under another one is relabelled), else the catalog's own."""
+    if settings.taxonomy_path is not None or not settings.catalog_path.exists():
+        return load_taxonomy(settings.taxonomy_path)
+    with Catalog.existing(settings.catalog_path) as catalog:
+        return catalog.taxonomy()
 
 
 def _relabel_if_taxonomy_changed(catalog: Catalog, taxonomy: Taxonomy, console: Console) -> None:
     """A catalog harvested under another taxonomy gets every label re-resolved from its stored tags."""
-    fingerprint = _taxonomy_fingerprint(taxonomy)
+    fingerprint = taxonomy.fingerprint()
     stored = catalog.get_meta("taxonomy_fingerprint")
     if stored != fingerprint:
         if stored is not None or catalog.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone():
@@ -341,7 +348,7 @@ async def harvest(
             "goal": [goal.target, goal.cap, goal.min_confidence],
             "genres": list(targets),
             "skipped": list(skipped),
-            "taxonomy": _taxonomy_fingerprint(taxonomy),
+            "taxonomy": taxonomy.fingerprint(),
         }
     )
     round_no, quota, stored_key, finished = catalog.load_plan()

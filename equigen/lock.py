@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ def data_folder_lock(data_dir: Path, verb: str, create: bool = True) -> Iterator
         return
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(data_dir / LOCK_NAME, "a+", encoding="utf-8")
+        handle = _open_lock_file(data_dir / LOCK_NAME)
     except OSError as exc:
         raise EquigenError(f"data folder {data_dir} is not writable: {exc.strerror or exc}") from None
     try:
@@ -69,6 +70,25 @@ def data_folder_lock(data_dir: Path, verb: str, create: bool = True) -> Iterator
         yield
     finally:
         handle.close()  # releases the flock
+
+
+def _open_lock_file(path: Path):
+    """Open (or create) the lock file without following a link: a `.equigen.lock` planted as a symlink to someone
+    else's file would otherwise be truncated and overwritten with our record. Anything but a regular file is refused."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise EquigenError(f"{path} is a symbolic link, not EquiGen's lock file: remove it and run again") from None
+        raise exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise EquigenError(f"{path} is not a regular file (EquiGen's lock file): remove it and run again")
+        return os.fdopen(fd, "r+", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _holder(handle) -> str:

@@ -97,7 +97,7 @@ def _tags(raw_tags) -> tuple[tuple[str, int], ...]:
         if not isinstance(tag, dict) or not isinstance(tag.get("name"), str):
             raise MalformedItem("a tag without a name")
         count = tag.get("count", 0)
-        if isinstance(count, bool) or not isinstance(count, (int, float)) or count != count:
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or not abs(count) < 1e12:  # NaN, inf
             raise MalformedItem(f"tag {tag['name'][:40]!r} has a non-numeric count")
         out.append((_text(tag["name"], MAX_TAG_NAME).strip().lower(), int(count)))
     return tuple(out)
@@ -203,11 +203,17 @@ class MusicBrainzClient:
                     if resp.status != 200:
                         raise EquigenError(f"MusicBrainz answered {resp.status} for {resp.url}: {_short(body)}")
                     try:
-                        return json.loads(body)
+                        data = json.loads(body)
                     except (ValueError, RecursionError):
                         raise EquigenError(
                             f"MusicBrainz at {self.base_url} sent a non-JSON answer for {path}"
                         ) from None
+                    if not isinstance(data, dict):  # ws/2 always answers an object; `[1,2]` or `null` is not one
+                        raise EquigenError(
+                            f"MusicBrainz at {self.base_url} sent JSON that is not an object for {path} "
+                            f"({type(data).__name__}): not a ws/2 answer"
+                        )
+                    return data
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt >= 2:
                     raise EquigenError(f"cannot reach MusicBrainz at {self.base_url}: {first_line(exc)}") from None

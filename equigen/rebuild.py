@@ -88,6 +88,7 @@ def run_rebuild(settings: Settings, manifest_path: Path, *, console: Console | N
     taxonomy = load_taxonomy(settings.taxonomy_path)
     ensure_writable(settings.data_dir)
     with data_folder_lock(settings.data_dir, "fetch"), Catalog(settings.catalog_path) as catalog:
+        catalog.remember_taxonomy(taxonomy if settings.taxonomy_path is not None else None)
         return _rebuild(settings, catalog, taxonomy, Path(manifest_path), console)
 
 

@@ -67,7 +67,7 @@ def grouped_stratified_split(
     """
     require_columns(rows, SPLIT_COLUMNS, "grouped_stratified_split")
     ratios_arr = np.asarray(ratios, dtype=np.float64)
-    if len(ratios_arr) != len(SPLITS) or (ratios_arr <= 0).any() or abs(ratios_arr.sum() - 1) > 1e-6:
+    if len(ratios_arr) != len(SPLITS) or not (ratios_arr > 0).all() or abs(ratios_arr.sum() - 1) > 1e-6:
         raise ValueError(f"ratios must be three positive fractions summing to 1, got {ratios}")
     if rows["mbid"].duplicated().any():
         raise ValueError("rows contain duplicate mbids")

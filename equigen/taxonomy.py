@@ -13,7 +13,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -95,6 +95,15 @@ class Taxonomy:
     unmapped: tuple[str, ...] = ()  # MusicBrainz genre names that belong to no genre
     aliases: Mapping[str, str] = field(default_factory=dict)  # normalized alias -> normalized name
     alias_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # genre -> its aliases as spelled
+    text: str = field(default="", compare=False, repr=False)  # the TOML it was read from (a catalog stores it)
+
+    def fingerprint(self) -> str:
+        """What decides labels (tag -> genre, resolution): equal fingerprints label every release group alike."""
+        import hashlib
+        import json
+
+        payload = json.dumps([sorted(self.tag_to_genre.items()), self.ambiguity_ratio, self.min_votes])
+        return hashlib.sha256(payload.encode()).hexdigest()
 
     @property
     def unmapped_keys(self) -> frozenset[str]:
@@ -183,18 +192,49 @@ def default_taxonomy_path() -> Path:
     return Path(str(resources.files("equigen").joinpath("data/genres.toml")))
 
 
+MAX_TAXONOMY_BYTES = 4_000_000  # the shipped file is ~60 KB; a 50 MB TOML took 929 MB and 26 s to parse
+
+
 def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
-    """Load and validate a taxonomy file; every problem is a one-line EquigenError."""
+    """Load and validate a taxonomy file; every problem is a one-line EquigenError.
+
+    At most MAX_TAXONOMY_BYTES are read (`/dev/zero` or a huge file is refused before parsing), and a nesting
+    deep enough to exhaust the parser's recursion is refused like any other invalid TOML.
+    """
     path = Path(path) if path is not None else default_taxonomy_path()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TAXONOMY_BYTES + 1)
+        if len(data) > MAX_TAXONOMY_BYTES:
+            raise EquigenError(f"taxonomy file {path} is larger than {MAX_TAXONOMY_BYTES:,} bytes: not a taxonomy")
+        text = data.decode("utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise EquigenError(f"taxonomy file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EquigenError(f"taxonomy file {path} is not valid TOML: {first_line(exc)}") from None
+    except RecursionError:
+        raise EquigenError(f"taxonomy file {path} is not valid TOML: nested too deeply") from None
+    except IsADirectoryError:
+        raise EquigenError(f"taxonomy file {path} is a folder") from None
     except OSError as exc:
         raise EquigenError(f"cannot read taxonomy file {path}: {exc.strerror or exc}") from None
-    return parse_taxonomy(raw, str(path))
+    try:
+        return replace(parse_taxonomy(raw, str(path)), text=text)
+    except RecursionError:
+        raise EquigenError(f"taxonomy file {path}: nested too deeply") from None
+
+
+def taxonomy_from_text(text: str, source: str) -> Taxonomy:
+    """A taxonomy from TOML text stored elsewhere (a catalog's copy), checked like a file."""
+    if len(text) > MAX_TAXONOMY_BYTES:
+        raise EquigenError(f"{source} is larger than {MAX_TAXONOMY_BYTES:,} bytes: not a taxonomy")
+    try:
+        return replace(parse_taxonomy(tomllib.loads(text), source), text=text)
+    except tomllib.TOMLDecodeError as exc:
+        raise EquigenError(f"{source} is not valid TOML: {first_line(exc)}") from None
+    except RecursionError:
+        raise EquigenError(f"{source} is not valid TOML: nested too deeply") from None
 
 
 def _names(value, what: str, source: str) -> list[str]:
@@ -234,8 +274,10 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         return key
 
     for genre, body in genres_raw.items():
-        if genre in NO_GENRE or not genre.strip():
-            raise EquigenError(f"{source}: {genre!r} cannot be a genre name")
+        if genre in NO_GENRE or not genre.strip() or len(genre) > 64 or _CONTROLS.search(genre):
+            raise EquigenError(
+                f"{source}: {genre[:64]!r} cannot be a genre name (1 to 64 characters, no control characters)"
+            )
         genre_tags = body.get("tags") if isinstance(body, Mapping) else None
         if not isinstance(genre_tags, list) or not genre_tags:
             raise EquigenError(f'{source}: genre {genre!r} has no tags (expected tags = ["...", ...])')
@@ -268,6 +310,8 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         if not isinstance(target, str) or normalize_tag(target) not in owner:
             raise EquigenError(f"{source}: alias {alias!r} points at {target!r}, which is no tag of the taxonomy")
         key, goal = normalize_tag(alias), normalize_tag(target)
+        if not any(c.isalnum() for c in key):  # "" or "---": punctuation would vote as a genre
+            raise EquigenError(f"{source}: alias {alias!r} has no letters or digits")
         if key in owner and owner[key] != owner[goal]:
             raise EquigenError(f"{source}: alias {alias!r} is already a tag of {owner[key]!r}")
         aliases[key] = goal

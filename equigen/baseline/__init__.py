@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from equigen.errors import EquigenError
+from equigen.defaults import MAX_SEED
+from equigen.errors import EquigenError, check_number
 
 __all__ = ["BaselineConfig", "BaselineResult", "run_baseline", "parse_seeds", "parse_weights_option"]
 
@@ -47,28 +48,29 @@ class BaselineConfig:
             raise EquigenError("--models: give at least one model")
         if len(set(self.models)) != len(self.models):
             raise EquigenError(f"--models: each model once, got {', '.join(self.models)}")
-        if self.epochs < 1:
-            raise EquigenError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.image_size is not None and self.image_size < 16:
-            raise EquigenError(f"--image-size must be at least 16, got {self.image_size}")
-        if self.batch_size < 1:
-            raise EquigenError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise EquigenError("--lr must be positive and --weight-decay non-negative")
+        # Every number finite and in range before anything trains: a NaN learning rate or weight decay would
+        # train NaN weights and write chance-level metrics as results.
+        check_number("--epochs", self.epochs, 1, 100_000, integer=True)
+        if self.image_size is not None:
+            check_number("--image-size", self.image_size, 16, 4096, integer=True)
+        check_number("--batch-size", self.batch_size, 1, 1 << 16, integer=True)
+        check_number("--lr", self.lr, 1e-12, 10.0)
+        check_number("--weight-decay", self.weight_decay, 0.0, 10.0)
         if self.optimizer not in OPTIMIZERS:
             raise EquigenError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1:
-            raise EquigenError("--warmup-epochs must be >= 0 and --label-smoothing in [0, 1)")
-        if self.patience < 0 or self.workers < 0:
-            raise EquigenError("--patience and --workers must be >= 0")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
-            raise EquigenError(f"--seeds: give distinct non-negative integers, got {list(self.seeds)}")
-        if self.backbone_lr_scale is not None and not 0 < self.backbone_lr_scale <= 10:
-            raise EquigenError(f"--backbone-lr-scale must be in (0, 10], got {self.backbone_lr_scale}")
-        if not 0 <= self.freeze_epochs < self.epochs:
-            raise EquigenError(f"--freeze-epochs must be between 0 and --epochs - 1, got {self.freeze_epochs}")
-        if self.max_train_batches is not None and self.max_train_batches < 1:
-            raise EquigenError(f"--max-train-batches must be at least 1, got {self.max_train_batches}")
+        check_number("--warmup-epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        check_number("--label-smoothing", self.label_smoothing, 0.0, 0.999)
+        check_number("--patience", self.patience, 0, 100_000, integer=True)
+        check_number("--workers", self.workers, 0, 256, integer=True)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or len(self.seeds) > 1000:
+            raise EquigenError(f"--seeds: give 1 to 1,000 distinct non-negative integers, got {len(self.seeds)}")
+        for s in self.seeds:
+            check_number("--seeds", s, 0, MAX_SEED, integer=True)
+        if self.backbone_lr_scale is not None:
+            check_number("--backbone-lr-scale", self.backbone_lr_scale, 1e-9, 10.0)
+        check_number("--freeze-epochs (at most --epochs - 1)", self.freeze_epochs, 0, self.epochs - 1, integer=True)
+        if self.max_train_batches is not None:
+            check_number("--max-train-batches", self.max_train_batches, 1, 1 << 40, integer=True)
         if self.run_name is not None and (not self.run_name or "/" in self.run_name or self.run_name in (".", "..")):
             raise EquigenError(f"--name must be a plain folder name, got {self.run_name!r}")
         if isinstance(self.weights, Path) and len(self.models) > 1:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from equigen.errors import EquigenError, check_number, first_line
 from equigen.mbids import is_mbid
 from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.simulator.world import PRIMARY_TYPE_IDS, SECONDARY_TYPE_IDS, ReleaseGroup, World, WorldConfig
@@ -736,11 +737,18 @@ def _split_knobs(knobs: dict) -> tuple[dict, dict]:
 def serve_forever(port: int = 8080, seed: int = 0, host: str = "127.0.0.1", realistic: bool = False, **knobs) -> None:
     """Serve until Ctrl-C (the `equigen simulate` command). Knobs are WorldConfig/SimConfig fields;
     `realistic` starts from SimConfig.realistic()'s timing."""
+    check_number("--port", port, 0, 65535, integer=True)
+    check_number("--seed", seed, 0, 2**32 - 1, integer=True)
     world_knobs, sim_knobs = _split_knobs(knobs)
     sim_config = SimConfig.realistic(**sim_knobs) if realistic else SimConfig(**sim_knobs)
 
     async def main() -> None:
-        handle = await start_simulator(WorldConfig(seed=seed, **world_knobs), sim_config, host, port)
+        try:
+            handle = await start_simulator(WorldConfig(seed=seed, **world_knobs), sim_config, host, port)
+        except (OSError, UnicodeError) as exc:  # an address in use, or a host that is no address here
+            raise EquigenError(
+                f"cannot serve on {host}:{port}: {getattr(exc, 'strerror', None) or first_line(exc)}"
+            ) from None
         print(
             f"EquiGen simulator (seed {seed}, {len(handle.world.release_groups)} release groups) at {handle.url}"
             f"\n  --musicbrainz-url {handle.url} --coverart-url {handle.url}\nCtrl-C stops.",
