@@ -420,8 +420,15 @@ def test_discovery_only_then_download_only_then_fetch_adds_nothing(tmp_path):
         settings = _settings(sim.url, tmp_path / "d", mb_interval=0.0)
         found = run_fetch(settings, per_genre=10, genres=genres, download=False, console=quiet_console())
         assert found.downloaded == 0 and found.shortfalls == {} and found.new_release_groups > 0
+        with Catalog(settings.catalog_path) as cat:
+            covers = cat.covers_frame(status=None)
+            pending = int(((covers["status"] == "pending") & covers["genre"].isin(genres)).sum())
         got = run_fetch(settings, per_genre=10, genres=genres, discover=False, console=quiet_console())
-        assert all(got.usable[g] >= 11 for g in genres), got.usable
+        assert got.mb_requests == 0 and got.downloaded == pending > 0  # every discovered cover, no search
+        # Discovery alone cannot know which albums have art: a full fetch tops up what download-only left short
+        # (Jazz in this world), then the same command again finds nothing to do.
+        full = run_fetch(settings, per_genre=10, genres=genres, console=quiet_console())
+        assert all(full.usable[g] >= 11 for g in genres), full.usable
         again = run_fetch(settings, per_genre=10, genres=genres, console=quiet_console())
     assert (again.downloaded, again.mb_requests, again.rounds) == (0, 0, 0)
 
