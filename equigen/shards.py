@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from equigen.errors import EquigenError, first_line
@@ -172,9 +173,19 @@ def _data_folder(dataset_dir: Path) -> Path:
     return data
 
 
+MAX_TEXT_VALUE = 64 << 10  # bytes of one string value (a title, an artist): real ones are a few hundred
+MAX_BINARY_VALUE = 12 << 20  # bytes of one binary value (a cover: the 10 MB download cap plus margin)
+
+
 def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int, floor: int = 64 << 20) -> None:
-    """Refuse a Parquet file whose footer promises more rows or more uncompressed bytes than such a file can
-    hold (a 17 KB file can inflate to gigabytes), before any column is read."""
+    """Refuse a Parquet file that would decode to more than such a file can hold, before its values are decoded.
+
+    The footer's row count and uncompressed size are checked first. They are not enough: dictionary encoding
+    stores a shared value once and the footer counts it once, while pyarrow hands every row its own copy (a 13 KB
+    manifest of 300 rows sharing one 5 MB title decoded to 3 GB). So the file is then streamed with its text and
+    binary columns kept dictionary-encoded, and each value's length (MAX_TEXT_VALUE, MAX_BINARY_VALUE) and the
+    decoded total are bounded without materialising any copy.
+    """
     try:
         meta = pq.ParquetFile(path).metadata
     except FileNotFoundError:
@@ -182,11 +193,61 @@ def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int,
     except (pa.ArrowException, OSError) as exc:
         raise EquigenError(f"{what} {path} is not a readable Parquet file: {first_line(exc)}") from None
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if meta.num_rows > max_rows or size > max(floor, meta.num_rows * bytes_per_row):
+    limit = max(floor, meta.num_rows * bytes_per_row)
+    if meta.num_rows > max_rows or size > limit:
         raise EquigenError(
             f"{what} {Path(path).name} holds {meta.num_rows:,} rows and {size:,} uncompressed bytes: "
             "more than such a file can hold; refusing to read it"
         )
+    try:
+        decoded = _decoded_bytes(path, limit)
+    except (pa.ArrowException, OSError) as exc:
+        raise EquigenError(f"{what} {path} is not a readable Parquet file: {first_line(exc)}") from None
+    except ValueError as exc:
+        raise EquigenError(f"{what} {Path(path).name}: {exc}; refusing to read it") from None
+    if decoded > limit:
+        raise EquigenError(
+            f"{what} {Path(path).name} would decode to more than {limit:,} bytes for {meta.num_rows:,} rows "
+            "(values shared through its dictionary): refusing to read it"
+        )
+
+
+def _byte_leaves(field: pa.Field, prefix: str = "") -> Iterator[str]:
+    """Column paths ("image.bytes") of a field's string and binary leaves."""
+    path = prefix + field.name
+    if pa.types.is_struct(field.type):
+        for child in field.type:
+            yield from _byte_leaves(child, path + ".")
+    elif pa.types.is_string(field.type) or pa.types.is_binary(field.type) or pa.types.is_large_string(field.type):
+        yield path
+
+
+def _decoded_bytes(path: Path, limit: int, batch_rows: int = 4096) -> int:
+    """The bytes a Parquet file's rows decode to, counted batch by batch with text and binary columns read as
+    dictionaries (indices plus each distinct value once); ValueError for one value over its cap."""
+    schema = pq.read_schema(path)
+    leaves = [leaf for f in schema for leaf in _byte_leaves(f)]
+    reader = pq.ParquetFile(path, read_dictionary=leaves)
+    total = 0
+    for batch in reader.iter_batches(batch_size=batch_rows):
+        for name, column in zip(batch.schema.names, batch.columns):
+            total += _array_bytes(name, column)
+            if total > limit:
+                return total
+    return total
+
+
+def _array_bytes(name: str, array: pa.Array) -> int:
+    if pa.types.is_struct(array.type):
+        return sum(_array_bytes(f"{name}.{array.type[i].name}", array.field(i)) for i in range(array.type.num_fields))
+    if pa.types.is_dictionary(array.type):
+        lengths = pc.binary_length(array.dictionary)
+        cap = MAX_BINARY_VALUE if pa.types.is_binary(array.dictionary.type) else MAX_TEXT_VALUE
+        longest = pc.max(lengths).as_py() or 0
+        if longest > cap:
+            raise ValueError(f"column {name} holds a value of {longest:,} bytes (at most {cap:,})")
+        return int(pc.sum(pc.take(lengths, array.indices)).as_py() or 0) + array.indices.nbytes
+    return array.nbytes
 
 
 def read_schema(path: Path) -> pa.Schema:

@@ -200,7 +200,7 @@ def read_items(dataset_dir: Path) -> tuple[pd.DataFrame, list[Check], list[str]]
                         schema_issues += [f"{path.name}: {p}" for p in problems]
                         continue
                     names_seen.setdefault(tuple(class_names(schema)), path.name)
-                    for batch in iter_batches(path, ["image", *METADATA_COLUMNS], batch_rows=200):
+                    for batch in iter_batches(path, ["image", *METADATA_COLUMNS], batch_rows=16):
                         images = batch.column("image").field("bytes").to_pylist()
                         frame = batch.drop_columns(["image"]).to_pandas()
                         fresh = pd.DataFrame(
