@@ -3,3 +3,6 @@
 DEFAULT_PER_GENRE = 4000  # 15 genres x 4,000 covers
 SPLITS = ("train", "validation", "test")
 DEFAULT_RATIOS = (0.70, 0.15, 0.15)  # train, validation, test
+# fetch --margin: fetch already counts what dedup and balance will keep, so this is only a small safety for what
+# it cannot know (a larger `dedup --threshold`, covers added by a later fetch); see fetch.py
+DEFAULT_MARGIN = 0.01
