@@ -457,6 +457,13 @@ def simulate(
     thin_artists: int | None = typer.Option(
         None, "--thin-artists", min=1, help="Artists in each --thin genre [default 12]."
     ),
+    reissues: float | None = typer.Option(
+        None,
+        "--reissues",
+        min=0.0,
+        max=0.9,
+        help="Share of findable covers (0-1) that are reissues: another release group's cover of the same genre re-encoded at another quality, size or with a border [default 0: only the default 5 %% duplicates, half of them the same artist's].",
+    ),
     artists: int | None = typer.Option(
         None,
         "--artists",
@@ -488,6 +495,7 @@ def simulate(
         thin_genres=tuple(thin) if thin else None,
         thin_artists=thin_artists,
         n_artists=artists,
+        reissue_fraction=reissues,
         realistic=realistic,
         log_requests=log_requests,
     )

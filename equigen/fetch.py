@@ -232,6 +232,7 @@ def _run_fetch_unlocked(
                     "downloaded": stats.downloaded,
                     "stored": stats.stored,
                     "published": stats.published,
+                    "usable": stats.usable,
                     "duplicates": stats.duplicates,
                     "over_cap": stats.over_cap,
                     "wall_seconds": round(stats.wall_seconds, 2),
