@@ -57,6 +57,76 @@ def _keys(seed: int, scope: str, names: pd.Series) -> np.ndarray:
     )
 
 
+USABLE_TABLE_COLUMNS = ("genre", "covers", "duplicates", "below_confidence", "eligible", "over_cap", "usable")
+
+
+def _artist(frame: pd.DataFrame) -> pd.Series:
+    """The artist a cover counts against for the cap; a release group without one is its own artist."""
+    return frame["artist_mbid"].where(
+        frame["artist_mbid"].notna() & (frame["artist_mbid"] != ""), "mbid:" + frame["mbid"].astype(str)
+    )
+
+
+def _eligible(rows: pd.DataFrame, wanted: list[str], min_confidence: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(eligible covers: mbid, genre, artist_mbid, artist; per-genre counts of covers, duplicates, below_confidence).
+
+    covers: ok covers labelled with a wanted genre; duplicates: those dedup did not keep (not canonical);
+    below_confidence: canonical ones under min_confidence (or of unknown confidence when it is > 0).
+    """
+    df = rows.sort_values("mbid", kind="stable")
+    labelled = df["genre"].isin(wanted)
+    if "status" in df:
+        labelled &= df["status"] == "ok"
+    canonical = df["is_canonical"].eq(True)  # bool or 0/1; unknown (NaN) is not canonical
+    ok = labelled & canonical
+    below = pd.Series(False, index=df.index)
+    if min_confidence > 0:
+        if "label_confidence" in df:
+            confidence = pd.to_numeric(df["label_confidence"], errors="coerce").astype("float64")
+        else:
+            confidence = pd.Series(np.nan, index=df.index)
+        below = ok & ~(confidence >= min_confidence)  # NaN (unknown) compares False: not eligible
+        ok &= ~below
+    losses = pd.DataFrame(
+        {
+            "covers": df.loc[labelled, "genre"].value_counts(),
+            "duplicates": df.loc[labelled & ~canonical, "genre"].value_counts(),
+            "below_confidence": df.loc[below, "genre"].value_counts(),
+        }
+    ).reindex(wanted, fill_value=0)
+    eligible = df.loc[ok, ["mbid", "genre", "artist_mbid"]].copy()
+    eligible["artist"] = _artist(eligible)
+    return eligible, losses.fillna(0).astype(int)
+
+
+def _usable_table(eligible: pd.DataFrame, losses: pd.DataFrame, wanted: list[str], cap: int) -> pd.DataFrame:
+    per_artist = eligible.groupby(["genre", "artist"]).size()
+    usable = per_artist.clip(upper=cap).groupby(level="genre").sum() if len(per_artist) else pd.Series(dtype=int)
+    n_eligible = eligible["genre"].value_counts()
+    table = losses.assign(
+        eligible=[int(n_eligible.get(g, 0)) for g in wanted], usable=[int(usable.get(g, 0)) for g in wanted]
+    )
+    table["over_cap"] = table["eligible"] - table["usable"]
+    return table.rename_axis("genre").reset_index()[list(USABLE_TABLE_COLUMNS)]
+
+
+def usable_counts(
+    rows: pd.DataFrame, genres: Sequence[str], artist_cap: int, min_confidence: float = 0.0
+) -> pd.DataFrame:
+    """Per genre, what `select_balanced` can choose from, and what each rule took away (the one definition
+    of "usable" that fetch plans with and balance selects by).
+
+    rows: mbid, genre, artist_mbid, is_canonical (dedup's pick of its cluster), optionally status (then only
+    'ok' rows count) and label_confidence. Columns: genre, covers (ok, labelled with the genre), duplicates
+    (not canonical: dedup drops them), below_confidence, eligible (= covers - duplicates - below_confidence),
+    over_cap (beyond artist_cap covers of one artist), usable (= eligible - over_cap).
+    """
+    require_columns(rows, ("mbid", "genre", "artist_mbid", "is_canonical"), "usable_counts")
+    wanted = [g for g in genres if g not in NO_GENRE]
+    eligible, losses = _eligible(rows, wanted, float(min_confidence))
+    return _usable_table(eligible, losses, wanted, int(artist_cap))
+
+
 def select_balanced(
     rows: pd.DataFrame,
     genres: Sequence[str],
@@ -87,22 +157,9 @@ def select_balanced(
         raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence}")
     require_columns(rows, ("mbid", "genre", "artist_mbid", "is_canonical"), "select_balanced")
     wanted = [g for g in genres if g not in NO_GENRE]
-    df = rows.sort_values("mbid", kind="stable")
-    ok = df["is_canonical"].astype(bool) & df["genre"].isin(wanted)
-    if "status" in df:
-        ok &= df["status"] == "ok"
-    below = pd.Series(False, index=df.index)
-    if min_confidence > 0:
-        if "label_confidence" in df:
-            confidence = pd.to_numeric(df["label_confidence"], errors="coerce").astype("float64")
-        else:
-            confidence = pd.Series(np.nan, index=df.index)
-        below = ok & ~(confidence >= min_confidence)  # NaN (unknown) compares False: not eligible
-        ok &= ~below
-    below_counts = df.loc[below, "genre"].value_counts()
-    below_confidence = {g: int(below_counts.get(g, 0)) for g in wanted}
-    df = df.loc[ok, ["mbid", "genre", "artist_mbid"]].copy()
-    df["artist"] = df["artist_mbid"].where(df["artist_mbid"].notna() & (df["artist_mbid"] != ""), "mbid:" + df["mbid"])
+    df, losses = _eligible(rows, wanted, min_confidence)
+    below_confidence = {g: int(losses.loc[g, "below_confidence"]) for g in wanted}
+    counts = _usable_table(df, losses, wanted, cap).set_index("genre")
 
     picked, table = [], []
     for genre in wanted:
@@ -112,21 +169,17 @@ def select_balanced(
         g = g.sort_values(["artist_key", "artist", "item_key", "mbid"])
         g["round"] = g.groupby("artist", sort=False).cumcount()
         usable = g[g["round"] < cap].sort_values(["round", "artist_key", "artist"], kind="stable")
+        assert len(usable) == counts.loc[genre, "usable"]  # the count fetch plans with is what is dealt here
         chosen = usable.head(per_genre)
         picked.append(chosen[["mbid", "genre"]])
-        table.append(
-            {
-                "genre": genre,
-                "eligible": len(g),
-                "usable": len(usable),
-                "selected": len(chosen),
-                "shortfall": per_genre - len(chosen),
-            }
-        )
+        table.append({**counts.loc[genre].to_dict(), "genre": genre, "selected": len(chosen)})
+        table[-1]["shortfall"] = per_genre - len(chosen)
     selected = pd.concat(picked, ignore_index=True) if picked else pd.DataFrame(columns=["mbid", "genre"])
     order = {g: i for i, g in enumerate(wanted)}
     selected = selected.sort_values(["genre", "mbid"], key=lambda c: c.map(order) if c.name == "genre" else c)
-    table_df = pd.DataFrame(table, columns=["genre", "eligible", "usable", "selected", "shortfall"])
+    table_df = pd.DataFrame(table, columns=[*USABLE_TABLE_COLUMNS, "selected", "shortfall"])
+    for column in table_df.columns[1:]:
+        table_df[column] = table_df[column].astype("int64")
     return BalanceResult(
         selected.reset_index(drop=True), table_df, per_genre, cap, seed, min_confidence, below_confidence
     )

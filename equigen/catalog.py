@@ -315,16 +315,17 @@ class Catalog:
 
     # --- the fetch plan (see planning.py) -------------------------------------------------
     def planning_rows(self, genres: Sequence[str]) -> pd.DataFrame:
-        """Every release group of `genres` with its cover's state: the input of the fetch plan."""
+        """Every release group of `genres` with its cover's state, and every ok cover of any other genre (dedup
+        clusters them all: one can be the canonical copy of a target genre's cover): the input of the fetch plan."""
         genres = list(genres)
         frame = pd.read_sql_query(
-            "SELECT r.mbid, r.genre, r.artist_mbid, r.label_confidence, r.seq, c.status, c.sha256,"
-            " c.planned_round FROM release_groups r JOIN covers c USING (mbid)"
-            f" WHERE r.genre IN ({','.join('?' * len(genres))}) ORDER BY r.seq",
+            "SELECT r.mbid, r.genre, r.artist_mbid, r.label_confidence, r.seq, r.first_release_date, c.status,"
+            " c.sha256, c.phash, c.width, c.height, c.planned_round FROM release_groups r JOIN covers c USING (mbid)"
+            f" WHERE r.genre IN ({','.join('?' * len(genres))}) OR c.status = 'ok' ORDER BY r.seq",
             self.conn,
             params=genres,
         )
-        for column in ("label_confidence", "planned_round"):  # all-NULL columns would come back as objects
+        for column in ("label_confidence", "planned_round", "width", "height"):  # all-NULL: objects otherwise
             frame[column] = pd.to_numeric(frame[column]).astype("float64")
         return frame
 

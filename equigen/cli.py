@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from equigen import __version__
-from equigen.defaults import DEFAULT_PER_GENRE, DEFAULT_RATIOS
+from equigen.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE, DEFAULT_RATIOS
 from equigen.errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USER_ERROR, EquigenError, inert
 
 app = typer.Typer(
@@ -45,6 +45,11 @@ Contact = typer.Option(
 )
 Taxonomy = typer.Option(None, "--taxonomy", help="Genre taxonomy TOML (default: the built-in manifests/genres.toml).")
 Seed = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
+Threshold = typer.Option(
+    None,
+    "--threshold",
+    help="Max pHash Hamming distance for near-duplicates (default 10, chosen on the simulator's planted duplicates; see README); fetch counts duplicates with the radius dedup will use.",
+)
 
 
 def _version(value: bool) -> None:
@@ -133,12 +138,12 @@ def fetch(
     per_genre: int = typer.Option(
         DEFAULT_PER_GENRE,
         "--per-genre",
-        help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (ok, distinct, labelled, within the artist cap) plus --margin.",
+        help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (what dedup and balance will keep: ok, one per exact or near-duplicate cluster, labelled, within the artist cap) plus --margin.",
     ),
     margin: float = typer.Option(
-        0.05,
+        DEFAULT_MARGIN,
         "--margin",
-        help="Extra usable covers per genre, as a fraction of --per-genre, for near-duplicates that dedup will drop (replaces the old --oversample).",
+        help="Extra usable covers per genre, as a fraction of --per-genre: a small safety for what fetch cannot know (a larger dedup --threshold, covers added later); duplicates and the artist cap are counted already.",
     ),
     artist_cap: int | None = typer.Option(
         None,
@@ -150,6 +155,7 @@ def fetch(
         "--min-confidence",
         help="Only count (and download) release groups whose label confidence (the winning genre's share of tag votes) is at least this; use the same value with balance.",
     ),
+    threshold: int | None = Threshold,
     genres: list[str] | None = typer.Option(None, "--genre", help="Only these genres (repeatable)."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Simultaneous cover downloads [default 32]."),
     thumbnail: int | None = typer.Option(
@@ -184,7 +190,7 @@ def fetch(
     if oversample is not None:
         raise EquigenError(
             "--oversample is gone: fetch now stops when every genre can be balanced; "
-            "--margin sets the extra share for near-duplicates (default 0.05)"
+            "--margin sets a small extra share (default 0.01)"
         )
     settings = _settings(
         data_dir=data_dir,
@@ -209,6 +215,7 @@ def fetch(
         margin=margin,
         artist_cap=artist_cap,
         min_confidence=min_confidence,
+        threshold=threshold,
         genres=genres,
         include_secondary=include_types,
         discover=not skip_discovery,
@@ -220,11 +227,7 @@ def fetch(
 @app.command()
 def dedup(
     data_dir: Path | None = DataDir,
-    threshold: int | None = typer.Option(
-        None,
-        "--threshold",
-        help="Max pHash Hamming distance for near-duplicates (default chosen on the simulator's planted duplicates; see README).",
-    ),
+    threshold: int | None = Threshold,
 ) -> None:
     """Find exact (sha256) and near (pHash) duplicate covers, cluster them, pick one canonical cover per cluster."""
     from equigen.curate import run_dedup
@@ -472,6 +475,13 @@ def simulate(
     thin_artists: int | None = typer.Option(
         None, "--thin-artists", min=1, help="Artists in each --thin genre [default 12]."
     ),
+    reissues: float | None = typer.Option(
+        None,
+        "--reissues",
+        min=0.0,
+        max=0.9,
+        help="Share of findable covers (0-1) that are reissues: another release group's cover of the same genre re-encoded at another quality, size or with a border [default 0: only the default 5 %% duplicates, half of them the same artist's].",
+    ),
     artists: int | None = typer.Option(
         None,
         "--artists",
@@ -503,6 +513,7 @@ def simulate(
         thin_genres=tuple(thin) if thin else None,
         thin_artists=thin_artists,
         n_artists=artists,
+        reissue_fraction=reissues,
         realistic=realistic,
         log_requests=log_requests,
     )

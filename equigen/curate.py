@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from equigen.balance import BalanceResult, check_balance_options, select_balanced
@@ -254,12 +255,39 @@ def write_balance_plot(path: Path, result: BalanceResult) -> None:
 
 def _balance_table(result: BalanceResult) -> Table:
     table = Table(title=f"balance: {result.per_genre} per genre, artist cap {result.artist_cap}, seed {result.seed}")
-    for column in ("genre", "eligible", "usable under cap", "selected", "short"):
+    columns = {
+        "genre": "genre",
+        "ok covers": "covers",
+        "duplicates": "duplicates",
+        "below confidence": "below_confidence",
+        "eligible": "eligible",
+        "over cap": "over_cap",
+        "usable under cap": "usable",
+        "selected": "selected",
+    }
+    if result.min_confidence <= 0:
+        del columns["below confidence"]
+    for column in [*columns, "short"]:
         table.add_column(column, justify="left" if column == "genre" else "right")
-    for row in result.table.itertuples(index=False):
-        short = f"[red]{row.shortfall}[/red]" if row.shortfall > 0 else ""
-        table.add_row(inert(row.genre), str(row.eligible), str(row.usable), str(row.selected), short)
+    for row in result.table.to_dict(orient="records"):
+        short = f"[red]{row['shortfall']}[/red]" if row["shortfall"] > 0 else ""
+        table.add_row(*[inert(row[key]) if key == "genre" else str(row[key]) for key in columns.values()], short)
     return table
+
+
+def shortfall_lines(result: BalanceResult) -> list[str]:
+    """Per short genre: what it has, and what duplicates, confidence and the artist cap took from its ok covers."""
+    lines = []
+    for row in result.table[result.table["shortfall"] > 0].itertuples(index=False):
+        lost = [f"{row.duplicates} to duplicates (dedup keeps one cover per cluster)"]
+        if result.min_confidence > 0:
+            lost.append(f"{row.below_confidence} to --min-confidence {result.min_confidence:g}")
+        lost.append(f"{row.over_cap} to the artist cap of {result.artist_cap}")
+        lines.append(
+            f"{row.genre}: {row.usable} usable of {row.covers} ok covers, short by {row.shortfall}; "
+            f"lost {', '.join(lost)}"
+        )
+    return lines
 
 
 def run_balance(
@@ -338,11 +366,15 @@ def _run_balance_unlocked(
                 f"--min-confidence {result.min_confidence:g}: {sum(result.below_confidence.values())} "
                 "canonical covers with lower or unknown label confidence were not eligible"
             )
+        if short:
+            for line in shortfall_lines(result):
+                console.print(f"[yellow]short:[/] {escape(line)}", highlight=False)
         if short and not allow_short:
             lower = ", lower --min-confidence" if result.min_confidence > 0 else ""
             raise EquigenError(
-                f"{len(short)} genre(s) cannot reach {per_genre} covers ({', '.join(short)}): fetch more, lower "
-                f"--per-genre, raise --artist-cap{lower}, or pass --allow-short to keep them short"
+                f"{len(short)} genre(s) cannot reach {per_genre} covers ({', '.join(short)}; the 'short:' lines "
+                f"above say what duplicates, confidence and the artist cap took): fetch more, lower --per-genre, "
+                f"raise --artist-cap{lower}, or pass --allow-short to keep them short"
             )
         catalog.replace_selection(result.selected)
         catalog.set_meta("selection_source", "balance")

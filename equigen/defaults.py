@@ -5,3 +5,6 @@ SPLITS = ("train", "validation", "test")
 DEFAULT_RATIOS = (0.70, 0.15, 0.15)  # train, validation, test
 MAX_PER_GENRE = 10_000_000  # far above any real harvest; bounds --per-genre and --artist-cap before SQLite sees them
 MAX_SEED = 2**32 - 1  # numpy's seed range
+# fetch --margin: fetch already counts what dedup and balance will keep, so this is only a small safety for what
+# it cannot know (a larger `dedup --threshold`, covers added by a later fetch); see fetch.py
+DEFAULT_MARGIN = 0.01

@@ -29,7 +29,8 @@ from rich.table import Table
 from equigen.balance import check_balance_options, default_artist_cap
 from equigen.catalog import Catalog
 from equigen.config import Settings
-from equigen.defaults import DEFAULT_PER_GENRE
+from equigen.dedup import DEFAULT_THRESHOLD
+from equigen.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE
 from equigen.downloader import (
     CoverDownloader,
     DownloadStats,
@@ -45,17 +46,16 @@ from equigen.planning import (
     Cursor,
     GenreProgress,
     RoundSelector,
+    canonical_mask,
     next_search,
     plan_round,
     subsumed,
-    usable_by_genre,
+    usable_table,
 )
 from equigen.storage import ensure_writable
 from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MARGIN = 0.05  # 5 % more usable covers than balance needs: near-duplicates dedup will drop
 
 
 @dataclass
@@ -74,7 +74,9 @@ class FetchStats:
     repeated_searches: int = 0  # searches stopped because a page brought nothing the search had not returned
     rounds: int = 0
     by_status: dict = field(default_factory=dict)
-    usable: dict = field(default_factory=dict)  # genre -> covers balance can use (see planning.usable_by_genre)
+    usable: dict = field(default_factory=dict)  # genre -> covers balance can use (see planning.usable_table)
+    duplicates: dict = field(default_factory=dict)  # genre -> ok covers dedup will drop (stored, not counted)
+    over_cap: dict = field(default_factory=dict)  # genre -> canonical covers beyond the artist cap (not counted)
     shortfalls: dict = field(default_factory=dict)  # genre -> covers missing for --per-genre when its tags ran out
     # genre -> usable covers, when its tags ran out between --per-genre and the target (no room for near-duplicates)
     tight: dict = field(default_factory=dict)
@@ -101,9 +103,13 @@ class Goal:
     """What `balance` will ask of the harvest: fetch stops when every genre can meet it."""
 
     per_genre: int
-    margin: float = DEFAULT_MARGIN  # extra usable covers for near-duplicates that dedup will drop
+    # Extra usable covers: fetch counts what dedup + balance will keep (duplicate clusters, artist cap, confidence:
+    # planning.usable_table), so this is only a safety for what it cannot know -- a `dedup --threshold` above
+    # `threshold`, or a later fetch of other genres bringing a larger copy of a cover, canonical in its genre.
+    margin: float = DEFAULT_MARGIN
     artist_cap: int | None = None  # None: balance's default for per_genre
     min_confidence: float = 0.0
+    threshold: int = DEFAULT_THRESHOLD  # the pHash radius `equigen dedup --threshold` will cluster with
 
     @property
     def cap(self) -> int:
@@ -121,6 +127,7 @@ def run_fetch(
     margin: float = DEFAULT_MARGIN,
     artist_cap: int | None = None,
     min_confidence: float = 0.0,
+    threshold: int | None = None,
     genres: Sequence[str] | None = None,
     include_secondary: Sequence[str] | None = None,
     discover: bool = True,
@@ -129,7 +136,7 @@ def run_fetch(
 ) -> FetchStats:
     """Fetch with the data folder locked (see lock.py): one writer per folder. Arguments are checked first, so a
     rejected one creates no folder and no lock."""
-    check_fetch_options(per_genre, margin, artist_cap, min_confidence)
+    check_fetch_options(per_genre, margin, artist_cap, min_confidence, threshold)
     if discover:
         settings.for_musicbrainz()
     with data_folder_lock(settings.data_dir, "fetch"):
@@ -139,6 +146,7 @@ def run_fetch(
             margin=margin,
             artist_cap=artist_cap,
             min_confidence=min_confidence,
+            threshold=threshold,
             genres=genres,
             include_secondary=include_secondary,
             discover=discover,
@@ -147,10 +155,14 @@ def run_fetch(
         )
 
 
-def check_fetch_options(per_genre: int, margin: float, artist_cap: int | None, min_confidence: float) -> None:
+def check_fetch_options(
+    per_genre: int, margin: float, artist_cap: int | None, min_confidence: float, threshold: int | None
+) -> None:
     """fetch's numbers, checked before anything is touched (balance checks the same ones with the same bounds)."""
     check_balance_options(per_genre, artist_cap, min_confidence)
     check_number("--margin (a fraction: 0.05 = 5 %)", margin, 0.0, 10.0)
+    if threshold is not None:
+        check_number("--threshold (bits)", threshold, 0, 64, integer=True)
 
 
 def _run_fetch_unlocked(
@@ -160,6 +172,7 @@ def _run_fetch_unlocked(
     margin: float,
     artist_cap: int | None,
     min_confidence: float,
+    threshold: int | None,
     genres: Sequence[str] | None,
     include_secondary: Sequence[str] | None,
     discover: bool,
@@ -168,15 +181,17 @@ def _run_fetch_unlocked(
 ) -> FetchStats:
     """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its tags run out.
 
-    Usable: ok, distinct by sha256, labelled (confidence >= min_confidence), within the artist cap
-    balance applies; the target adds `margin` for near-duplicates. `discover=False` only downloads
-    the covers already in the catalog (all of them).
+    Usable: what `dedup --threshold T` then `balance` will find (planning.usable_table): ok, one per exact or
+    near-duplicate cluster, labelled (confidence >= min_confidence), within the artist cap balance applies;
+    the target adds `margin` as a small safety. `discover=False` only downloads the covers already in the
+    catalog (all of them).
     """
     console = console or Console(stderr=True)
     if discover:
         settings = settings.for_musicbrainz()
-    check_fetch_options(per_genre, margin, artist_cap, min_confidence)
-    goal = Goal(per_genre, margin, artist_cap, min_confidence)
+    check_fetch_options(per_genre, margin, artist_cap, min_confidence, threshold)
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    goal = Goal(per_genre, margin, artist_cap, min_confidence, threshold)
     taxonomy = fetch_taxonomy(settings)
     targets = _target_genres(taxonomy, genres)
     ensure_writable(settings.data_dir)
@@ -215,6 +230,7 @@ def _run_fetch_unlocked(
                     "margin": margin,
                     "artist_cap": goal.cap,
                     "min_confidence": min_confidence,
+                    "threshold": threshold,
                     "genres": list(targets),
                     "mb_requests": stats.mb_requests,
                     "rounds": stats.rounds,
@@ -222,6 +238,9 @@ def _run_fetch_unlocked(
                     "downloaded": stats.downloaded,
                     "stored": stats.stored,
                     "published": stats.published,
+                    "usable": stats.usable,
+                    "duplicates": stats.duplicates,
+                    "over_cap": stats.over_cap,
                     "wall_seconds": round(stats.wall_seconds, 2),
                     "covers_per_second": round(stats.covers_per_second, 1),
                     "shortfalls": stats.shortfalls,
@@ -229,7 +248,7 @@ def _run_fetch_unlocked(
                 }
             ),
         )
-        console.print(summary_table(catalog, taxonomy, stats.usable, goal if discover else None))
+        console.print(summary_table(catalog, taxonomy, stats, goal if discover else None))
         console.print(
             f"wall {stats.wall_seconds:.1f} s | MusicBrainz requests {stats.mb_requests} | "
             f"covers downloaded {stats.downloaded} ({stats.covers_per_second:.1f}/s, {stats.bytes / 1e6:.1f} MB) | "
@@ -243,7 +262,9 @@ def _run_fetch_unlocked(
         elif discover:
             console.print(
                 f"covers stored {stats.stored} for {stats.published} to publish: "
-                f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds)",
+                f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds); "
+                f"{sum(stats.duplicates.values())} of them duplicates (exact or near: pHash within {threshold}) "
+                f"and {sum(stats.over_cap.values())} over the artist cap of {goal.cap}, not counted as usable",
                 highlight=False,
             )
             for genre, missing in stats.shortfalls.items():
@@ -260,12 +281,12 @@ def _run_fetch_unlocked(
                     highlight=False,
                 )
             for genre, usable in stats.tight.items():
-                # Found by the 15 x 4,000 rehearsal: Blues ended at 4,093 usable, dedup's near-duplicates took
-                # 99, and balance refused a genre fetch had called done.
+                # Usable already counts what dedup and the artist cap take; only what fetch cannot know (a larger
+                # --threshold for dedup, covers added later) could still take the genre under --per-genre.
                 console.print(
                     f"[yellow]tight:[/] {escape(genre)}: every tag searched, {usable} usable covers, under the "
-                    f"target of {math.ceil(per_genre * (1 + margin))} (--per-genre {per_genre} plus --margin): "
-                    "if dedup drops near-duplicates, balance it with --allow-short or a lower --per-genre",
+                    f"target of {goal.target} (--per-genre {per_genre} plus --margin): balance will reach "
+                    f"--per-genre if dedup runs with --threshold {threshold} or less and no cover is added",
                     highlight=False,
                 )
     return stats
@@ -306,8 +327,11 @@ def _target_genres(taxonomy: Taxonomy, genres: Sequence[str] | None) -> tuple[st
 
 def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats: FetchStats, harvested: bool) -> None:
     rows = catalog.planning_rows(targets)
-    stats.usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
-    stats.stored = int((rows["status"] == "ok").sum())
+    table = usable_table(rows, targets, goal.cap, goal.min_confidence, goal.threshold).set_index("genre")
+    stats.usable = {g: int(table.loc[g, "usable"]) for g in targets}
+    stats.duplicates = {g: int(table.loc[g, "duplicates"]) for g in targets}
+    stats.over_cap = {g: int(table.loc[g, "over_cap"]) for g in targets}
+    stats.stored = int(((rows["status"] == "ok") & rows["genre"].isin(targets)).sum())
     stats.published = sum(min(goal.per_genre, n) for n in stats.usable.values())
     stats.shortfalls = {
         g: goal.per_genre - n
@@ -319,7 +343,8 @@ def _final_counts(catalog: Catalog, targets: tuple[str, ...], goal: Goal, stats:
         for g, n in stats.usable.items()
         if harvested and goal.per_genre <= n < goal.target and g in stats.exhausted
     }
-    stats.failed_by_genre = rows[rows["status"] == "failed"].groupby("genre").size().to_dict()
+    failed = rows[(rows["status"] == "failed") & rows["genre"].isin(targets)]
+    stats.failed_by_genre = failed.groupby("genre").size().to_dict()
 
 
 async def harvest(
@@ -345,7 +370,7 @@ async def harvest(
     targets = genres
     key = json.dumps(
         {
-            "goal": [goal.target, goal.cap, goal.min_confidence],
+            "goal": [goal.target, goal.cap, goal.min_confidence, goal.threshold],
             "genres": list(targets),
             "skipped": list(skipped),
             "taxonomy": taxonomy.fingerprint(),
@@ -409,9 +434,14 @@ async def _rounds(
     bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
     while True:
         rows = catalog.planning_rows(targets)
-        usable = usable_by_genre(rows, targets, goal.cap, goal.min_confidence)
+        # One clustering per round, as `equigen dedup` would cluster the catalog now (every cover here is final).
+        canonical = canonical_mask(rows, goal.threshold)
+        table = usable_table(rows, targets, goal.cap, goal.min_confidence, goal.threshold, canonical=canonical)
+        usable = dict(zip(table["genre"], table["usable"].astype(int)))
         # Exhausted: every tag searched (stored in the catalog) and no untried candidate an artist slot admits.
-        probe = RoundSelector.start(rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence)
+        probe = RoundSelector.start(
+            rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence, goal.threshold, canonical
+        )
         stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
         for g in targets:
             progress.update(
@@ -433,7 +463,9 @@ async def _rounds(
         resuming = False
         stats.rounds += 1
         logger.info("fetch round %d: quota %s", round_no, {g: n for g, n in quota.items() if n})
-        selector = RoundSelector.start(rows, round_no, quota, goal.cap, goal.min_confidence)
+        selector = RoundSelector.start(
+            rows, round_no, quota, goal.cap, goal.min_confidence, goal.threshold, canonical
+        )  # resuming: the selector clusters again without this round's covers
         if download:
             downloader.enqueue(catalog.planned_pending(round_no))
         _choose(selector, catalog, downloader if download else None, round_no)
@@ -555,8 +587,11 @@ class _Discovery:
         )
 
 
-def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = None, goal: Goal | None = None) -> Table:
-    """Per genre: candidates, cover statuses and (for a harvest) usable covers against the target."""
+def summary_table(
+    catalog: Catalog, taxonomy: Taxonomy, stats: FetchStats | None = None, goal: Goal | None = None
+) -> Table:
+    """Per genre: candidates, cover statuses and (for a harvest) what dedup and the artist cap will take from the
+    ok covers (stored, not counted) and the usable covers left against the target."""
     frame = catalog.status_table()
     pivot = frame.pivot_table(index="genre", columns="status", values="n", aggfunc="sum", fill_value=0)
     columns = ["ok", "no_art", "bad_image", "refused", "failed", "pending"]
@@ -565,8 +600,16 @@ def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = No
     table.add_column("candidates", justify="right")
     for c in columns:
         table.add_column(c, justify="right")
+    counted = {}
     if goal is not None:
-        table.add_column(f"usable (target {goal.target})", justify="right")
+        stats = stats or FetchStats()
+        counted = {
+            "duplicates": stats.duplicates,
+            "over cap": stats.over_cap,
+            f"usable (target {goal.target})": stats.usable,
+        }
+        for name in counted:
+            table.add_column(name, justify="right")
     totals = [0] * (len(columns) + 1)
     for genre in list(taxonomy.genres) + [AMBIGUOUS, UNLABELLED]:
         row = pivot.loc[genre] if genre in pivot.index else None
@@ -574,11 +617,7 @@ def summary_table(catalog: Catalog, taxonomy: Taxonomy, usable: dict | None = No
         cand = int(row.sum()) if row is not None else 0
         totals = [a + b for a, b in zip(totals, [cand] + values)]
         style = "dim" if genre in (AMBIGUOUS, UNLABELLED) else None
-        extra = []
-        if goal is not None:
-            extra = [str(usable[genre]) if usable and genre in usable else ""]
+        extra = [str(by_genre[genre]) if genre in by_genre else "" for by_genre in counted.values()]
         table.add_row(escape(genre), str(cand), *map(str, values), *extra, style=style)
-    table.add_row(
-        "total", *map(str, totals), *([str(sum((usable or {}).values()))] if goal is not None else []), style="bold"
-    )
+    table.add_row("total", *map(str, totals), *[str(sum(v.values())) for v in counted.values()], style="bold")
     return table

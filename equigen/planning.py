@@ -4,8 +4,10 @@ Fetch works in rounds. At a round's start every planned cover has its final stat
 round's plan is a function of the catalog alone: that is what makes a killed and resumed fetch
 end exactly where an uninterrupted one ends.
 
-- `usable_by_genre`: covers that `balance` can use -- ok, distinct by sha256, labelled, at or
-  above the minimum confidence, at most `artist_cap` per artist within a genre.
+- `usable_table` / `usable_by_genre`: covers that `dedup` + `balance` will keep -- ok, one per duplicate
+  cluster (exact or near: `dedup.dedup_rows`, the function `equigen dedup` runs, with its radius and
+  canonical pick, over every ok cover of the catalog), labelled, at or above the minimum confidence, at most
+  `artist_cap` per artist within a genre (`balance.usable_counts`, the count `balance` selects from).
 - `plan_round`: per genre, how many more covers to try: the shortfall against the target divided
   by the genre's observed yield (usable covers per tried cover, read optimistically; 1.0 before
   anything is known, so the first round never over-downloads).
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from equigen.balance import usable_counts
+from equigen.dedup import DEDUP_COLUMNS, DEFAULT_THRESHOLD, dedup_rows
 from equigen.records import require_columns
 from equigen.search_analysis import mb_tokens, phrase_in
 from equigen.taxonomy import normalize_tag
@@ -30,7 +34,21 @@ TRIED_STATUSES = ("ok", "no_art", "bad_image", "refused")  # a final answer abou
 MIN_YIELD = 0.05  # never plan more than 20 tries per missing cover, whatever the first tries showed
 
 
-USABLE_COLUMNS = ("mbid", "genre", "artist_mbid", "status", "sha256", "label_confidence", "seq")
+# Every target-genre release group, and every ok cover of any genre: an ok cover of another genre can be the
+# canonical member of a duplicate cluster and so take the cluster from a target genre, as in `equigen dedup`.
+USABLE_COLUMNS = (
+    "mbid",
+    "genre",
+    "artist_mbid",
+    "status",
+    "sha256",
+    "phash",
+    "width",
+    "height",
+    "first_release_date",
+    "label_confidence",
+    "seq",
+)
 
 
 def artist_key(artist_mbid, mbid) -> str:
@@ -49,20 +67,52 @@ def eligible_mask(rows: pd.DataFrame, genres: Sequence[str], min_confidence: flo
     return mask
 
 
-def usable_by_genre(
-    rows: pd.DataFrame, genres: Sequence[str], artist_cap: int, min_confidence: float = 0.0
-) -> dict[str, int]:
-    """Per genre, the covers `balance` could select: ok, first of their sha256, eligible, capped per artist.
+def canonical_mask(rows: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.Series:
+    """Per row: an ok cover that `equigen dedup --threshold T` would keep as its cluster's canonical member.
 
-    rows: mbid, genre, artist_mbid, status, sha256, label_confidence, seq.
+    The clustering is `dedup_rows` over the ok rows given (dedup clusters every ok cover of the catalog):
+    same sha256 or pHash within `threshold` bits, chained; canonical = largest area, then earliest date,
+    then smallest mbid. Rows that are not ok are False.
+    """
+    ok = (rows["status"] == "ok").to_numpy()
+    out = pd.Series(False, index=rows.index)
+    if ok.any():
+        clusters = dedup_rows(rows.loc[ok, list(DEDUP_COLUMNS)], threshold)
+        keep = dict(zip(clusters["mbid"], clusters["is_canonical"]))
+        out[ok] = rows.loc[ok, "mbid"].map(keep).astype(bool).to_numpy()
+    return out
+
+
+def usable_table(
+    rows: pd.DataFrame,
+    genres: Sequence[str],
+    artist_cap: int,
+    min_confidence: float = 0.0,
+    threshold: int = DEFAULT_THRESHOLD,
+    canonical: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Per genre, what `dedup` then `balance --artist-cap C --min-confidence M` will find: `balance.usable_counts`
+    (columns genre, covers, duplicates, below_confidence, eligible, over_cap, usable) over `rows` clustered
+    as `dedup` clusters them. `canonical`: canonical_mask(rows, threshold) if the caller has it already.
+
+    rows: USABLE_COLUMNS.
     """
     require_columns(rows, USABLE_COLUMNS, "usable_by_genre")
-    ok = rows[(rows["status"] == "ok") & eligible_mask(rows, genres, min_confidence)]
-    ok = ok.sort_values(["seq", "mbid"], kind="stable").drop_duplicates("sha256")
-    artists = [artist_key(a, m) for a, m in zip(ok["artist_mbid"], ok["mbid"])]
-    per_artist = ok.assign(artist=artists).groupby(["genre", "artist"]).size().clip(upper=artist_cap)
-    per_genre = per_artist.groupby(level="genre").sum()
-    return {g: int(per_genre.get(g, 0)) for g in genres}
+    if canonical is None:
+        canonical = canonical_mask(rows, threshold)
+    return usable_counts(rows.assign(is_canonical=canonical), genres, artist_cap, min_confidence)
+
+
+def usable_by_genre(
+    rows: pd.DataFrame,
+    genres: Sequence[str],
+    artist_cap: int,
+    min_confidence: float = 0.0,
+    threshold: int = DEFAULT_THRESHOLD,
+) -> dict[str, int]:
+    """Per genre, the covers `balance` will be able to select after `dedup` (see usable_table)."""
+    table = usable_table(rows, genres, artist_cap, min_confidence, threshold)
+    return dict(zip(table["genre"], table["usable"].astype(int).tolist()))
 
 
 @dataclass(frozen=True)
@@ -115,27 +165,32 @@ class RoundSelector:
 
     @classmethod
     def start(
-        cls, rows: pd.DataFrame, round_no: int, quota: Mapping[str, int], artist_cap: int, min_confidence: float = 0.0
+        cls,
+        rows: pd.DataFrame,
+        round_no: int,
+        quota: Mapping[str, int],
+        artist_cap: int,
+        min_confidence: float = 0.0,
+        threshold: int = DEFAULT_THRESHOLD,
+        canonical: pd.Series | None = None,
     ) -> RoundSelector:
-        """rows: USABLE_COLUMNS and planned_round (NaN = never planned)."""
+        """rows: USABLE_COLUMNS and planned_round (NaN = never planned). `canonical`: canonical_mask(rows,
+        threshold), used only when no row is planned for this round yet (else recomputed without them)."""
         require_columns(rows, (*USABLE_COLUMNS, "planned_round"), "RoundSelector.start")
         selector = cls(round_no, dict(quota), artist_cap, min_confidence)
         genres = list(quota)
-        rows = rows[eligible_mask(rows, genres, min_confidence)].sort_values(["seq", "mbid"], kind="stable")
-        # An ok cover whose bytes an earlier cover has is no slot of its artist (as in usable_by_genre). Only
-        # what the round started from counts here: a cover chosen this round holds its slot whatever its download
-        # later gave, as it did when it was chosen; so a resumed round chooses what the uninterrupted one chose.
+        # An ok cover that dedup would not keep (a duplicate of another cover: exact or near) holds no slot of its
+        # artist (as in usable_table). Only what the round started from counts here: a cover chosen this round holds
+        # its slot whatever its download later gave, as it did when it was chosen; so a resumed round clusters what
+        # the uninterrupted one clustered, and chooses what it chose.
         this_round = rows["planned_round"] == round_no
-        known = rows[~this_round]
-        repeat = (known["status"] == "ok") & known["sha256"].notna() & known["sha256"].duplicated()
-        rows = rows.drop(index=known.index[repeat])
+        if canonical is None or this_round.any():
+            canonical = canonical_mask(rows[~this_round], threshold).reindex(rows.index, fill_value=False)
+        repeat = ~this_round & (rows["status"] == "ok") & ~canonical
+        rows = rows[eligible_mask(rows, genres, min_confidence) & ~repeat].sort_values(["seq", "mbid"], kind="stable")
         planned = rows["planned_round"]
         this_round = planned == round_no
-        counted = (
-            this_round
-            | ((rows["status"] == "ok") & planned.notna() & (planned < round_no))
-            | ((rows["status"] == "ok") & planned.isna())
-        )
+        counted = this_round | (rows["status"] == "ok") & (planned.isna() | (planned < round_no))
         for row in rows[counted].itertuples(index=False):
             key = (row.genre, artist_key(row.artist_mbid, row.mbid))
             selector.held[key] = selector.held.get(key, 0) + 1

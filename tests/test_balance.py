@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from equigen.balance import default_artist_cap, select_balanced, short_genres
+from equigen.balance import default_artist_cap, select_balanced, short_genres, usable_counts
 
 GENRES = ["Rock", "Jazz", "Folk"]
 
@@ -59,9 +59,23 @@ def test_artist_cap_respected_and_round_robin():
 def test_shortfall_reported():
     result = select_balanced(catalog_rows(), GENRES, per_genre=30, seed=0, artist_cap=3)
     table = result.table.set_index("genre")
-    assert table.loc["Folk"].to_dict() == {"eligible": 5, "usable": 5, "selected": 5, "shortfall": 25}
+    assert table.loc["Folk"].to_dict() == {
+        "covers": 5,
+        "duplicates": 0,
+        "below_confidence": 0,
+        "eligible": 5,
+        "over_cap": 0,
+        "usable": 5,
+        "selected": 5,
+        "shortfall": 25,
+    }
     assert table.loc["Jazz", "usable"] == 24 and table.loc["Jazz", "shortfall"] == 6
-    assert table.loc["Rock", "eligible"] == 60 and table.loc["Rock", "usable"] == 33
+    assert table.loc["Jazz", "over_cap"] == 16
+    # Rock: 61 ok covers, one a non-canonical duplicate; "big" holds 30, 27 of them over the cap
+    assert table.loc["Rock", ["covers", "duplicates", "eligible", "over_cap", "usable"]].tolist() == [61, 1, 60, 27, 33]
+    pd.testing.assert_frame_equal(
+        usable_counts(catalog_rows(), GENRES, 3), result.table.drop(columns=["selected", "shortfall"])
+    )
     assert short_genres(result.table) == ["Jazz", "Folk"] == result.short_genres()
     assert len(result.selected) == 30 + 24 + 5
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 
 import pandas as pd
 import pytest
-from helpers import quiet_console
+from helpers import HARVEST_PER_GENRE, quiet_console
 from PIL import Image
+from rich.console import Console
 
 from equigen.catalog import Catalog
 from equigen.config import load_settings
@@ -99,3 +101,37 @@ def test_missing_or_empty_catalog(tmp_path):
 def test_bad_threshold(harvest_copy):
     with pytest.raises(EquigenError, match="--threshold"):
         run_dedup(harvest_copy, threshold=65, console=quiet_console())
+
+
+def test_fetch_counts_what_dedup_and_balance_find(harvest_copy, harvest_stats):
+    """The harvest's world plants near-duplicates (15 %, half of them the same artist's reissues): fetch's usable
+    count per genre is exactly what balance finds after dedup, so one fetch always balances."""
+    settings = harvest_copy
+    run_dedup(settings, console=quiet_console())
+    report = run_balance(settings, per_genre=HARVEST_PER_GENRE, seed=0, console=quiet_console())
+    assert report["stored"] and not report["short_genres"]
+    genres = {row["genre"]: row for row in report["genres"]}
+    assert {g: row["usable"] for g, row in genres.items()} == harvest_stats.usable
+    assert {g: row["duplicates"] for g, row in genres.items()} == harvest_stats.duplicates
+    assert {g: row["over_cap"] for g, row in genres.items()} == harvest_stats.over_cap
+    assert sum(harvest_stats.duplicates.values()) > 0, "the harvest should hold duplicates fetch did not count"
+
+
+def test_a_shortfall_says_what_duplicates_confidence_and_the_cap_took(harvest_copy):
+    settings = harvest_copy
+    run_dedup(settings, console=quiet_console())
+    console = Console(file=io.StringIO(), width=300)
+    with pytest.raises(EquigenError, match="cannot reach 500 covers"):
+        run_balance(settings, per_genre=500, artist_cap=1, min_confidence=0.5, console=console)
+    lines = [line for line in console.file.getvalue().splitlines() if line.startswith("short:")]
+    assert len(lines) == 15
+    report = json.loads((settings.data_dir / "reports" / "balance.json").read_text())
+    for row in report["genres"]:
+        assert row["covers"] == row["duplicates"] + row["below_confidence"] + row["eligible"]
+        assert row["eligible"] == row["over_cap"] + row["usable"]
+        line = next(line for line in lines if line.startswith(f"short: {row['genre']}:"))
+        assert (
+            f"{row['usable']} usable of {row['covers']} ok covers, short by {row['shortfall']}; lost "
+            f"{row['duplicates']} to duplicates (dedup keeps one cover per cluster), {row['below_confidence']} to "
+            f"--min-confidence 0.5, {row['over_cap']} to the artist cap of 1"
+        ) in line

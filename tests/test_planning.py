@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from equigen.balance import select_balanced
+from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows
 from equigen.planning import (
     MIN_YIELD,
     Cursor,
@@ -17,9 +20,20 @@ from equigen.planning import (
     plan_round,
     subsumed,
     usable_by_genre,
+    usable_table,
 )
 
 A1, A2, A3 = "artist-1", "artist-2", "artist-3"
+
+
+def far_phash(sha) -> str | None:
+    """A pHash per sha256: equal bytes, equal pHash; different bytes, hashes ~32 bits apart (never near)."""
+    return None if sha is None else hashlib.blake2b(str(sha).encode(), digest_size=8).hexdigest()
+
+
+def flip(phash: str, bits: int, shift: int = 0) -> str:
+    """A near copy: `bits` bits of the pHash flipped, from bit `shift` up."""
+    return f"{int(phash, 16) ^ (((1 << bits) - 1) << shift):016x}"
 
 
 def rows(*items):
@@ -28,6 +42,9 @@ def rows(*items):
         items, columns=["mbid", "genre", "artist_mbid", "status", "sha256", "label_confidence", "planned_round"]
     )
     frame["seq"] = np.arange(1, len(frame) + 1)
+    frame["phash"] = [far_phash(s) for s in frame["sha256"]]
+    frame["width"] = frame["height"] = 64.0
+    frame["first_release_date"] = None
     return frame
 
 
@@ -144,3 +161,72 @@ def test_a_resumed_round_counts_this_rounds_choices_as_when_they_were_made():
     after_kill.loc[1, ["status", "sha256", "planned_round"]] = ["ok", "s1", 2]
     resumed = RoundSelector.start(after_kill, 2, {"Rock": 5}, artist_cap=1)
     assert resumed.choose() == [] and resumed.chosen == {"Rock": 1}  # m2 stays out, as in the uninterrupted round
+
+
+def test_usable_counts_near_duplicates_as_dedup_clusters_them():
+    frame = rows(
+        ("m1", "Rock", A1, "ok", "s1", 1.0, 1),
+        ("m2", "Rock", A2, "ok", "s2", 1.0, 1),  # a near copy of m1 (4 bits): one cluster
+        ("m3", "Rock", A3, "ok", "s3", 1.0, 1),  # 12 bits from m1: a cluster of its own at the default radius
+        ("m4", "Jazz", "artist-4", "ok", "s4", 1.0, 1),
+        ("m5", "Rock", "artist-5", "ok", "s5", 1.0, 1),  # a larger near copy of m4: canonical, Jazz loses m4
+        ("m6", "Jazz", "artist-6", "ok", "s6", 1.0, 1),
+        ("m7", "ambiguous", "artist-7", "ok", "s7", 0.5, None),  # a larger near copy of m6, of no genre
+    )
+    frame.loc[frame.mbid == "m2", "phash"] = flip(frame.phash[0], 4)
+    frame.loc[frame.mbid == "m3", "phash"] = flip(frame.phash[0], 12, shift=32)
+    frame.loc[frame.mbid == "m5", "phash"] = flip(frame.phash[3], 2)
+    frame.loc[frame.mbid.isin(["m5", "m7"]), ["width", "height"]] = 500.0
+    frame.loc[frame.mbid == "m7", "phash"] = frame.phash[5]
+    assert usable_by_genre(frame, ["Rock", "Jazz"], artist_cap=2) == {"Rock": 3, "Jazz": 0}
+    assert usable_by_genre(frame, ["Rock", "Jazz"], artist_cap=2, threshold=12) == {"Rock": 2, "Jazz": 0}
+    table = usable_table(frame, ["Rock", "Jazz"], artist_cap=2).set_index("genre")
+    assert table.loc["Rock", ["covers", "duplicates", "usable"]].tolist() == [4, 1, 3]
+    assert table.loc["Jazz", ["covers", "duplicates", "usable"]].tolist() == [2, 2, 0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fetch_count_and_balance_selection_agree_exactly(seed):
+    """The count fetch plans with is what `dedup` + `balance` select from: planted exact and near duplicates
+    (within and across genres and artists, some larger than their source), a prolific artist, low confidence."""
+    rng = np.random.default_rng(seed)
+    genres = ["Rock", "Jazz", "Folk"]
+    items = []
+    for k in range(120):
+        genre = rng.choice([*genres, "ambiguous"], p=[0.4, 0.3, 0.2, 0.1])
+        artist = "prolific" if rng.random() < 0.2 else (None if rng.random() < 0.1 else f"a{rng.integers(40)}")
+        status = rng.choice(["ok", "no_art", "bad_image", "pending"], p=[0.7, 0.15, 0.05, 0.1])
+        sha = f"s{k}" if status == "ok" else None
+        items.append((f"m{k:03d}", genre, artist, status, sha, float(rng.choice([0.4, 0.7, 1.0])), 1))
+    frame = rows(*items)
+    ok = frame.index[frame.status == "ok"]
+    for i in rng.choice(ok, 30, replace=False):  # copies: exact bytes, or 0-12 bits from another ok cover
+        j = rng.choice(ok)
+        if rng.random() < 0.2:
+            frame.loc[i, ["sha256", "phash"]] = frame.loc[j, ["sha256", "phash"]].tolist()
+        else:
+            frame.loc[i, "phash"] = flip(frame.phash[j], int(rng.integers(0, 13)))
+        frame.loc[i, ["width", "height"]] = float(rng.choice([32, 64, 128]))
+    for cap, min_confidence in [(1, 0.0), (2, 0.0), (3, 0.6), (2, 0.8)]:
+        counted = usable_by_genre(frame, genres, artist_cap=cap, min_confidence=min_confidence)
+        clusters = dedup_rows(frame[frame.status == "ok"], DEFAULT_THRESHOLD)
+        catalog = frame.merge(clusters, on="mbid", how="left")
+        for genre, n in counted.items():
+            # balance --per-genre n succeeds there, and n + 1 falls short by exactly one
+            exact = select_balanced(catalog, [genre], n, seed=seed, artist_cap=cap, min_confidence=min_confidence)
+            assert exact.short_genres() == [] and len(exact.selected) == n
+            over = select_balanced(catalog, [genre], n + 1, seed=seed, artist_cap=cap, min_confidence=min_confidence)
+            assert over.table["shortfall"].tolist() == [1]
+        assert sum(counted.values()) > 0
+
+
+def test_round_selector_gives_no_slot_to_a_near_duplicate():
+    frame = rows(
+        ("m1", "Rock", A1, "ok", "s1", 1.0, 1),
+        ("m2", "Rock", A1, "ok", "s2", 1.0, 1),  # a near copy of m1 (a reissue): holds no slot of A1
+        ("m3", "Rock", A1, "pending", None, 1.0, None),
+        ("m4", "Rock", A1, "pending", None, 1.0, None),
+    )
+    frame.loc[frame.mbid == "m2", "phash"] = flip(frame.phash[0], 6)
+    assert RoundSelector.start(frame, 2, {"Rock": 5}, artist_cap=2).choose() == ["m3"]
+    assert RoundSelector.start(frame, 2, {"Rock": 5}, artist_cap=2, threshold=4).choose() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import itertools
@@ -612,6 +613,7 @@ def test_simulate_cli_help_explains_the_knobs():
     result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "--art-coverage" in result.output and "--thin" in result.output and "0.45" in result.output
+    assert "--reissues" in result.output
 
 
 # ---- real-world timing (issue 13's rehearsal) ---------------------------------------------------------------
@@ -657,3 +659,23 @@ def test_realistic_resets_and_stalls():
         url = handle.world.image_url(handle.url, usable(handle.world)[0].mbid, 250)
         with pytest.raises(requests.Timeout):
             requests.get(url, timeout=0.5)
+
+
+def test_reissues_re_encode_a_cover_of_the_same_genre_at_the_share():
+    base = WorldConfig.small(SEED, cover_px=None)
+    plain = World.build(base).truth()
+    world = World.build(dataclasses.replace(base, reissue_fraction=0.2))
+    truth = world.truth()
+    copies = {d["mbid"]: d for d in truth["duplicates"]}
+    new = [copies[m] for m in copies.keys() - {d["mbid"] for d in plain["duplicates"]}]
+    covers = sum(r["usable"] + r["duplicates"] for r in truth["genres"].values())
+    assert 0.15 <= len(new) / covers <= 0.25
+    assert all(d["genre"] == d["source_genre"] for d in new)
+    assert sum(d["same_artist"] for d in new) > len(new) / 2  # mostly the artist's own album re-issued
+    assert {d["transform"] for d in new} == {"reencode", "resize", "border"}
+    assert not {d["source_mbid"] for d in truth["duplicates"]} & set(copies)  # no chains
+    for d in [d for d in new if d["transform"] != "border"][:12]:
+        a, b = (
+            imagehash.phash(Image.open(io.BytesIO(world.cover_bytes(m, 250)))) for m in (d["mbid"], d["source_mbid"])
+        )
+        assert a - b <= DEFAULT_THRESHOLD, d
