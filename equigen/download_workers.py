@@ -116,9 +116,7 @@ def validate_and_store(
     """
     data = data or b""
     try:
-        info = inspect_image(data, max_pixels, min_side)
-        if max_side is not None and max(info.width, info.height) > max_side:
-            raise BadImage(f"{info.width}x{info.height} is far larger than the thumbnail asked for")
+        info = inspect_image(data, max_pixels, min_side, max_side)  # the size is judged before decoding
     except BadImage as exc:
         return CoverResult(mbid, "bad_image", http_status, str(exc)[:300], bytes=len(data), source_url=url)
     path = store_image(data_dir, info.sha256, info.ext, data)

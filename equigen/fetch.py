@@ -42,11 +42,13 @@ from equigen.errors import EquigenError, check_number
 from equigen.lock import data_folder_lock
 from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
 from equigen.planning import (
+    MAX_SEARCH_OFFSET,
     TRIED_STATUSES,
     Cursor,
     GenreProgress,
     RoundSelector,
     canonical_mask,
+    dry_genres,
     next_search,
     plan_round,
     subsumed,
@@ -82,6 +84,7 @@ class FetchStats:
     tight: dict = field(default_factory=dict)
     failed_by_genre: dict = field(default_factory=dict)  # covers whose download failed (the next run retries them)
     exhausted: set = field(default_factory=set)  # genres with every tag searched and no candidate left
+    dry: dict = field(default_factory=dict)  # genres stopped after planning.DRY_TRIES tried covers without an ok one
     stored: int = 0  # ok covers in the catalog's target genres after the run
     published: int = 0  # covers balance --per-genre will publish (per genre: min(per_genre, usable))
 
@@ -274,8 +277,13 @@ def _run_fetch_unlocked(
                     if failed
                     else "balance with a lower --per-genre or --allow-short"
                 )
+                searched = (
+                    f"searches stopped after {stats.dry[genre]} tried covers in a row brought no ok one"
+                    if genre in stats.dry
+                    else "every tag searched"
+                )
                 console.print(
-                    f"[yellow]short:[/] {escape(genre)}: every tag searched, "
+                    f"[yellow]short:[/] {escape(genre)}: {searched}, "
                     f"{stats.usable.get(genre, 0)} usable covers "
                     f"for --per-genre {per_genre} (short by {missing}); {advice}",
                     highlight=False,
@@ -443,6 +451,8 @@ async def _rounds(
             rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence, goal.threshold, canonical
         )
         stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
+        stats.dry = dry_genres(rows, targets)  # a service that answers for ever with albums without art stops here
+        stats.exhausted |= set(stats.dry)
         for g in targets:
             progress.update(
                 bars[g],
@@ -558,7 +568,7 @@ class _Discovery:
         progress.update(bar, info=escape(f"search {tag!r} @ {cursor.next_offset}"))
         page = await mb.search_tag(tag, cursor.next_offset, self.taxonomy.label, self.skipped)
         offset = cursor.next_offset + page.returned
-        exhausted = page.returned == 0 or offset >= page.count
+        exhausted = page.returned == 0 or offset >= page.count or offset >= MAX_SEARCH_OFFSET
         earlier = self.returned.setdefault((genre, tag), set())
         if page.ids and earlier.issuperset(page.ids):
             # A server whose pages repeat what this search already returned would be paged for ever.

@@ -122,14 +122,19 @@ def draft_scale(width: int, height: int) -> int:
     return next((s for s in (8, 4, 2) if ratio >= s), 1)
 
 
-def _check_size(width: int, height: int, max_pixels: int, min_side: int) -> None:
+def _check_size(width: int, height: int, max_pixels: int, min_side: int, max_side: int | None = None) -> None:
+    """From the header, before a pixel is decoded (a 6300 x 6300 PNG under the pixel cap decodes to 687 MB)."""
     if width * height > max_pixels:
         raise BadImage(f"{width}x{height} exceeds the pixel cap of {max_pixels}")
+    if max_side is not None and max(width, height) > max_side:
+        raise BadImage(f"{width}x{height} is far larger than the thumbnail asked for")
     if min(width, height) < min_side:
         raise BadImage(f"{width}x{height} is smaller than the minimum side {min_side}")
 
 
-def _clean_jpeg_luma(data: bytes, max_pixels: int, min_side: int) -> tuple[np.ndarray, int, int] | None:
+def _clean_jpeg_luma(
+    data: bytes, max_pixels: int, min_side: int, max_side: int | None = None
+) -> tuple[np.ndarray, int, int] | None:
     """(luma, width, height) of a JPEG that libjpeg-turbo decodes without a single warning; None for
     anything else (truncated, corrupt, CMYK, not a JPEG), which Pillow then judges (_pillow_luma)."""
     if not data.startswith(JPEG_MAGIC):
@@ -138,7 +143,7 @@ def _clean_jpeg_luma(data: bytes, max_pixels: int, min_side: int) -> tuple[np.nd
         height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
-    _check_size(width, height, max_pixels, min_side)  # before any pixel is decoded
+    _check_size(width, height, max_pixels, min_side, max_side)  # before any pixel is decoded
     scale = draft_scale(width, height)
     try:
         luma = simplejpeg.decode_jpeg(
@@ -149,14 +154,16 @@ def _clean_jpeg_luma(data: bytes, max_pixels: int, min_side: int) -> tuple[np.nd
     return luma[:, :, 0].astype(np.float32), width, height
 
 
-def _pillow_luma(data: bytes, max_pixels: int, min_side: int) -> tuple[np.ndarray, int, int, str]:
+def _pillow_luma(
+    data: bytes, max_pixels: int, min_side: int, max_side: int | None = None
+) -> tuple[np.ndarray, int, int, str]:
     """Every format, and the JPEGs the clean path declined: decoded in full by Pillow (a JPEG at draft scale)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            _check_size(width, height, max_pixels, min_side)
+            _check_size(width, height, max_pixels, min_side, max_side)
             fmt = image.format or "?"
             if fmt not in FORMAT_EXT:
                 raise BadImage(f"unsupported image format {fmt}")
@@ -175,8 +182,13 @@ def _pillow_luma(data: bytes, max_pixels: int, min_side: int) -> tuple[np.ndarra
     return luma, width, height, STORED_FORMAT.get(fmt, fmt)
 
 
-def inspect_image(data: bytes, max_pixels: int = 40_000_000, min_side: int = 32) -> ImageInfo:
+def inspect_image(
+    data: bytes, max_pixels: int = 40_000_000, min_side: int = 32, max_side: int | None = None
+) -> ImageInfo:
     """Validate cover bytes (every coefficient or pixel decoded) and hash them; raise BadImage with the reason.
+
+    Sizes are judged from the header before decoding: over max_pixels, a side under min_side or over max_side
+    (a cover far larger than the thumbnail asked for) is refused without decoding a pixel.
 
     Clean JPEGs (nearly every cover) take libjpeg-turbo's direct path (simplejpeg); anything it warns
     about goes to Pillow, whose verdict stands (a truncated file fails, a stray byte does not)."""
@@ -185,12 +197,12 @@ def inspect_image(data: bytes, max_pixels: int = 40_000_000, min_side: int = 32)
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype", b"<html", b"<?xml", b"{")):
         raise BadImage("body is HTML/text, not an image")
-    clean = _clean_jpeg_luma(data, max_pixels, min_side)
+    clean = _clean_jpeg_luma(data, max_pixels, min_side, max_side)
     if clean is not None:
         luma, width, height = clean
         fmt = "JPEG"
     else:
-        luma, width, height, fmt = _pillow_luma(data, max_pixels, min_side)
+        luma, width, height, fmt = _pillow_luma(data, max_pixels, min_side, max_side)
     return ImageInfo(
         sha256=hashlib.sha256(data).hexdigest(),
         phash=f"{phash_from_luma(luma):016x}",

@@ -32,6 +32,10 @@ from equigen.taxonomy import normalize_tag
 
 TRIED_STATUSES = ("ok", "no_art", "bad_image", "refused")  # a final answer about a cover ("failed" is not one)
 MIN_YIELD = 0.05  # never plan more than 20 tries per missing cover, whatever the first tries showed
+# A genre whose last DRY_TRIES tried covers brought not one ok cover stops searching: on the real archive about half
+# of the albums have art, so 500 misses in a row mean a broken or hostile service, not bad luck (0.5**500).
+DRY_TRIES = 500
+MAX_SEARCH_OFFSET = 200_000  # per tag: 2,000 pages, far beyond what any genre of a harvest needs
 
 
 # Every target-genre release group, and every ok cover of any genre: an ok cover of another genre can be the
@@ -113,6 +117,24 @@ def usable_by_genre(
     """Per genre, the covers `balance` will be able to select after `dedup` (see usable_table)."""
     table = usable_table(rows, genres, artist_cap, min_confidence, threshold)
     return dict(zip(table["genre"], table["usable"].astype(int).tolist()))
+
+
+def dry_genres(rows: pd.DataFrame, genres: Sequence[str], limit: int = DRY_TRIES) -> dict[str, int]:
+    """Genres whose covers tried since their last ok one (by fetch round) number `limit` or more -> that number.
+
+    A pure function of the catalog's rows (genre, status, planned_round), so a resumed fetch stops where an
+    uninterrupted one stops.
+    """
+    require_columns(rows, ("genre", "status", "planned_round"), "dry_genres")
+    out = {}
+    planned = rows[rows["planned_round"].notna() & rows["genre"].isin(genres)]
+    for genre, mine in planned.groupby("genre"):
+        ok_rounds = mine.loc[mine["status"] == "ok", "planned_round"]
+        since = mine["planned_round"] > (ok_rounds.max() if len(ok_rounds) else 0)
+        misses = int((since & mine["status"].isin(TRIED_STATUSES)).sum())
+        if misses >= limit:
+            out[str(genre)] = misses
+    return out
 
 
 @dataclass(frozen=True)
