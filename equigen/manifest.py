@@ -47,8 +47,8 @@ def write_manifest(path: Path, items: pd.DataFrame) -> None:
     """The items' manifest columns, with the shards' pinned writer options (same items, same bytes)."""
     columns = {name: [None if pd.isna(v) else v for v in items[name]] for name in MANIFEST_COLUMNS}
     table = pa.Table.from_pydict(columns, schema=pa.schema(MANIFEST_COLUMNS.items()))
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp, **WRITE_OPTIONS)
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:  # a file object: the path may not be UTF-8
+        pq.write_table(table, fh, **WRITE_OPTIONS)
 
 
 def read_manifest(path: Path | str) -> pd.DataFrame:
@@ -57,7 +57,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
     # ~100k items of a few hundred bytes each; a manifest carries no images
     check_parquet_size(path, "manifest", max_rows=5_000_000, bytes_per_row=4096)
     try:
-        table = pq.read_table(path)
+        with open(path, "rb") as fh:
+            table = pq.read_table(fh)
     except FileNotFoundError:
         raise EquigenError(f"manifest {path} not found") from None
     except (pa.ArrowException, OSError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -116,8 +117,8 @@ def write_split(
         table = pa.Table.from_pydict(columns, schema=schema)
         arrow_bytes += table.nbytes
         path = out_dir / shard_name(split, index, count)
-        with atomic_output(path) as tmp:  # a shard is either complete or absent
-            pq.write_table(table, tmp, **WRITE_OPTIONS)
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:  # a shard is either complete or absent
+            pq.write_table(table, fh, **WRITE_OPTIONS)
         paths.append(path)
     return paths, arrow_bytes
 
@@ -129,6 +130,9 @@ def shard_files(dataset_dir: Path) -> dict[str, list[Path]]:
     """Split -> its shard paths in order; EquigenError for a missing data folder, a stray file or a broken set."""
     data = _data_folder(dataset_dir)
     names = [path.name for path in sorted(data.glob("*.parquet"))]
+    linked = [name for name in names if (data / name).is_symlink()]
+    if linked:  # a link may point anywhere (a huge file outside, another dataset): never read through one
+        raise EquigenError(f"shard {linked[0]} in {data} is a symbolic link: a dataset holds its shards itself")
     for name in names:
         match = SHARD_RE.fullmatch(name)
         if not match or match["split"] not in SPLITS:
@@ -173,6 +177,7 @@ def _data_folder(dataset_dir: Path) -> Path:
     return data
 
 
+MAX_CHECKSUMS_BYTES = 16 << 20  # a checksums line per file: a real one is a few KB
 MAX_TEXT_VALUE = 64 << 10  # bytes of one string value (a title, an artist): real ones are a few hundred
 MAX_BINARY_VALUE = 12 << 20  # bytes of one binary value (a cover: the 10 MB download cap plus margin)
 
@@ -187,7 +192,8 @@ def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int,
     decoded total are bounded without materialising any copy.
     """
     try:
-        meta = pq.ParquetFile(path).metadata
+        with open(path, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
     except FileNotFoundError:
         raise EquigenError(f"{what} {path} not found") from None
     except (pa.ArrowException, OSError) as exc:
@@ -225,15 +231,15 @@ def _byte_leaves(field: pa.Field, prefix: str = "") -> Iterator[str]:
 def _decoded_bytes(path: Path, limit: int, batch_rows: int = 4096) -> int:
     """The bytes a Parquet file's rows decode to, counted batch by batch with text and binary columns read as
     dictionaries (indices plus each distinct value once); ValueError for one value over its cap."""
-    schema = pq.read_schema(path)
-    leaves = [leaf for f in schema for leaf in _byte_leaves(f)]
-    reader = pq.ParquetFile(path, read_dictionary=leaves)
     total = 0
-    for batch in reader.iter_batches(batch_size=batch_rows):
-        for name, column in zip(batch.schema.names, batch.columns):
-            total += _array_bytes(name, column)
-            if total > limit:
-                return total
+    with open(path, "rb") as fh:
+        leaves = [leaf for f in pq.read_schema(fh) for leaf in _byte_leaves(f)]
+        reader = pq.ParquetFile(fh, read_dictionary=leaves)
+        for batch in reader.iter_batches(batch_size=batch_rows):
+            for name, column in zip(batch.schema.names, batch.columns):
+                total += _array_bytes(name, column)
+                if total > limit:
+                    return total
     return total
 
 
@@ -252,7 +258,8 @@ def _array_bytes(name: str, array: pa.Array) -> int:
 
 def read_schema(path: Path) -> pa.Schema:
     try:
-        return pq.read_schema(path)
+        with open(path, "rb") as fh:  # opened by us: pyarrow cannot take a path that is not UTF-8
+            return pq.read_schema(fh)
     except FileNotFoundError:
         raise EquigenError(f"shard {path} is missing") from None
     except (pa.ArrowException, OSError) as exc:
@@ -269,8 +276,9 @@ def iter_batches(path: Path, columns: Sequence[str] | None = None, batch_rows: i
     """Record batches of one shard; EquigenError for a missing, corrupt or implausibly large shard."""
     check_shard_size(path)
     try:
-        reader = pq.ParquetFile(path)
-        yield from reader.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None)
+        with open(path, "rb") as fh:
+            reader = pq.ParquetFile(fh)
+            yield from reader.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None)
     except FileNotFoundError:
         raise EquigenError(f"shard {path} is missing") from None
     except (pa.ArrowException, OSError) as exc:
@@ -304,13 +312,13 @@ def schema_problems(schema: pa.Schema, columns: Sequence[str] | None = None) -> 
         return problems
     problems += [f"unexpected column {name}" for name in actual if name not in expected]
     try:
-        features = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
+        features = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]  # may nest too deep
         names = _label_names(features)
         if features["image"]["_type"] != "Image" or features["label"]["_type"] != "ClassLabel":
             problems.append("huggingface metadata: image must be an Image and label a ClassLabel")
         if names is None:
             problems.append("huggingface metadata: ClassLabel has no names")
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         problems.append("missing or malformed huggingface schema metadata")
     return problems
 
@@ -319,7 +327,7 @@ def class_names(schema: pa.Schema) -> list[str]:
     """The ClassLabel names stored in a shard's metadata."""
     try:
         names = _label_names(json.loads(schema.metadata[b"huggingface"])["info"]["features"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         names = None
     if names is None:
         raise EquigenError("shard has no ClassLabel names in its huggingface metadata")
@@ -346,8 +354,26 @@ def sha256_file(path: Path) -> str:
 
 
 def _dataset_files(dataset_dir: Path) -> list[str]:
+    """Every file of the folder (links included, never followed), relative, but the checksums file itself."""
     root = Path(dataset_dir)
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+    found = []
+    for folder, dirs, files in os.walk(root):  # followlinks=False: a link to a folder is listed, not entered
+        base = Path(folder)
+        found += [
+            (base / name).relative_to(root).as_posix() for name in files + [d for d in dirs if (base / d).is_symlink()]
+        ]
+    return sorted(f for f in found if f != CHECKSUMS)
+
+
+def symlinks(dataset_dir: Path) -> list[str]:
+    """Symbolic links inside a dataset folder (relative paths): a published dataset holds only regular files."""
+    root = Path(dataset_dir)
+    out = []
+    for folder, dirs, files in os.walk(root):
+        out += [
+            (Path(folder) / n).relative_to(root).as_posix() for n in dirs + files if (Path(folder) / n).is_symlink()
+        ]
+    return sorted(out)
 
 
 def write_checksums(dataset_dir: Path) -> Path:
@@ -365,8 +391,18 @@ def checksum_problems(dataset_dir: Path) -> list[str]:
     path = root / CHECKSUMS
     if not path.is_file():
         return [f"{CHECKSUMS} is missing"]
+    if path.is_symlink():
+        return [f"{CHECKSUMS} is a symbolic link: not read"]
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_CHECKSUMS_BYTES + 1)
+    if len(raw) > MAX_CHECKSUMS_BYTES:
+        return [f"{CHECKSUMS} is larger than {MAX_CHECKSUMS_BYTES:,} bytes: not read"]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return [f"{CHECKSUMS} is not UTF-8 text"]
     listed = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         digest, sep, rel = line.partition("  ")
         if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest):
             return [f"{CHECKSUMS} line {number} is not in sha256sum format"]
@@ -378,7 +414,9 @@ def checksum_problems(dataset_dir: Path) -> list[str]:
             del listed[rel]
             continue
         target = root / rel
-        if not target.is_file():
+        if any(p.is_symlink() for p in [target, *target.parents] if root in p.parents or p == target):
+            problems.append(f"{rel}: a symbolic link (a copy or upload would lose what it points to)")
+        elif not target.is_file():
             problems.append(f"{rel}: listed but missing")
         elif sha256_file(target) != digest:
             problems.append(f"{rel}: checksum mismatch")

@@ -32,10 +32,16 @@ from equigen.shards import (
     read_schema,
     schema_problems,
     shard_files,
+    symlinks,
 )
 from equigen.split import shared_artist
 
 REQUIRED_FILES = ("README.md", "croissant.json", "checksums.sha256")
+MAX_JSON_BYTES = 16 << 20  # croissant.json: a real one is a few KB
+# Covers are Cover Art Archive thumbnails (at most 1200 px, and the downloader admits twice the size asked for):
+# anything larger is not a cover of ours, and is refused from its header before a pixel is decoded.
+MAX_COVER_SIDE = 2 * 1200
+MAX_COVER_PIXELS = MAX_COVER_SIDE * MAX_COVER_SIDE
 _EXAMPLES = 3
 
 
@@ -68,6 +74,18 @@ def audit_items(items: pd.DataFrame, names: list[str], radius: int) -> list[Chec
     bad = items[items["decode_error"].notna()]
     checks.append(
         _check("images decode", [f"{r.release_group_mbid}: {r.decode_error}" for r in bad.itertuples()], len(items))
+    )
+    sized = items[items["actual_width"].notna()]
+    wrong_size = sized[(sized["width"] != sized["actual_width"]) | (sized["height"] != sized["actual_height"])]
+    checks.append(
+        _check(
+            "width and height columns match the image",
+            [
+                f"{r.release_group_mbid}: columns {r.width}x{r.height}, image {r.actual_width}x{r.actual_height}"
+                for r in wrong_size.itertuples()
+            ],
+            len(sized),
+        )
     )
     mismatch = items[items["sha256"] != items["actual_sha256"]]
     checks.append(
@@ -171,16 +189,16 @@ def cross_split_near_pairs(items: pd.DataFrame, radius: int) -> list[str]:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _hash_image(data: bytes | None) -> tuple[str | None, str | None, str | None]:
-    """(sha256, pHash, decode error) of one image's bytes."""
+def _hash_image(data: bytes | None) -> tuple[str | None, str | None, str | None, int | None, int | None]:
+    """(sha256, pHash, decode error, width, height) of one image's bytes, its size judged before decoding."""
     if data is None:
-        return None, None, "no image bytes"
+        return None, None, "no image bytes", None, None
     sha = hashlib.sha256(data).hexdigest()
     try:
-        info = inspect_image(data, max_pixels=1 << 62, min_side=1)
+        info = inspect_image(data, max_pixels=MAX_COVER_PIXELS, min_side=1, max_side=MAX_COVER_SIDE)
     except BadImage as exc:
-        return sha, None, str(exc)
-    return sha, info.phash, None
+        return sha, None, str(exc), None, None
+    return sha, info.phash, None, info.width, info.height
 
 
 def read_items(dataset_dir: Path) -> tuple[pd.DataFrame, list[Check], list[str]]:
@@ -206,7 +224,7 @@ def read_items(dataset_dir: Path) -> tuple[pd.DataFrame, list[Check], list[str]]
                         fresh = pd.DataFrame(
                             list(pool.map(_hash_image, images)),
                             index=frame.index,
-                            columns=["actual_sha256", "phash_actual", "decode_error"],
+                            columns=["actual_sha256", "phash_actual", "decode_error", "actual_width", "actual_height"],
                             dtype=object,
                         )
                         frame = frame.join(fresh)
@@ -222,7 +240,8 @@ def read_items(dataset_dir: Path) -> tuple[pd.DataFrame, list[Check], list[str]]
             _check("same ClassLabel names in every shard", [f"{f}: {list(n)}" for n, f in names_seen.items()])
         )
     names = list(next(iter(names_seen), ()))
-    columns = [*METADATA_COLUMNS, "actual_sha256", "phash_actual", "decode_error", "split", "shard"]
+    fresh = ["actual_sha256", "phash_actual", "decode_error", "actual_width", "actual_height"]
+    columns = [*METADATA_COLUMNS, *fresh, "split", "shard"]
     items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return items, checks, names
 
@@ -230,12 +249,17 @@ def read_items(dataset_dir: Path) -> tuple[pd.DataFrame, list[Check], list[str]]
 def file_checks(dataset_dir: Path) -> list[Check]:
     problems = [f"{name} is missing" for name in REQUIRED_FILES if not (dataset_dir / name).is_file()]
     croissant = dataset_dir / "croissant.json"
-    if croissant.is_file():
+    if croissant.is_file() and not croissant.is_symlink():
+        with open(croissant, "rb") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)
         try:
-            json.loads(croissant.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            if len(raw) > MAX_JSON_BYTES:
+                raise ValueError("too large")
+            json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
             problems.append("croissant.json is not valid JSON")
     checks = [_check("README.md, croissant.json, checksums.sha256 present", problems)]
+    checks.append(_check("no symbolic links (a copy or upload would lose what they point to)", symlinks(dataset_dir)))
     checks.append(_check("checksums.sha256 matches every file", checksum_problems(dataset_dir)))
     return checks
 
