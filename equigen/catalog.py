@@ -96,6 +96,9 @@ MIGRATE_1_TO_2 = (
 COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "refused", "failed")
 
 
+SQL_CHUNK = 900  # values bound per IN (...): under SQLite's oldest limit of 999 variables
+
+
 class Catalog:
     """Open (and create or migrate) the catalog at `path`."""
 
@@ -215,15 +218,16 @@ class Catalog:
 
     def known_mbids(self, mbids: Sequence[str]) -> set[str]:
         """Which of these release groups the catalog holds already."""
-        mbids = list(mbids)
-        if not mbids:
-            return set()
-        return {
-            row[0]
-            for row in self.conn.execute(
-                f"SELECT mbid FROM release_groups WHERE mbid IN ({','.join('?' * len(mbids))})", mbids
-            )
-        }
+        return {row[0] for row in self._select_in("SELECT mbid FROM release_groups WHERE mbid IN ({})", list(mbids))}
+
+    def _select_in(self, sql: str, values: Sequence, before: Sequence = ()) -> list[tuple]:
+        """Rows of `sql` (one `IN ({})`) over all `values`, in chunks SQLite can bind: a 250,000-row manifest
+        would otherwise bind more variables than SQLite allows ("too many SQL variables")."""
+        rows: list[tuple] = []
+        for i in range(0, len(values), SQL_CHUNK):
+            chunk = values[i : i + SQL_CHUNK]
+            rows += self.conn.execute(sql.format(",".join("?" * len(chunk))), [*before, *chunk]).fetchall()
+        return rows
 
     def genre_counts(self) -> dict[str, int]:
         """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""
@@ -267,10 +271,11 @@ class Catalog:
             new = []
         else:
             stored = dict(
-                self.conn.execute(
-                    f"SELECT mbid, seq FROM release_groups WHERE seq > ? AND mbid IN ({','.join('?' * len(groups))})",
-                    [seq, *[g.mbid for g in groups]],
-                ).fetchall()
+                self._select_in(
+                    "SELECT mbid, seq FROM release_groups WHERE seq > ? AND mbid IN ({})",
+                    [g.mbid for g in groups],
+                    before=[seq],
+                )
             )
             unique = {g.mbid: g for g in reversed(groups)}  # a page may list an MBID twice: the first one counts
             new = sorted(((g, stored[m]) for m, g in unique.items() if m in stored), key=lambda pair: pair[1])

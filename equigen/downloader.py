@@ -199,6 +199,8 @@ class CoverDownloader:
     def raise_if_broken(self) -> None:
         """Many failed downloads in a row: the Cover Art Archive is unreachable; stop rather than try them all.
         A local error (disk full) stops the harvest too, after the results so far are recorded."""
+        if self.backend is not None:
+            self.backend.check()  # the download processes' watchdog runs while discovery pages too
         if self.fatal is not None:
             self.flush()
             raise self.fatal
@@ -310,6 +312,7 @@ class _Child:
     capacity: int  # MBIDs sent and not answered, at most: enough to keep its connections busy
     outstanding: int = 0
     alive: bool = True
+    heard: float = 0.0  # monotonic time of its last message, or of the work handed to it while it held none
 
 
 class _DownloadProcesses(_Backend):
@@ -360,6 +363,8 @@ class _DownloadProcesses(_Backend):
             except OSError:  # it died: _receive reports it
                 self.waiting.extendleft(reversed(batch))
                 continue
+            if child.outstanding == 0:
+                child.heard = time.monotonic()
             child.outstanding += len(batch)
 
     def _receive(self, child: _Child) -> None:
@@ -372,6 +377,7 @@ class _DownloadProcesses(_Backend):
                 except (EOFError, OSError):
                     self._lost(child)
                     return
+                child.heard = time.monotonic()
                 self._handle(child, message)
             self._hand_out()
         except Exception as exc:  # recording failed (the catalog): the run stops with that error at the next check
@@ -392,6 +398,27 @@ class _DownloadProcesses(_Backend):
             if not isinstance(error, EquigenError):  # a bug: its traceback, from the download process
                 error = RuntimeError(f"a download process failed:\n{text}")
             self.downloader.fail(error, cover_done=False)
+
+    def stall_limit(self) -> float:
+        """Seconds a download process holding covers may stay silent: each of its covers ends within its attempts'
+        request timeouts (three hops each) and backoffs, and it holds several at once, so silence this long means
+        it hangs (a decoder stuck on a crafted image), which no HTTP timeout would end."""
+        return 3 * self.job.timeout * self.job.max_attempts + 10.0
+
+    def check(self) -> None:
+        """The watchdog: a download process that holds covers and has said nothing for stall_limit() stops the
+        run in one line (re-running resumes; what was recorded stays)."""
+        now, limit = time.monotonic(), self.stall_limit()
+        for child in self.children:
+            if child.alive and child.outstanding > 0 and now - child.heard > limit and self.downloader.fatal is None:
+                child.process.kill()
+                self.downloader.fail(
+                    EquigenError(
+                        f"a download process held {child.outstanding} covers without answering for {limit:.0f} s "
+                        "(hung): stopped it; re-run the same command to resume"
+                    ),
+                    cover_done=False,
+                )
 
     def _lost(self, child: _Child) -> None:
         asyncio.get_running_loop().remove_reader(child.conn.fileno())
