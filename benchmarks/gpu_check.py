@@ -101,7 +101,8 @@ def build_dataset(a, out: Path, res: dict) -> Path:
                     raise RuntimeError(f"the simulator did not start:\n{log.read_text()[-2000:]}") from None
                 time.sleep(0.2)
         stages = {"simulator_start": time.monotonic() - t}
-        say(f"build: simulator ({artists} artists, {a.render_processes} render processes) up in {stages['simulator_start']:.1f} s")
+        up = stages["simulator_start"]
+        say(f"build: simulator ({artists} artists, {a.render_processes} render processes) up in {up:.1f} s")
         common = ["--data-dir", str(data)]
         stages["fetch"] = equigen(
             ["fetch", *common, "--musicbrainz-url", url, "--coverart-url", url, "--per-genre", str(a.per_genre),
@@ -148,7 +149,9 @@ def loader_alone(a, dataset: Path, res: dict) -> None:
                 n += len(x)
             it_s.append(n / (time.perf_counter() - t))
         out[workers] = {"img_s": it_s[-1], "img_s_per_worker": it_s[-1] / workers, "images": n}
-        say(f"loader: {workers} workers {it_s[-1]:.0f} img/s ({it_s[-1] / workers:.0f} per worker) at {a.image_size} px")
+        say(
+            f"loader: {workers} workers {it_s[-1]:.0f} img/s ({it_s[-1] / workers:.0f} per worker) at {a.image_size} px"
+        )
         del loader
     res["loader"] = out
 
@@ -187,53 +190,61 @@ def nvjpeg(a, dataset: Path, res: dict) -> None:
 # ---- 4. synthetic ceiling ----------------------------------------------------------------------------
 
 
-def ceiling(a, res: dict) -> None:
+def _ceiling_one(name: str, a, cuda: bool) -> dict:
     import torch
     from torch import nn
 
     from equigen.baseline.models import build_model
 
-    cuda = torch.cuda.is_available() and not a.dry_run
     device = torch.device("cuda" if cuda else "cpu")
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    model = build_model(name, 15).to(device, memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss(label_smoothing=0.1)
+    x = torch.randn(a.batch, 3, a.image_size, a.image_size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 15, (a.batch,), device=device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss = crit(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    for _ in range(a.ceiling_warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(a.ceiling_steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    rate = a.ceiling_steps * a.batch / (time.perf_counter() - t)
+    mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    return {"img_s": rate, "max_memory_allocated_gib": mem}
+
+
+def ceiling(a, res: dict) -> None:
+    import torch
+
+    cuda = torch.cuda.is_available() and not a.dry_run
     if cuda:
         torch.backends.cudnn.benchmark = True
-    fmt = torch.channels_last if cuda else torch.contiguous_format
-    out = {}
+    out = res["ceiling"] = {}
     for name in a.models:
-        model = build_model(name, 15).to(device, memory_format=fmt)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        crit = nn.CrossEntropyLoss(label_smoothing=0.1)
-        x = torch.randn(a.batch, 3, a.image_size, a.image_size, device=device).contiguous(memory_format=fmt)
-        y = torch.randint(0, 15, (a.batch,), device=device)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                loss = crit(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        model.train()
-        for _ in range(a.ceiling_warmup):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(a.ceiling_steps):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-        rate = a.ceiling_steps * a.batch / (time.perf_counter() - t)
-        mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-        out[name] = {"img_s": rate, "max_memory_allocated_gib": mem}
-        say(f"ceiling: {name} {rate:.0f} img/s on synthetic batches ({a.batch}, {a.image_size} px, "
-            f"{'bf16 channels_last' if cuda else 'cpu fp32'})" + (f", {mem:.1f} GiB" if mem else ""))  # fmt: skip
-        del model, opt
+        out[name] = row = _ceiling_one(name, a, cuda)
+        mem = row["max_memory_allocated_gib"]
+        how = "bf16 channels_last" if cuda else "cpu fp32"
+        say(
+            f"ceiling: {name} {row['img_s']:.0f} img/s on synthetic batches ({a.batch}, {a.image_size} px, {how})"
+            + (f", {mem:.1f} GiB" if mem else "")
+        )
         if cuda:
             torch.cuda.empty_cache()
-    res["ceiling"] = out
 
 
 # ---- 5. training -----------------------------------------------------------------------------------
@@ -300,20 +311,31 @@ def train(a, dataset: Path, out: Path, res: dict) -> None:
             t1 = time.monotonic()
             hist = json.loads((runs / name / name / "seed-0" / "history.json").read_text())
             epochs = [h["train_images"] / h["train_seconds"] for h in hist]
-            steady = sum(h["train_images"] for h in hist[1:]) / max(1e-9, sum(h["train_seconds"] for h in hist[1:]))
-            if len(hist) == 1:
-                steady = epochs[0]
+            later = hist[1:] or hist  # epoch 1 holds cuDNN's autotuning
+            steady = sum(h["train_images"] for h in later) / max(1e-9, sum(h["train_seconds"] for h in later))
+            # the same without each epoch's wait for its first batch (workers reading their first blocks)
+            flowing = sum(h["train_images"] for h in later) / max(
+                1e-9, sum(h["train_seconds"] - h.get("train_first_batch_seconds", 0.0) for h in later)
+            )
             ceil = res.get("ceiling", {}).get(name, {}).get("img_s")
             row = {
                 "wall_s": seconds,
                 "img_s_per_epoch": epochs,
                 "train_seconds_per_epoch": [h["train_seconds"] for h in hist],
+                "first_batch_seconds_per_epoch": [h.get("train_first_batch_seconds") for h in hist],
                 "steady_img_s": steady,
                 "share_of_ceiling": steady / ceil if ceil else None,
+                "steady_img_s_after_first_batch": flowing,
+                "share_of_ceiling_after_first_batch": flowing / ceil if ceil else None,
                 "gpu": sampler.window(t0, t1),
             }
             res["train"][name] = row
-            share = f" = {row['share_of_ceiling']:.0%} of the synthetic ceiling {ceil:.0f}" if ceil else ""
+            share = (
+                f" = {row['share_of_ceiling']:.0%} of the synthetic ceiling {ceil:.0f}"
+                f" ({row['share_of_ceiling_after_first_batch']:.0%} without each epoch's first-batch wait)"
+                if ceil
+                else ""
+            )
             say(f"train: {name} img/s per epoch {[round(e) for e in epochs]}, steady {steady:.0f}{share}; "
                 f"GPU {row['gpu']}; {seconds:.0f} s in all")  # fmt: skip
     finally:

@@ -319,9 +319,12 @@ class Trainer:
         sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss * n, correct, n
         used = [g["lr"] for g in self.optimizer.param_groups]
         start = time.perf_counter()
+        first = None  # seconds until the first batch arrived: the loader's ramp-up, part of train_seconds
         for step, (x, y) in enumerate(self.train_loader):
             if step >= self.steps_per_epoch:
                 break
+            if first is None:
+                first = time.perf_counter() - start
             x, y = self._batch(x, y)
             with self._autocast():
                 logits = model(x)
@@ -348,6 +351,7 @@ class Trainer:
             "train_acc": correct / n,
             "train_images": int(n),
             "train_seconds": seconds,
+            "train_first_batch_seconds": first or 0.0,
             "lr": used[0],  # the new head's, at the epoch's last step
             "backbone_lr": used[-1],
         }
