@@ -9,10 +9,11 @@ each worker's stream are pooled into shared batches, so every row is seen exactl
 ragged last batch when training).
 
 Decoding reads a crop's worth: the crop box (a random resized crop when training, the centre crop
-evaluation uses) is chosen from the JPEG header, libjpeg-turbo decodes at the smallest DCT scale that
-still gives the crop at least `image_size` pixels (simplejpeg; Pillow's `draft` for anything
-libjpeg-turbo declines), and Pillow resizes only the box. Batches leave the workers as uint8 NCHW
-(channels-last strides); `Normalizer` turns them into normalised floats on the training device.
+evaluation uses) is chosen from the JPEG header, libjpeg-turbo decodes at the smallest DCT scale (1/2,
+1/4, 1/8) that keeps the crop at least 3/4 of `image_size` across (simplejpeg; Pillow's `draft` for
+anything libjpeg-turbo declines), and torch's uint8 antialiased resize shrinks only the box. Batches
+leave the workers as uint8 NCHW (channels-last strides); `Normalizer` turns them into normalised floats
+on the training device.
 """
 
 from __future__ import annotations
@@ -42,17 +43,12 @@ COLUMNS = ("image", "label")  # all that training reads
 ROW_GROUPS_PER_BLOCK = 8  # row groups shuffled together in training, and the most a loader worker holds
 TRAIN_SCALE = (0.6, 1.0)  # RandomResizedCrop's area range (of the whole cover)
 TRAIN_RATIO = (3 / 4, 4 / 3)
+# Decode at 1/2, 1/4 or 1/8 scale while the crop keeps at least this share of the output's side: a 500 px
+# cover's 224 px crops then decode at 250 px (at most 1.16x upscaled, like Pillow's draft to the output size),
+# 2x faster than a full decode (benchmarks/RESULTS.md); 1.0 would never upscale.
+DCT_MIN_SHARE = 0.75
 MAX_PIXELS = 180_000_000  # Pillow's decompression-bomb error threshold, for the libjpeg-turbo path too
 JPEG_MAGIC = b"\xff\xd8\xff"
-_PIL_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "nearest-exact": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-    "lanczos": Image.Resampling.LANCZOS,
-}
 
 
 @dataclass(frozen=True)
@@ -147,38 +143,49 @@ def image_size_of(data: bytes) -> tuple[int, int, bool]:
     return width, height, False
 
 
-def decode_crop(data: bytes, size: int, interpolation: str, box_of, flip: bool = False) -> np.ndarray:
-    """The crop `box_of(width, height)` of an encoded image, resized to size x size RGB uint8 (HWC).
+def dct_divisor(width: int, height: int, crop_w: float, crop_h: float, size: int) -> int:
+    """The largest of 8, 4, 2, 1 that leaves the crop at least DCT_MIN_SHARE x `size` pixels both ways once the
+    image is decoded at 1/divisor scale. Only these: libjpeg-turbo's other M/8 scales have no SIMD path and
+    cost more than a full decode."""
+    least = DCT_MIN_SHARE * size
+    for d in (8, 4, 2):
+        if crop_w / d >= least and crop_h / d >= least and min(width, height) >= d:
+            return d
+    return 1
 
-    Decodes at the smallest DCT scale that keeps the crop at least `size` pixels across (libjpeg-turbo's
-    M/8 scales through simplejpeg, or Pillow's draft at 1/2, 1/4, 1/8), so a 500 px cover feeding a 224 px
-    crop decodes about a third of its pixels."""
+
+def decode_crop(data: bytes, size: int, interpolation: str, box_of, flip: bool = False) -> torch.Tensor:
+    """The crop `box_of(width, height)` of an encoded image, resized to a size x size RGB uint8 tensor (HWC).
+
+    Decodes at the smallest DCT scale (1/2, 1/4, 1/8) that keeps the crop at least `size` pixels across
+    (libjpeg-turbo through simplejpeg; Pillow's draft for anything libjpeg-turbo declines), so a 500 px cover
+    feeding a 224 px model decodes a quarter of its pixels when the crop allows; then an antialiased resize
+    of just the crop (torch's uint8 kernels)."""
     width, height, jpeg = image_size_of(data)
     if width * height > MAX_PIXELS or min(width, height) < 1:
         raise ValueError(f"{width}x{height} pixels is out of range")
     left, top, w, h = box_of(width, height)
-    want_w = min(width, math.ceil(size * width / w))
-    want_h = min(height, math.ceil(size * height / h))
-    img = None
+    d = dct_divisor(width, height, w, h, size)
+    arr = None
     if jpeg:
         try:
-            arr = simplejpeg.decode_jpeg(data, "RGB", min_width=want_w, min_height=want_h)
-            img = Image.fromarray(arr)
+            arr = simplejpeg.decode_jpeg(data, "RGB", min_width=-(-width // d), min_height=-(-height // d))
         except ValueError:  # CMYK, corrupt or truncated data: Pillow's verdict decides
-            img = None
-    if img is None:
-        img = Image.open(io.BytesIO(data))
-        img.draft("RGB", (want_w, want_h))
-        img = img.convert("RGB")
-    fx, fy = img.width / width, img.height / height
-    out = img.resize(
-        (size, size),
-        _PIL_FILTERS.get(interpolation, Image.Resampling.BILINEAR),
-        box=(left * fx, top * fy, (left + w) * fx, (top + h) * fy),
-    )
+            arr = None
+    if arr is None:
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft("RGB", (-(-width // d), -(-height // d)))
+            arr = np.asarray(img.convert("RGB"))
+    fx, fy = arr.shape[1] / width, arr.shape[0] / height
+    x0, y0 = int(round(left * fx)), int(round(top * fy))
+    x1 = max(x0 + 1, min(arr.shape[1], int(round((left + w) * fx))))
+    y1 = max(y0 + 1, min(arr.shape[0], int(round((top + h) * fy))))
+    crop = torch.from_numpy(arr).permute(2, 0, 1)[:, y0:y1, x0:x1]  # CHW view, channels-last strides
+    mode = v2.InterpolationMode(interpolation)
+    out = v2.functional.resize(crop, [size, size], interpolation=mode, antialias=mode != v2.InterpolationMode.NEAREST)
     if flip:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(out)
+        out = out.flip(-1)
+    return out.permute(1, 2, 0)
 
 
 # ---- a split: metadata and labels only -------------------------------------------------------------
@@ -458,7 +465,7 @@ class CoverStream(IterableDataset):
 
     def _batch(self, rows: np.ndarray, cache: OrderedDict, starts: np.ndarray, rng: np.random.Generator):
         prep, size = self.split.prep, self.split.prep.image_size
-        out = np.empty((len(rows), size, size, 3), np.uint8)
+        out = torch.empty((len(rows), size, size, 3), dtype=torch.uint8)
         pieces = np.searchsorted(starts, rows, side="right") - 1
         for i, (row, k) in enumerate(zip(rows.tolist(), pieces.tolist())):
             offset = row - int(starts[k])
@@ -479,7 +486,7 @@ class CoverStream(IterableDataset):
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
                 why = "unknown format" if isinstance(e, UnidentifiedImageError) else first_line(e)
                 raise EquigenError(f"{self.split.where(k, offset)} is not a decodable image ({why})") from None
-        x = torch.from_numpy(out).permute(0, 3, 1, 2)  # NCHW view with channels-last strides
+        x = out.permute(0, 3, 1, 2)  # NCHW view with channels-last strides
         y = torch.from_numpy(self.split.labels[rows])
         return (x, y, torch.from_numpy(rows)) if self.with_rows else (x, y)
 
