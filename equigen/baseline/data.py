@@ -174,7 +174,7 @@ def decode_crop(data: bytes, size: int, interpolation: str, box_of, flip: bool =
     if arr is None:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (-(-width // d), -(-height // d)))
-            arr = np.asarray(img.convert("RGB"))
+            arr = np.array(img.convert("RGB"))  # writable: torch.from_numpy wants that
     fx, fy = arr.shape[1] / width, arr.shape[0] / height
     x0, y0 = int(round(left * fx)), int(round(top * fy))
     x1 = max(x0 + 1, min(arr.shape[1], int(round((left + w) * fx))))
