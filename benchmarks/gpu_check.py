@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def build_dataset(a, out: Path, res: dict) -> Path:
         )  # fmt: skip
         say(f"build: fetch {stages['fetch']:.1f} s")
     finally:
-        sim.terminate()
+        sim.send_signal(signal.SIGINT)  # the simulator's clean stop (its render processes with it)
         try:
             sim.wait(timeout=20)
         except subprocess.TimeoutExpired:

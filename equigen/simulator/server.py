@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import re
 import threading
@@ -662,12 +663,30 @@ def _started() -> None:
     pass
 
 
+def _render_process_init(parent: int) -> None:
+    """A render process ends with the server's process, even one killed without a chance to clean up."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def start_render_pool(world: World, processes: int) -> ProcessPoolExecutor:
     """`processes` forked copies of this process that draw covers of `world`, all forked now (before any
     request is served), so they inherit the built world instead of building it again."""
     global _RENDER_WORLD
     _RENDER_WORLD = world
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_render_process_init,
+        initargs=(os.getpid(),),
+    )
     pool.submit(_started).result()  # a fork pool starts every process at the first submit
     return pool
 
