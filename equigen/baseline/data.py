@@ -341,6 +341,11 @@ def train_plan(
     and batched once more, those batches dealt round-robin too. `drop_last` drops a final partial batch
     (when there is at least one full one): a batch of one breaks BatchNorm."""
     pieces, starts = split.pieces, split.starts
+    if len(pieces) < world:
+        raise EquigenError(
+            f"the train split has {len(pieces)} row group(s) and each of the {world} processes needs its own: "
+            "train with fewer processes"
+        )
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(pieces))
     shares = [order[r::world] for r in range(world)]
