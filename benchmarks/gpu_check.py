@@ -143,11 +143,14 @@ def loader_alone(a, dataset: Path, res: dict) -> None:
     for workers in sorted({a.workers, 1}):
         loader = train_loader(split, a.batch, workers, seed=0, rank=0, world=1, pin_memory=False)
         it_s, n = [], 0
+        limit = 12 * workers  # batches per epoch: enough for a steady rate, little device time
         for epoch in range(2):  # epoch 0 starts the workers and warms the page cache
             loader.dataset.set_epoch(epoch)
             t, n = time.perf_counter(), 0
-            for x, _ in loader:
+            for k, (x, _) in enumerate(loader):
                 n += len(x)
+                if k + 1 >= limit:
+                    break
             it_s.append(n / (time.perf_counter() - t))
         out[workers] = {"img_s": it_s[-1], "img_s_per_worker": it_s[-1] / workers, "images": n}
         say(
