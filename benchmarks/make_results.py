@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["bench_download", "bench_phash", "bench_near_dup", "bench_split", "bench_loader", "bench_dedup_quality"]
+ORDER = [
+    "bench_download",
+    "bench_phash",
+    "bench_near_dup",
+    "bench_split",
+    "bench_loader",
+    "bench_train_rss",
+    "bench_dedup_quality",
+]
 START, END = "<!-- TABLE:START (benchmarks/make_results.py) -->", "<!-- TABLE:END -->"
 
 

@@ -496,6 +496,18 @@ def simulate(
     log_requests: bool = typer.Option(
         True, "--log/--no-log", help="Keep the request log served at /__sim__/log (off for very long runs)."
     ),
+    render_processes: int = typer.Option(
+        0,
+        "--render-processes",
+        min=0,
+        help="Processes that draw covers (Linux): one process draws about 100-300 covers/s [default 0: threads].",
+    ),
+    rate_limit: int | None = typer.Option(
+        None,
+        "--rate-limit",
+        min=0,
+        help="MusicBrainz requests per client per second before 503s [default 1, as the real service; 0 = none, for fetch --mb-interval 0].",
+    ),
 ) -> None:
     """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops).
 
@@ -516,6 +528,8 @@ def simulate(
         reissue_fraction=reissues,
         realistic=realistic,
         log_requests=log_requests,
+        render_processes=render_processes,
+        rate_limit=rate_limit,
     )
 
 

@@ -218,41 +218,45 @@ def check_parquet_size(path: Path, what: str, max_rows: int, bytes_per_row: int,
         )
 
 
-def _byte_leaves(field: pa.Field, prefix: str = "") -> Iterator[str]:
-    """Column paths ("image.bytes") of a field's string and binary leaves."""
-    path = prefix + field.name
-    if pa.types.is_struct(field.type):
-        for child in field.type:
-            yield from _byte_leaves(child, path + ".")
-    elif pa.types.is_string(field.type) or pa.types.is_binary(field.type) or pa.types.is_large_string(field.type):
-        yield path
-
-
-def _decoded_bytes(path: Path, limit: int, batch_rows: int = 4096) -> int:
-    """The bytes a Parquet file's rows decode to, counted batch by batch with text and binary columns read as
-    dictionaries (indices plus each distinct value once); ValueError for one value over its cap."""
+def _decoded_bytes(path: Path, limit: int) -> int:
+    """The bytes a Parquet file's rows decode to, counted batch by batch without materialising shared values:
+    flat text and binary columns are read as dictionaries (indices plus each distinct value once); nested ones
+    (the image struct) 16 rows at a time, each value checked against its cap. ValueError for a value over it."""
     total = 0
     with open(path, "rb") as fh:
-        leaves = [leaf for f in pq.read_schema(fh) for leaf in _byte_leaves(f)]
-        reader = pq.ParquetFile(fh, read_dictionary=leaves)
-        for batch in reader.iter_batches(batch_size=batch_rows):
-            for name, column in zip(batch.schema.names, batch.columns):
-                total += _array_bytes(name, column)
+        schema = pq.read_schema(fh)
+        flat = [f.name for f in schema if _is_bytes(f.type)]
+        nested = [f.name for f in schema if pa.types.is_nested(f.type)]
+        plain = [f.name for f in schema if f.name not in flat and f.name not in nested]
+        reader = pq.ParquetFile(fh, read_dictionary=flat)
+        for columns, rows in ((flat + plain, 4096), *(([name], 16) for name in nested)):
+            if not columns:
+                continue
+            for batch in reader.iter_batches(batch_size=rows, columns=columns):
+                for name, column in zip(batch.schema.names, batch.columns):
+                    total += _array_bytes(name, column)
                 if total > limit:
                     return total
     return total
 
 
+def _is_bytes(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_binary(dtype) or pa.types.is_large_string(dtype)
+
+
 def _array_bytes(name: str, array: pa.Array) -> int:
+    """Decoded bytes of one column's batch; ValueError for a value longer than its cap."""
     if pa.types.is_struct(array.type):
         return sum(_array_bytes(f"{name}.{array.type[i].name}", array.field(i)) for i in range(array.type.num_fields))
-    if pa.types.is_dictionary(array.type):
-        lengths = pc.binary_length(array.dictionary)
-        cap = MAX_BINARY_VALUE if pa.types.is_binary(array.dictionary.type) else MAX_TEXT_VALUE
+    values, indices = (array.dictionary, array.indices) if pa.types.is_dictionary(array.type) else (array, None)
+    if _is_bytes(values.type) and len(values):
+        lengths = pc.binary_length(values)
+        cap = MAX_BINARY_VALUE if pa.types.is_binary(values.type) else MAX_TEXT_VALUE
         longest = pc.max(lengths).as_py() or 0
         if longest > cap:
             raise ValueError(f"column {name} holds a value of {longest:,} bytes (at most {cap:,})")
-        return int(pc.sum(pc.take(lengths, array.indices)).as_py() or 0) + array.indices.nbytes
+        if indices is not None:
+            return int(pc.sum(pc.take(lengths, indices)).as_py() or 0) + indices.nbytes
     return array.nbytes
 
 

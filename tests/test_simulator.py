@@ -679,3 +679,16 @@ def test_reissues_re_encode_a_cover_of_the_same_genre_at_the_share():
             imagehash.phash(Image.open(io.BytesIO(world.cover_bytes(m, 250)))) for m in (d["mbid"], d["source_mbid"])
         )
         assert a - b <= DEFAULT_THRESHOLD, d
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="render processes are forked (Linux)")
+def test_render_processes_serve_the_same_bytes_and_cache_them():
+    """SimConfig.render_processes: covers drawn in forked processes are the bytes the world itself draws."""
+    world = World.build(WorldConfig.small(SEED))
+    other = World.build(WorldConfig.small(SEED))  # draws the reference bytes in this process
+    rgs = [rg for rg in world.release_groups if rg.art == "ok" and not rg.flaky][:6]
+    with simulator_in_thread(sim_config=SimConfig(rate_limit=0, render_processes=2), world=world) as handle:
+        for rg in rgs:
+            got = requests.get(f"{handle.url}/release-group/{rg.mbid}/front-250", timeout=30)
+            assert got.status_code == 200 and got.content == other.cover_bytes(rg.mbid, 250)
+            assert world.cached_cover(rg.mbid, 250) == got.content  # remembered by the server's process

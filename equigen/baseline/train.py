@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from equigen.baseline import BaselineConfig, BaselineResult
-from equigen.baseline.data import Preprocessing, Splits, eval_loader, load_dataset, train_loader
+from equigen.baseline.data import Normalizer, Preprocessing, Splits, eval_loader, load_dataset, train_loader
 from equigen.baseline.models import (
     build_model,
     check_model_name,
@@ -215,6 +215,7 @@ class Trainer:
         self.model = build_model(name, self.num_classes, weights)
         self.params = count_params(self.model)
         self.model.to(device, memory_format=self.memory_format)
+        self.normalize = Normalizer(splits.train.prep, device)  # loaders hand over uint8 batches
         self.optimizer = make_optimizer(self.model, cfg, cfg.backbone_scale(name))
 
         workers, pin = cfg.workers, cuda
@@ -306,22 +307,24 @@ class Trainer:
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
     def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            x.to(self.device, non_blocking=True, memory_format=self.memory_format),
-            y.to(self.device, non_blocking=True),
-        )
+        """uint8 images to the device (a quarter of float32's bytes), then normalised floats there."""
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return self.normalize(x), y.to(self.device, non_blocking=True)
 
     def _train_epoch(self, epoch: int, task) -> dict:
         model = self.ddp or self.model
         model.train()
-        self.train_loader.sampler.set_epoch(epoch)
+        self.train_loader.dataset.set_epoch(epoch)
         # Accumulate on the device: a .item() per step would stall the GPU pipeline.
         sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss * n, correct, n
         used = [g["lr"] for g in self.optimizer.param_groups]
         start = time.perf_counter()
+        first = None  # seconds until the first batch arrived: the loader's ramp-up, part of train_seconds
         for step, (x, y) in enumerate(self.train_loader):
             if step >= self.steps_per_epoch:
                 break
+            if first is None:
+                first = time.perf_counter() - start
             x, y = self._batch(x, y)
             with self._autocast():
                 logits = model(x)
@@ -348,29 +351,37 @@ class Trainer:
             "train_acc": correct / n,
             "train_images": int(n),
             "train_seconds": seconds,
+            "train_first_batch_seconds": first or 0.0,
             "lr": used[0],  # the new head's, at the epoch's last step
             "backbone_lr": used[-1],
         }
 
     @torch.no_grad()
     def predict(self, loader, indices: np.ndarray, labels: np.ndarray, task=None) -> tuple[np.ndarray, float]:
-        """Softmax scores for the whole split (gathered from every rank, in dataset order) and the mean loss."""
+        """Softmax scores for the whole split (gathered from every rank, in dataset order) and the mean loss.
+
+        Batches carry the split rows they hold, so scores land in place whatever order the workers deliver."""
         self.model.eval()  # the unwrapped model: ranks may run different batch counts here
-        scores, loss_sum = [], 0.0
-        for x, y in loader:
+        scores, rows = [], []
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)  # no .item() per batch: no stall
+        for x, y, r in loader:
+            rows.append(r.numpy())
             x, y = self._batch(x, y)
             with self._autocast():
                 logits = self.model(x).float()
-            loss_sum += self.criterion(logits, y).item() * len(y)
+            loss_sum += self.criterion(logits, y) * len(y)
             scores.append(logits.softmax(1).cpu().numpy())
             if task is not None:
                 self.bar.update(task, advance=1)
         local = np.concatenate(scores) if scores else np.zeros((0, self.num_classes), np.float32)
-        if self.d.world == 1:
-            return local, loss_sum / len(labels)
-        parts: list = [None] * self.d.world
-        dist.all_gather_object(parts, (indices, local, loss_sum))
+        here = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        parts: list = [(here, local, float(loss_sum))]
+        if self.d.world > 1:
+            parts = [None] * self.d.world
+            dist.all_gather_object(parts, (here, local, float(loss_sum)))
         order = np.concatenate([p[0] for p in parts])
+        if len(order) != len(labels) or len(np.unique(order)) != len(labels):
+            raise EquigenError(f"evaluation saw {len(order)} rows of a split of {len(labels)}")  # a loader bug
         full = np.empty((len(labels), self.num_classes), np.float32)
         full[order] = np.concatenate([p[1] for p in parts])
         return full, sum(p[2] for p in parts) / len(labels)

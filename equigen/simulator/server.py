@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import os
 import random
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -71,6 +74,9 @@ class SimConfig:
     bad_redirect: bool = False  # one release group's CAA redirect points at ftp://
     redirect_loop: bool = False  # one release group's CAA redirect chain never ends
     log_requests: bool = True
+    # Processes that draw covers on a cache miss (forked with the world, before serving; Linux only);
+    # 0: threads of this process, which the GIL holds to about 100 covers/s.
+    render_processes: int = 0
 
     @classmethod
     def realistic(cls, **overrides) -> SimConfig:
@@ -315,6 +321,7 @@ class _Simulator:
 
     def __init__(self, world: World, config: SimConfig, log: list[LogEntry]) -> None:
         self.world, self.config, self.log = world, config, log
+        self.render_pool: ProcessPoolExecutor | None = None
         self._windows: dict[str, deque[float]] = {}
         self._queries: dict[str, list[ReleaseGroup]] = {}
         self._failures: dict[str, int] = {}
@@ -579,7 +586,11 @@ class _Simulator:
             body = self.world.cached_cover(rg.mbid, size)
             if body is None:  # render off the event loop so one miss doesn't stall every other request
                 loop = asyncio.get_running_loop()
-                body = await loop.run_in_executor(None, self.world.cover_prefix, rg.mbid, size)
+                if self.render_pool is None:
+                    body = await loop.run_in_executor(None, self.world.cover_prefix, rg.mbid, size)
+                else:
+                    body = await loop.run_in_executor(self.render_pool, _render_cover, rg.mbid, size)
+                    self.world.remember_cover(rg.mbid, size, body)
             if rg.art == "oversize":
                 return await self._stream_oversize(request, body)
             content_type = "image/png" if rg.art == "bomb" else "image/jpeg"
@@ -641,6 +652,46 @@ class _Simulator:
         return _json({"status": "ok", "release_groups": len(self.world.release_groups)})
 
 
+_RENDER_WORLD: World | None = None  # the world a forked render process draws from
+
+
+def _render_cover(mbid: str, size: int) -> bytes:
+    assert _RENDER_WORLD is not None
+    return _RENDER_WORLD.render_cover(mbid, size)
+
+
+def _started() -> None:
+    pass
+
+
+def _render_process_init(parent: int) -> None:
+    """A render process ends with the server's process, even one killed without a chance to clean up."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def start_render_pool(world: World, processes: int) -> ProcessPoolExecutor:
+    """`processes` forked copies of this process that draw covers of `world`, all forked now (before any
+    request is served), so they inherit the built world instead of building it again."""
+    global _RENDER_WORLD
+    _RENDER_WORLD = world
+    pool = ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_render_process_init,
+        initargs=(os.getpid(),),
+    )
+    pool.submit(_started).result()  # a fork pool starts every process at the first submit
+    return pool
+
+
 class SimulatorHandle:
     """A running simulator: its URL, world and request log."""
 
@@ -654,6 +705,7 @@ class SimulatorHandle:
         planted: dict[str, str],
     ) -> None:
         self._runner = runner
+        self._render_pool: ProcessPoolExecutor | None = None
         self.url, self.world, self.config, self.log, self.planted = url, world, config, log, planted
 
     def musicbrainz_log(self) -> list[LogEntry]:
@@ -661,6 +713,8 @@ class SimulatorHandle:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+        if self._render_pool is not None:
+            self._render_pool.shutdown(cancel_futures=True)
 
 
 async def start_simulator(
@@ -675,13 +729,17 @@ async def start_simulator(
     config = sim_config or SimConfig()
     log: list[LogEntry] = []
     sim = _Simulator(world, config, log)
+    if config.render_processes:
+        sim.render_pool = start_render_pool(world, config.render_processes)
     runner = web.AppRunner(sim.app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
     bound = runner.addresses[0][1]
     shown = f"[{host}]" if ":" in host else host
-    return SimulatorHandle(runner, f"http://{shown}:{bound}", world, config, log, sim.planted)
+    handle = SimulatorHandle(runner, f"http://{shown}:{bound}", world, config, log, sim.planted)
+    handle._render_pool = sim.render_pool
+    return handle
 
 
 @contextmanager

@@ -850,6 +850,14 @@ class World:
             self._cache.put(key, data)
         return data
 
+    def render_cover(self, mbid: str, size: int) -> bytes:
+        """What cover_prefix returns, drawn afresh and not cached (for a render process; see remember_cover)."""
+        return self._encode(self.by_mbid[mbid], self.side(size))
+
+    def remember_cover(self, mbid: str, size: int, data: bytes) -> None:
+        """Cache bytes render_cover made elsewhere, so the next request takes the fast path."""
+        self._cache.put((mbid, self.side(size)), data)
+
     def cover_bytes(self, mbid: str, size: int) -> bytes:
         """The exact bytes the CAA serves for this release group and thumbnail size (0 = full size)."""
         data = self.cover_prefix(mbid, size)
