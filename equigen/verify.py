@@ -118,7 +118,7 @@ def audit_items(items: pd.DataFrame, names: list[str], radius: int) -> list[Chec
     dup_ids = items["release_group_mbid"][items["release_group_mbid"].duplicated()].unique()
     checks.append(_check("each release group appears once", [str(m) for m in dup_ids], len(items)))
 
-    shared = items[items["artist_mbid"].map(shared_artist)]
+    shared = items[items["artist_mbid"].map(shared_artist).astype(bool)]  # an empty object Series would pick columns
     checks.append(
         _check(
             "artists in one split only (Various Artists excluded)",
