@@ -34,7 +34,8 @@ def write_dataset(root: Path, n_train: int, covers: list[bytes], genres: list[st
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from equigen.shards import WRITE_OPTIONS, shard_name, shard_schema
+    from equigen.parquet import WRITE_OPTIONS
+    from equigen.shards import shard_name, shard_schema
 
     schema = shard_schema(genres)
     data = root / "data"

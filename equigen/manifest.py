@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from equigen.errors import EquigenError, first_line
 from equigen.mbids import is_mbid
-from equigen.shards import WRITE_OPTIONS, check_parquet_size
+from equigen.parquet import WRITE_OPTIONS, check_parquet_size
 from equigen.split import SPLITS
 from equigen.storage import atomic_output
 
