@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from equigen.errors import EXIT_USER_ERROR
+from equigen.core.errors import EXIT_USER_ERROR
 
 HARVEST_SEED = 11
 HARVEST_PER_GENRE = 12

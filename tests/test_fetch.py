@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from helpers import HARVEST_PER_GENRE, assert_one_line_error, quiet_console, run_cli
 
-from equigen.catalog import Catalog
-from equigen.config import load_settings
-from equigen.fetch import run_fetch
-from equigen.images import phash_hex
+from equigen.core.catalog import Catalog
+from equigen.core.config import load_settings
+from equigen.core.images import phash_hex
+from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
+from equigen.harvest.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
 
 EXPECTED_STATUS = {
     "ok": "ok",
@@ -341,7 +341,7 @@ def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
 
 def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path):
     """50 % art coverage and a thin genre: one fetch, then dedup and balance, no second fetch."""
-    from equigen.curate import run_balance, run_dedup
+    from equigen.curate.dedup import run_balance, run_dedup
 
     per_genre, genres = 10, ["Blues", "Jazz", "Reggae", "New Age"]
     wc = WorldConfig.small(seed=4, art_coverage=0.5, thin_genres=("New Age",), thin_artists=3)
@@ -368,7 +368,7 @@ def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path
 
 
 def test_relabel_on_a_new_taxonomy_and_catalog_migration(tmp_path, small_taxonomy):
-    from equigen.records import ReleaseGroup
+    from equigen.core.records import ReleaseGroup
 
     path = tmp_path / "catalog.sqlite"
     # a schema-1 catalog (as written before label evidence): opening it migrates in place
@@ -476,7 +476,7 @@ def test_external_text_is_printed_inertly(tmp_path):
 
 
 def test_a_page_listing_an_mbid_twice_adds_it_once(tmp_path):
-    from equigen.records import ReleaseGroup
+    from equigen.core.records import ReleaseGroup
 
     def rg(n):
         return ReleaseGroup(

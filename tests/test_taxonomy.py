@@ -2,8 +2,8 @@
 
 import pytest
 
-from equigen.errors import EquigenError
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, parse_taxonomy, resolve_genre
+from equigen.core.errors import EquigenError
+from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, parse_taxonomy, resolve_genre
 
 MAP = {"heavy metal": "Metal", "death metal": "Metal", "rock": "Rock", "jazz": "Jazz"}
 
@@ -72,7 +72,7 @@ def test_user_taxonomy_parses():
 
 from pathlib import Path  # noqa: E402
 
-from equigen.taxonomy import Label, default_taxonomy_path, normalize_tag, resolve_label  # noqa: E402
+from equigen.core.taxonomy import Label, default_taxonomy_path, normalize_tag, resolve_label  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from equigen.errors import EquigenError
-from equigen.records import CoverResult, ReleaseGroup
-from equigen.taxonomy import Taxonomy, load_taxonomy, taxonomy_from_text
+from equigen.core.errors import EquigenError
+from equigen.core.records import CoverResult, ReleaseGroup
+from equigen.core.taxonomy import Taxonomy, load_taxonomy, taxonomy_from_text
 
 SCHEMA_VERSION = 2
 # v2: label evidence (label_votes, label_confidence), discovery order (seq), the fetch plan.

@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from equigen.balance import BalanceResult, check_balance_options, select_balanced
-from equigen.catalog import Catalog
-from equigen.config import Settings
-from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
-from equigen.defaults import DEFAULT_PER_GENRE, MAX_SEED
-from equigen.errors import EquigenError, check_number, inert
-from equigen.lock import data_folder_lock
-from equigen.storage import write_atomic
+from equigen.core.balance_rules import BalanceResult, check_balance_options, select_balanced
+from equigen.core.catalog import Catalog
+from equigen.core.config import Settings
+from equigen.core.dedup_rules import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
+from equigen.core.defaults import DEFAULT_PER_GENRE, MAX_SEED
+from equigen.core.errors import EquigenError, check_number, inert
+from equigen.core.lock import data_folder_lock
+from equigen.core.storage import write_atomic
 
 MAX_LISTED_CLUSTERS = 20
 SHEET_PAIRS = 12

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from equigen.errors import EquigenError, first_line
+from equigen.core.errors import EquigenError, first_line
 
 # Pinned writer options. About 100 rows per row group is what the Hub uses for image data: small
 # enough to stream, large enough for cheap metadata.

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from equigen import __version__
-from equigen.errors import EquigenError, check_number
+from equigen.core.errors import EquigenError, check_number
 
 DEFAULT_MUSICBRAINZ_URL = "https://musicbrainz.org"
 DEFAULT_COVERART_URL = "https://coverartarchive.org"

@@ -19,10 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from equigen.errors import EquigenError, first_line
-from equigen.parquet import WRITE_OPTIONS, check_parquet_size
-from equigen.split import SPLITS
-from equigen.storage import atomic_output, write_atomic
+from equigen.core.defaults import SPLITS
+from equigen.core.errors import EquigenError, first_line
+from equigen.core.parquet import WRITE_OPTIONS, check_parquet_size
+from equigen.core.storage import atomic_output, write_atomic
 
 DATA_DIR = "data"
 CHECKSUMS = "checksums.sha256"

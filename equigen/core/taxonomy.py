@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from equigen.errors import EquigenError, first_line
+from equigen.core.errors import EquigenError, first_line
 
 AMBIGUOUS = "ambiguous"
 UNLABELLED = "unlabelled"
@@ -186,7 +186,7 @@ def resolve_genre(
 def default_taxonomy_path() -> Path:
     """manifests/genres.toml: in a source checkout read directly (even where git wrote the package's
     link as a plain file), in an installed wheel the copy the link became."""
-    source = Path(__file__).resolve().parents[1] / "manifests" / "genres.toml"
+    source = Path(__file__).resolve().parents[2] / "manifests" / "genres.toml"
     if source.is_file():
         return source
     return Path(str(resources.files("equigen").joinpath("data/genres.toml")))
