@@ -257,7 +257,7 @@ def balance(
     ),
 ) -> None:
     """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
-    from equigen.curate.dedup import run_balance
+    from equigen.curate.balance import run_balance
 
     run_balance(
         _settings(data_dir=data_dir),

@@ -38,7 +38,8 @@ def run_demo(
     console: Console | None = None,
 ) -> dict:
     from equigen.baseline import BaselineConfig, run_baseline
-    from equigen.curate.dedup import run_balance, run_dedup
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
     from equigen.harvest.fetch import run_fetch
     from equigen.publish.split import run_split
     from equigen.publish.verify import run_verify

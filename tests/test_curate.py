@@ -15,7 +15,8 @@ from rich.console import Console
 from equigen.core.catalog import Catalog
 from equigen.core.config import load_settings
 from equigen.core.errors import EquigenError
-from equigen.curate.dedup import run_balance, run_dedup
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
 
 
 def selection_count(settings) -> int:

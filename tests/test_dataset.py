@@ -18,7 +18,8 @@ from equigen.core.catalog import Catalog
 from equigen.core.errors import EquigenError
 from equigen.core.manifest import MANIFEST, read_manifest
 from equigen.core.mbids import VARIOUS_ARTISTS
-from equigen.curate.dedup import run_balance, run_dedup
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
 from equigen.publish.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
 from equigen.publish.split import run_split
 from equigen.publish.verify import run_verify, verify_checks

@@ -341,7 +341,8 @@ def test_malformed_result_is_skipped_and_counted_not_fatal(tmp_path):
 
 def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path):
     """50 % art coverage and a thin genre: one fetch, then dedup and balance, no second fetch."""
-    from equigen.curate.dedup import run_balance, run_dedup
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
 
     per_genre, genres = 10, ["Blues", "Jazz", "Reggae", "New Age"]
     wc = WorldConfig.small(seed=4, art_coverage=0.5, thin_genres=("New Age",), thin_artists=3)

@@ -326,7 +326,8 @@ def test_CLI1_numbers_are_checked_finite_and_in_range_before_anything_runs(tmp_p
 
 
 def test_PATH1_a_data_folder_whose_path_is_not_utf8_splits_and_verifies(harvested, tmp_path):
-    from equigen.curate.dedup import run_balance, run_dedup
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
     from equigen.publish.split import run_split
     from equigen.publish.verify import run_verify
 
@@ -378,7 +379,7 @@ def test_TAX1_genre_names_with_control_characters_are_refused(name):
 
 def test_TAX1_markup_in_a_genre_name_is_printed_and_written_as_text():
     from equigen.core.balance_rules import select_balanced
-    from equigen.curate.dedup import _balance_table
+    from equigen.curate.balance import _balance_table
     from equigen.publish.card import md_text
 
     genre = "[/bold] [link=http://evil]y[/link]"
@@ -404,7 +405,8 @@ def test_TAX1_markup_in_a_genre_name_is_printed_and_written_as_text():
 
 
 def test_TAX2_the_catalog_remembers_its_taxonomy(harvested, tmp_path):
-    from equigen.curate.dedup import run_balance, run_dedup
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
     from equigen.harvest.fetch import run_fetch
 
     settings = copy_harvest(harvested, tmp_path / "data")
@@ -566,7 +568,8 @@ def test_MSG1_demo_refuses_bad_numbers_before_running_anything(tmp_path):
 
 @pytest.fixture(scope="module")
 def _published(harvested, tmp_path_factory):
-    from equigen.curate.dedup import run_balance, run_dedup
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
     from equigen.publish.split import run_split
 
     settings = copy_harvest(harvested, tmp_path_factory.mktemp("round3") / "data")

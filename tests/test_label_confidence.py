@@ -31,7 +31,8 @@ from equigen.core.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
 from equigen.core.records import CoverResult, ReleaseGroup
 from equigen.core.storage import store_image
 from equigen.core.taxonomy import load_taxonomy
-from equigen.curate.dedup import run_balance, run_dedup
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
 from equigen.harvest.rebuild import manifest_release_groups
 from equigen.publish.card import label_confidence_table
 from equigen.publish.shards import SPLITS, read_metadata, shard_files
