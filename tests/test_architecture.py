@@ -89,3 +89,16 @@ def test_no_import_cycles_between_modules():
             break
     assert not cycle, f"import cycle: {' -> '.join(cycle)}"
     assert len(edges) > 20  # the graph was really read
+
+
+def test_only_the_catalog_speaks_sql():
+    """core/catalog.py is the only module that runs SQL: every other module asks it through a method."""
+    catalog = PACKAGE / "core" / "catalog.py"
+    assert re.search(r"\.execute\(", catalog.read_text())  # the pattern finds SQL where it is
+    speaking = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != catalog
+        and re.search(r"\.execute(many)?\(|catalog\.conn\b|\b(SELECT|INSERT|UPDATE|DELETE) ", path.read_text())
+    ]
+    assert speaking == []

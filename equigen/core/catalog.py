@@ -220,6 +220,15 @@ class Catalog:
         """Which of these release groups the catalog holds already."""
         return {row[0] for row in self._select_in("SELECT mbid FROM release_groups WHERE mbid IN ({})", list(mbids))}
 
+    def has_release_groups(self) -> bool:
+        """Whether any release group was catalogued (by a fetch or a manifest)."""
+        return self.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone() is not None
+
+    def stored_tags(self) -> Iterator[str]:
+        """Every release group's MusicBrainz tags as stored (JSON text of [name, votes] pairs), one at a time."""
+        for (tags_json,) in self.conn.execute("SELECT tags FROM release_groups"):
+            yield tags_json
+
     def _select_in(self, sql: str, values: Sequence, before: Sequence = ()) -> list[tuple]:
         """Rows of `sql` (one `IN ({})`) over all `values`, in chunks SQLite can bind: a 250,000-row manifest
         would otherwise bind more variables than SQLite allows ("too many SQL variables")."""

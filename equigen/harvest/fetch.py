@@ -313,7 +313,7 @@ def _relabel_if_taxonomy_changed(catalog: Catalog, taxonomy: Taxonomy, console: 
     fingerprint = taxonomy.fingerprint()
     stored = catalog.get_meta("taxonomy_fingerprint")
     if stored != fingerprint:
-        if stored is not None or catalog.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone():
+        if stored is not None or catalog.has_release_groups():
             changed = catalog.relabel(taxonomy.label)
             if changed:
                 console.print(
@@ -536,7 +536,7 @@ class _Discovery:
         self.seen: Counter = Counter()
         self.returned: dict[tuple[str, str], set[str]] = {}  # MBIDs each search returned in this run
         self.repeats = 0  # searches stopped for repeating themselves
-        for (tags_json,) in catalog.conn.execute("SELECT tags FROM release_groups"):
+        for tags_json in catalog.stored_tags():
             self._count_tags(tags_json)
 
     def _count_tags(self, tags) -> None:
