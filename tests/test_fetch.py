@@ -96,7 +96,7 @@ def test_stored_images_are_content_addressed_and_hashed(harvested):
         # our draft-mode hash stays close to the full-decode reference definition
         ref = phash_hex(Image.open(path))
         assert (int(ref, 16) ^ int(row.phash, 16)).bit_count() <= 6
-    assert not list(harvested.images_dir.rglob(".part-*"))
+    assert not list(harvested.data_dir.rglob(".*.part")), "a temporary file (storage: .<name>.<...>.part) was left"
 
 
 def test_musicbrainz_politeness_in_the_request_log(harvested, harvest_sim, harvest_stats):
