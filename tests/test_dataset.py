@@ -115,7 +115,7 @@ def test_datasets_round_trip(published, tmp_path):
 
 
 def test_shards_publish_the_catalog_label_evidence(published):
-    from equigen.publish.shards import read_metadata
+    from helpers import read_metadata
 
     settings, _ = published
     shards = read_metadata(settings.dataset_dir).set_index("release_group_mbid").sort_index()

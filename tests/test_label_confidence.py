@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import quiet_console
+from helpers import quiet_console, read_metadata
 from PIL import Image
 
 from equigen.core.catalog import Catalog
@@ -35,7 +35,7 @@ from equigen.curate.balance import run_balance
 from equigen.curate.dedup import run_dedup
 from equigen.harvest.rebuild import manifest_release_groups
 from equigen.publish.card import label_confidence_table
-from equigen.publish.shards import SPLITS, read_metadata, shard_files
+from equigen.publish.shards import SPLITS, shard_files
 from equigen.publish.split import run_split
 from equigen.publish.verify import label_evidence_problems, run_verify, verify_checks
 

@@ -93,9 +93,6 @@ MIGRATE_1_TO_2 = (
     "ALTER TABLE covers ADD COLUMN planned_round INTEGER",
 )
 
-COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "refused", "failed")
-
-
 SQL_CHUNK = 900  # values bound per IN (...): under SQLite's oldest limit of 999 variables
 
 
@@ -237,10 +234,6 @@ class Catalog:
             chunk = values[i : i + SQL_CHUNK]
             rows += self.conn.execute(sql.format(",".join("?" * len(chunk))), [*before, *chunk]).fetchall()
         return rows
-
-    def genre_counts(self) -> dict[str, int]:
-        """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""
-        return dict(self.conn.execute("SELECT genre, COUNT(*) FROM release_groups GROUP BY genre").fetchall())
 
     def add_release_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> None:
         """Insert release groups (and pending covers) outside tag paging, e.g. from a manifest."""

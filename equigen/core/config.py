@@ -39,10 +39,6 @@ class Settings:
         return self.data_dir / "catalog.sqlite"
 
     @property
-    def images_dir(self) -> Path:
-        return self.data_dir / "images"
-
-    @property
     def dataset_dir(self) -> Path:
         return self.data_dir / "dataset"
 

@@ -198,16 +198,6 @@ def iter_batches(path: Path, columns: Sequence[str] | None = None, batch_rows: i
         raise EquigenError(f"shard {path.name} is not a readable Parquet file: {first_line(exc)}") from None
 
 
-def read_metadata(dataset_dir: Path) -> pd.DataFrame:
-    """Every row's metadata columns (no image bytes) with its split, in shard order."""
-    frames = []
-    for split, paths in shard_files(dataset_dir).items():
-        for path in paths:
-            for batch in iter_batches(path, METADATA_COLUMNS):
-                frames.append(batch.to_pandas().assign(split=split))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*METADATA_COLUMNS, "split"])
-
-
 def schema_problems(schema: pa.Schema, columns: Sequence[str] | None = None) -> list[str]:
     """How a shard's schema differs from the contract (empty when it conforms).
 
