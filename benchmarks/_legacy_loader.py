@@ -18,9 +18,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from equigen import shards
 from equigen.baseline.data import transforms
-from equigen.errors import EquigenError, first_line
+from equigen.core.errors import EquigenError, first_line
+from equigen.publish import shards
 
 COLUMNS = ("image", "label")
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from rich.console import Console
 
 from equigen.baseline import BaselineConfig, run_baseline
-from equigen.config import load_settings
-from equigen.curate import run_balance, run_dedup
-from equigen.dataset import run_split
-from equigen.fetch import run_fetch
+from equigen.core.config import load_settings
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
+from equigen.harvest.fetch import run_fetch
+from equigen.publish.split import run_split
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 BENCH = Path(__file__).resolve().parent

@@ -8,8 +8,8 @@ unless stated): JPEG q=30; resize to 50% (250 px); a 10 px border (black or off-
 (2.5% off each side); brightness +20% (ImageEnhance 1.2); a text overlay (a title banner across the
 lower fifth). Every cover and copy is in one pool; each method reports all pairs within its threshold.
 
-- ours: equigen.images.inspect_image(bytes).phash, pairs by equigen.dedup.near_pairs(threshold=
-  equigen.dedup.DEFAULT_THRESHOLD) (what `equigen dedup` joins besides identical hashes);
+- ours: equigen.core.images.inspect_image(bytes).phash, pairs by equigen.core.dedup_rules.near_pairs(threshold=
+  equigen.core.dedup_rules.DEFAULT_THRESHOLD) (what `equigen dedup` joins besides identical hashes);
 - imagededup: PHash().encode_image(image_array=RGB array), find_duplicates(encoding_map,
   max_distance_threshold=10) (its default), all pairs from its symmetric result.
 Recall(t): planted (source, copy) pairs of transformation t found. Precision(t): of the pairs found that
@@ -32,8 +32,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from equigen.dedup import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs  # noqa: E402
-from equigen.images import inspect_image  # noqa: E402
+from equigen.core.dedup_rules import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs  # noqa: E402
+from equigen.core.images import inspect_image  # noqa: E402
 
 NAME = "bench_dedup_quality"
 TRANSFORMS = ("jpeg_q30", "resize_50", "border_10px", "brightness_+20", "crop_5", "text_overlay")

@@ -58,11 +58,11 @@ import json, os, sys, time
 t0 = time.monotonic()
 a = json.loads(sys.argv[1])
 from rich.console import Console
-from equigen.config import load_settings
-import equigen.downloader
-from equigen.fetch import run_fetch
+from equigen.core.config import load_settings
+import equigen.harvest.downloader
+from equigen.harvest.fetch import run_fetch
 if a.get("threads"):  # every download on one event loop, validated in 2 threads (no download processes)
-    equigen.downloader.DOWNLOAD_PROCESSES_MIN_COVERS = 1 << 62
+    equigen.harvest.downloader.DOWNLOAD_PROCESSES_MIN_COVERS = 1 << 62
 settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
                          concurrency=a["concurrency"], per_host=a["concurrency"])
 stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))
@@ -194,7 +194,7 @@ def run_ours(
     server_pid: int,
     threads: bool = False,
 ) -> dict:
-    from equigen.catalog import Catalog, ReleaseGroup
+    from equigen.core.catalog import Catalog, ReleaseGroup
 
     data_dir = _fresh_output(work, "ours")
     groups = []
@@ -284,7 +284,7 @@ def main() -> None:
     server, info = start_server(args.smoke, args.limit)
     try:
         url = info["url"]
-        from equigen.coverart import cover_url
+        from equigen.harvest.coverart import cover_url
 
         urls = [cover_url(url, m, 500) for m in mbids]
         url_file = work / "urls.txt"

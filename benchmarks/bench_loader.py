@@ -4,7 +4,7 @@ loader before issue 26 (benchmarks/_legacy_loader.py) vs torchvision ImageFolder
     python benchmarks/bench_loader.py [--n 3000] [--batch 64] [--workers 1] [--epochs 2] [--smoke] [--ours-only]
 
 Data: `n` distinct simulator covers (500 px JPEGs, the bytes the simulator serves), labelled with their
-genre, written once as train shards with equigen.shards.write_split (500 rows a shard) and as an
+genre, written once as train shards with equigen.publish.shards.write_split (500 rows a shard) and as an
 ImageFolder tree (<genre>/<mbid>.jpg) holding the same bytes, under benchmarks/work/loader/.
 The old loader and ImageFolder: Pillow decodes the whole cover, then the same transform object
 (equigen.baseline.data.transforms(224, train=True): RandomResizedCrop + flip + float normalize) in the
@@ -34,7 +34,7 @@ NAME = "bench_loader"
 def build_data(n: int, smoke: bool) -> tuple[Path, Path, list[str]]:
     import hashlib
 
-    from equigen.shards import write_split
+    from equigen.publish.shards import write_split
 
     world = C.bench_world(smoke)
     genres = list(world.taxonomy.genres)

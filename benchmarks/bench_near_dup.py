@@ -1,4 +1,4 @@
-"""Near-duplicate search over 64-bit hashes: equigen.dedup.near_pairs vs faiss, pybktree and imagededup.
+"""Near-duplicate search over 64-bit hashes: equigen.core.dedup_rules.near_pairs vs faiss, pybktree and imagededup.
 
     python benchmarks/bench_near_dup.py [--sizes 150000 1000000] [--radius 10] [--smoke] [--ours-only]
 
@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from equigen.dedup import near_pairs, popcount  # noqa: E402
+from equigen.core.dedup_rules import near_pairs, popcount  # noqa: E402
 
 NAME = "bench_near_dup"
 

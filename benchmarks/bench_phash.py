@@ -1,4 +1,4 @@
-"""pHash speed and fidelity: equigen.images.inspect_image / phash_hex vs imagehash.phash vs imagededup PHash.
+"""pHash speed and fidelity: equigen.core.images.inspect_image / phash_hex vs imagehash.phash vs imagededup PHash.
 
     python benchmarks/bench_phash.py [--n 2000] [--size 500] [--smoke] [--ours-only]
 
@@ -27,7 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from equigen.images import _clean_jpeg_luma, hamming, inspect_image, phash_hex  # noqa: E402
+from equigen.core.images import _clean_jpeg_luma, hamming, inspect_image, phash_hex  # noqa: E402
 
 NAME = "bench_phash"
 

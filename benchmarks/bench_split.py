@@ -1,4 +1,4 @@
-"""Grouped, genre-stratified 70/15/15 split: equigen.split vs scikit-learn StratifiedGroupKFold and GroupShuffleSplit.
+"""Grouped, genre-stratified 70/15/15 split: split_rules vs scikit-learn StratifiedGroupKFold and GroupShuffleSplit.
 
     python benchmarks/bench_split.py [--items 100000] [--artists 10000] [--genres 15] [--smoke] [--ours-only]
 
@@ -8,7 +8,7 @@ each artist has a home genre (uneven genre popularity, ~1/rank^0.8) and 10% of c
 genre; 0.5% of covers are near-duplicates of a cover by another artist (same cluster_id), which links the
 two artists into one group; 2% are Various Artists compilations (each its own artist group).
 
-All three methods get the same groups (equigen.split.group_ids: artist ∪ duplicate cluster) and the
+All three methods get the same groups (equigen.publish.split_rules.group_ids: artist ∪ duplicate cluster) and the
 same 70/15/15 target:
 - ours: grouped_stratified_split(rows, (0.7, 0.15, 0.15), seed);
 - StratifiedGroupKFold(20, shuffle=True), folds 0-13 -> train, 14-16 -> validation, 17-19 -> test;
@@ -30,8 +30,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from equigen.mbids import VARIOUS_ARTISTS  # noqa: E402
-from equigen.split import SPLITS, group_ids, grouped_stratified_split, split_report  # noqa: E402
+from equigen.core.mbids import VARIOUS_ARTISTS  # noqa: E402
+from equigen.publish.split_rules import SPLITS, group_ids, grouped_stratified_split, split_report  # noqa: E402
 
 NAME = "bench_split"
 RATIOS = (0.7, 0.15, 0.15)

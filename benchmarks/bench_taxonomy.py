@@ -26,7 +26,7 @@ sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "scripts"), str(BENCH)]
 import hierarchies as H  # noqa: E402
 from _common import row, write_results  # noqa: E402
 
-from equigen.taxonomy import load_taxonomy, normalize_tag  # noqa: E402
+from equigen.core.taxonomy import load_taxonomy, normalize_tag  # noqa: E402
 
 GOAL_ALL, GOAL_DIRECT = 0.97, 0.96
 

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_train_rss.py [--n 60000,600000] [--batches 20] [--workers 2] [--keep]
 
-Data: synthetic shards written directly with pyarrow in the shard contract (equigen.shards.shard_schema,
+Data: synthetic shards written directly with pyarrow in the shard contract (equigen.publish.shards.shard_schema,
 its writer options: zstd, 100-row row groups, 2,000 rows a shard): the train split holds N covers, cycling
 through the 3,000 distinct 500 px simulator covers bench_loader renders (about 42 KB each, so 60,000 covers
 are 2.5 GB of shards, 600,000 are 25 GB); validation and test hold 2,000 each (evaluation runs in full,
@@ -34,7 +34,8 @@ def write_dataset(root: Path, n_train: int, covers: list[bytes], genres: list[st
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from equigen.shards import WRITE_OPTIONS, shard_name, shard_schema
+    from equigen.core.parquet import WRITE_OPTIONS
+    from equigen.publish.shards import shard_name, shard_schema
 
     schema = shard_schema(genres)
     data = root / "data"

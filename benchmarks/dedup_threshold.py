@@ -16,8 +16,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from equigen.dedup import hashes_from_hex, near_pairs
-from equigen.images import inspect_image
+from equigen.core.dedup_rules import hashes_from_hex, near_pairs
+from equigen.core.images import inspect_image
 from equigen.simulator import World, WorldConfig
 
 

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from equigen import __version__
-from equigen.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE, DEFAULT_RATIOS
-from equigen.errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USER_ERROR, EquigenError, inert
+from equigen.core.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE, DEFAULT_RATIOS
+from equigen.core.errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USER_ERROR, EquigenError, inert
 
 app = typer.Typer(
     add_completion=False,
@@ -123,7 +123,7 @@ class _LogFileHandler(logging.FileHandler):
 
 
 def _settings(**flags):
-    from equigen.config import load_settings
+    from equigen.core.config import load_settings
 
     return load_settings(**flags)
 
@@ -203,11 +203,11 @@ def fetch(
         taxonomy_path=taxonomy,
     )
     if manifest is not None:
-        from equigen.rebuild import run_rebuild
+        from equigen.harvest.rebuild import run_rebuild
 
         run_rebuild(settings, manifest, console=console)
         return
-    from equigen.fetch import run_fetch
+    from equigen.harvest.fetch import run_fetch
 
     run_fetch(
         settings,
@@ -230,7 +230,7 @@ def dedup(
     threshold: int | None = Threshold,
 ) -> None:
     """Find exact (sha256) and near (pHash) duplicate covers, cluster them, pick one canonical cover per cluster."""
-    from equigen.curate import run_dedup
+    from equigen.curate.dedup import run_dedup
 
     run_dedup(_settings(data_dir=data_dir), threshold=threshold, console=console)
 
@@ -257,7 +257,7 @@ def balance(
     ),
 ) -> None:
     """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
-    from equigen.curate import run_balance
+    from equigen.curate.balance import run_balance
 
     run_balance(
         _settings(data_dir=data_dir),
@@ -280,7 +280,7 @@ def split(
     shard_rows: int = typer.Option(2000, "--shard-rows", help="Rows per Parquet shard."),
 ) -> None:
     """Split the balanced selection by artist and duplicate-cluster groups, stratified by genre; write the dataset."""
-    from equigen.dataset import run_split
+    from equigen.publish.split import run_split
 
     run_split(
         _settings(data_dir=data_dir), ratios=_parse_ratios(ratios), seed=seed, shard_rows=shard_rows, console=console
@@ -305,7 +305,7 @@ def verify(
     ),
 ) -> None:
     """Audit a dataset folder, trusting nothing stored: counts, artist and near-duplicate leakage, decoding, checksums, schema."""
-    from equigen.verify import run_verify
+    from equigen.publish.verify import run_verify
 
     ok = run_verify(dataset_dir, radius=radius, console=console)
     if not ok:

@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from equigen.config import load_settings
-from equigen.errors import EquigenError, check_number
-from equigen.lock import LOCK_NAME, data_folder_lock
+from equigen.core.config import load_settings
+from equigen.core.errors import EquigenError, check_number
+from equigen.core.lock import LOCK_NAME, data_folder_lock
 
 # What EquiGen writes in a data folder: `demo --fresh` deletes these and nothing else.
 EQUIGEN_ENTRIES = ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "images", "dataset", "reports", "runs")
@@ -38,11 +38,12 @@ def run_demo(
     console: Console | None = None,
 ) -> dict:
     from equigen.baseline import BaselineConfig, run_baseline
-    from equigen.curate import run_balance, run_dedup
-    from equigen.dataset import run_split
-    from equigen.fetch import run_fetch
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
+    from equigen.harvest.fetch import run_fetch
+    from equigen.publish.split import run_split
+    from equigen.publish.verify import run_verify
     from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
-    from equigen.verify import run_verify
 
     console = console or Console(stderr=True)
     data_dir = Path(data_dir)

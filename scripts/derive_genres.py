@@ -7,7 +7,7 @@ Inputs (all in the repository, see manifests/sources/README.md for provenance):
   manifests/sources/genre_rules.toml       our hand-written rules: genres, broad names, anchors,
                                            the tree's branches, overrides, unmapped groups, aliases
 
-Every name is compared through equigen.taxonomy.normalize_tag (case, dashes, "&"/"'n'"/"and",
+Every name is compared through equigen.core.taxonomy.normalize_tag (case, dashes, "&"/"'n'"/"and",
 trailing " music"), on both sides. Each MusicBrainz name is decided by the FIRST step that applies:
 
   1. override   genre_rules.toml [overrides]: name = "Genre" or "unmapped:<group>", each with a reason.
@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from equigen.taxonomy import normalize_tag  # noqa: E402
+from equigen.core.taxonomy import normalize_tag  # noqa: E402
 
 MB_LIST = ROOT / "equigen" / "data" / "musicbrainz-genres.txt"
 TREE = ROOT / "manifests" / "sources" / "beets-genres-tree.yaml"
@@ -256,7 +256,7 @@ def explain(name: str, d: Deriver, rules: dict, reference: Path | None = None) -
     if not (folder / "external_hierarchies.tsv").is_file():
         lines.append(f"  sources: not available ({folder} has no external_hierarchies.tsv)")
         return "\n".join(lines)
-    from equigen.taxonomy import load_taxonomy
+    from equigen.core.taxonomy import load_taxonomy
 
     views = hierarchies.views_of(name, hierarchies.load(load_taxonomy(OUTPUT), folder))
     if not views:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from equigen.taxonomy import Taxonomy, normalize_tag
+from equigen.core.taxonomy import Taxonomy, normalize_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import HARVEST_PER_GENRE, HARVEST_SEED, copy_harvest, quiet_console
 
-from equigen.config import load_settings
-from equigen.fetch import run_fetch
+from equigen.core.config import load_settings
+from equigen.harvest.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 

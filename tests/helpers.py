@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 
-from equigen.errors import EXIT_USER_ERROR
+from equigen.core.errors import EXIT_USER_ERROR
+from equigen.publish.shards import METADATA_COLUMNS, iter_batches, shard_files
 
 HARVEST_SEED = 11
 HARVEST_PER_GENRE = 12
@@ -39,3 +41,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> N
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert needle in lines[0], lines[0]
+
+
+def read_metadata(dataset_dir: Path) -> pd.DataFrame:
+    """Every row's metadata columns (no image bytes) with its split, in shard order."""
+    frames = []
+    for split, paths in shard_files(dataset_dir).items():
+        for path in paths:
+            for batch in iter_batches(path, METADATA_COLUMNS):
+                frames.append(batch.to_pandas().assign(split=split))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*METADATA_COLUMNS, "split"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from equigen.balance import default_artist_cap, select_balanced, short_genres, usable_counts
+from equigen.core.balance_rules import default_artist_cap, select_balanced, short_genres, usable_counts
 
 GENRES = ["Rock", "Jazz", "Folk"]
 

@@ -19,7 +19,7 @@ import scipy.stats
 from PIL import Image
 
 from equigen.baseline import BaselineConfig, BaselineResult, parse_weights_option, run_baseline
-from equigen.errors import EquigenError
+from equigen.core.errors import EquigenError
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -507,7 +507,7 @@ def test_readme_torchrun_line_parses_with_the_cli():
 
 
 def test_cli_user_error_exits_with_the_user_error_code(tmp_path):
-    from equigen.errors import EXIT_USER_ERROR
+    from equigen.core.errors import EXIT_USER_ERROR
 
     cmd = [sys.executable, "-m", "equigen.cli", "baseline", "--dataset", str(tmp_path), "--models", ","]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -2,11 +2,11 @@
 
 import pytest
 
-from equigen.config import load_settings
-from equigen.errors import EquigenError
-from equigen.mbids import is_mbid, require_mbid
-from equigen.musicbrainz import MalformedItem, keep, parse_release_group, tag_query
-from equigen.taxonomy import load_taxonomy
+from equigen.core.config import load_settings
+from equigen.core.errors import EquigenError
+from equigen.core.mbids import is_mbid, require_mbid
+from equigen.core.taxonomy import load_taxonomy
+from equigen.harvest.musicbrainz import MalformedItem, keep, parse_release_group, tag_query
 
 
 def test_flags_beat_environment_beat_defaults(monkeypatch, tmp_path):

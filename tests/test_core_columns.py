@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from equigen.balance import select_balanced
-from equigen.dedup import DEDUP_COLUMNS, dedup_rows
-from equigen.planning import USABLE_COLUMNS, RoundSelector, usable_by_genre
-from equigen.split import group_ids
+from equigen.core.balance_rules import select_balanced
+from equigen.core.dedup_rules import DEDUP_COLUMNS, dedup_rows
+from equigen.harvest.planning import USABLE_COLUMNS, RoundSelector, usable_by_genre
+from equigen.publish.split_rules import group_ids
 
 
 def _frame(columns) -> pd.DataFrame:

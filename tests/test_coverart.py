@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from equigen.coverart import MAX_REDIRECTS, cover_url, download_cover
-from equigen.errors import EquigenError
+from equigen.core.errors import EquigenError
+from equigen.harvest.coverart import MAX_REDIRECTS, cover_url, download_cover
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 UA = {"User-Agent": "equigen/test ( tests@example.org )"}

@@ -12,10 +12,11 @@ from helpers import HARVEST_PER_GENRE, quiet_console
 from PIL import Image
 from rich.console import Console
 
-from equigen.catalog import Catalog
-from equigen.config import load_settings
-from equigen.curate import run_balance, run_dedup
-from equigen.errors import EquigenError
+from equigen.core.catalog import Catalog
+from equigen.core.config import load_settings
+from equigen.core.errors import EquigenError
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
 
 
 def selection_count(settings) -> int:

@@ -14,14 +14,15 @@ import pytest
 from helpers import copy_harvest, quiet_console
 from PIL import Image
 
-from equigen.catalog import Catalog
-from equigen.curate import run_balance, run_dedup
-from equigen.dataset import run_split
-from equigen.errors import EquigenError
-from equigen.manifest import MANIFEST, read_manifest
-from equigen.mbids import VARIOUS_ARTISTS
-from equigen.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
-from equigen.verify import run_verify, verify_checks
+from equigen.core.catalog import Catalog
+from equigen.core.errors import EquigenError
+from equigen.core.manifest import MANIFEST, read_manifest
+from equigen.core.mbids import VARIOUS_ARTISTS
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
+from equigen.publish.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
+from equigen.publish.split import run_split
+from equigen.publish.verify import run_verify, verify_checks
 
 PER_GENRE = 6
 SHARD_ROWS = 20
@@ -114,7 +115,7 @@ def test_datasets_round_trip(published, tmp_path):
 
 
 def test_shards_publish_the_catalog_label_evidence(published):
-    from equigen.shards import read_metadata
+    from helpers import read_metadata
 
     settings, _ = published
     shards = read_metadata(settings.dataset_dir).set_index("release_group_mbid").sort_index()
@@ -257,17 +258,17 @@ def test_no_temporary_files_are_published(published):
 
 
 def test_card_and_manifest_never_import_the_split_verb():
-    """dataset -> card, manifest, split: the other way round (lazy imports too) would be a cycle."""
+    """the split verb -> card, manifest, split rules: the other way round (lazy imports too) would be a cycle."""
     import ast
 
     import equigen
 
     package = Path(equigen.__file__).parent
-    for name in ("card", "manifest", "split"):
+    for name in ("publish/card", "core/manifest", "publish/split_rules"):
         tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert not imported & {"equigen.dataset", "equigen.rebuild", "equigen.verify"}, name
+        assert not imported & {"equigen.publish.split", "equigen.harvest.rebuild", "equigen.publish.verify"}, name
 
 
 def test_split_refuses_an_empty_split(published, tmp_path):
@@ -306,8 +307,8 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_fetch_manifest_rebuilds_the_identical_dataset(published, harvest_sim, tmp_path):
-    from equigen.config import load_settings
-    from equigen.rebuild import run_rebuild
+    from equigen.core.config import load_settings
+    from equigen.harvest.rebuild import run_rebuild
 
     original = published[0]
     rebuilt = load_settings(
@@ -320,8 +321,8 @@ def test_fetch_manifest_rebuilds_the_identical_dataset(published, harvest_sim, t
 
 
 def test_fetch_manifest_reports_sha256_mismatches(published, harvest_sim, tmp_path):
-    from equigen.config import load_settings
-    from equigen.rebuild import run_rebuild
+    from equigen.core.config import load_settings
+    from equigen.harvest.rebuild import run_rebuild
 
     manifest = pq.read_table(published[0].dataset_dir / "manifest.parquet")
     sha = manifest.column("sha256").to_pylist()
@@ -338,8 +339,8 @@ def test_fetch_manifest_reports_sha256_mismatches(published, harvest_sim, tmp_pa
 
 
 def test_fetch_manifest_with_a_genre_outside_the_taxonomy_fails_before_downloading(published, harvest_sim, tmp_path):
-    from equigen.config import load_settings
-    from equigen.rebuild import run_rebuild
+    from equigen.core.config import load_settings
+    from equigen.harvest.rebuild import run_rebuild
 
     manifest = pq.read_table(published[0].dataset_dir / "manifest.parquet")
     first = manifest.column("genre")[0].as_py()
@@ -360,7 +361,7 @@ def test_fetch_manifest_with_a_genre_outside_the_taxonomy_fails_before_downloadi
 def test_an_interrupted_split_is_recovered_by_the_next_one(published, tmp_path):
     from rich.console import Console
 
-    from equigen.dataset import recover_interrupted_split
+    from equigen.publish.split import recover_interrupted_split
 
     root = tmp_path / "d"
     shutil.copytree(published[0].dataset_dir, root / "dataset")

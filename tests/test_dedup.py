@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from equigen import dedup
-from equigen.dedup import cluster_labels, dedup_rows, hashes_from_hex, near_pairs, popcount
+from equigen.core import dedup_rules as dedup
+from equigen.core.dedup_rules import cluster_labels, dedup_rows, hashes_from_hex, near_pairs, popcount
 
 
 def brute_pairs(hashes: np.ndarray, radius: int) -> np.ndarray:

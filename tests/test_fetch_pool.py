@@ -9,10 +9,10 @@ import sqlite3
 import pytest
 from helpers import quiet_console
 
-import equigen.downloader as downloader
-from equigen.catalog import Catalog, ReleaseGroup
-from equigen.config import load_settings
-from equigen.fetch import run_fetch
+import equigen.harvest.downloader as downloader
+from equigen.core.catalog import Catalog, ReleaseGroup
+from equigen.core.config import load_settings
+from equigen.harvest.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 
@@ -77,7 +77,7 @@ def test_download_processes_log_their_retries_through_the_parent(tmp_path, monke
         simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=config) as sim,
     ):
         stats, frame = _download_only(sim, tmp_path / "procs")
-    retries = [r for r in caplog.records if r.name == "equigen.coverart" and "retry" in r.getMessage()]
+    retries = [r for r in caplog.records if r.name == "equigen.harvest.coverart" and "retry" in r.getMessage()]
     assert retries and stats.downloaded == 60
     assert any("downloading in" in r.getMessage() for r in caplog.records)
 

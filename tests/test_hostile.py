@@ -16,14 +16,14 @@ import pytest
 from aiohttp import web
 from helpers import quiet_console
 
-from equigen.catalog import Catalog
-from equigen.config import load_settings
-from equigen.coverart import download_cover
-from equigen.errors import EquigenError
-from equigen.fetch import run_fetch
-from equigen.lock import data_folder_lock
-from equigen.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
-from equigen.taxonomy import load_taxonomy
+from equigen.core.catalog import Catalog
+from equigen.core.config import load_settings
+from equigen.core.errors import EquigenError
+from equigen.core.lock import data_folder_lock
+from equigen.core.taxonomy import load_taxonomy
+from equigen.harvest.coverart import download_cover
+from equigen.harvest.fetch import run_fetch
+from equigen.harvest.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
 
 MBID = "0f8c8b4e-2d5a-4b2b-9a57-6e4f1f7a1c01"
 
@@ -219,7 +219,7 @@ def test_a_lone_surrogate_in_a_title_is_stored_not_fatal(tmp_path):
 
 
 def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
-    from equigen.coverart import GlobalOnlyResolver, is_local_url
+    from equigen.harvest.coverart import GlobalOnlyResolver, is_local_url
 
     async def image(request):
         return web.Response(body=b"\xff\xd8 not really a jpeg")
@@ -260,7 +260,7 @@ def test_stored_images_follow_the_umask_and_oversized_thumbnails_are_refused(tmp
 
     from PIL import Image
 
-    from equigen.download_workers import validate_and_store
+    from equigen.harvest.download_workers import validate_and_store
 
     buffer = io.BytesIO()
     Image.new("RGB", (1200, 1100), (20, 90, 160)).save(buffer, "JPEG")
@@ -278,7 +278,7 @@ def test_a_tiny_parquet_that_inflates_is_refused_before_reading(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from equigen.manifest import read_manifest
+    from equigen.core.manifest import read_manifest
 
     path = tmp_path / "manifest.parquet"
     pq.write_table(pa.table({"title": ["x" * (96 << 20)]}), path, compression="zstd")
@@ -380,7 +380,7 @@ def test_the_baseline_refuses_a_shard_that_inflates_before_reading_it(tmp_path):
     import pyarrow.parquet as pq
 
     from equigen.baseline.data import load_split
-    from equigen.shards import shard_name, shard_schema
+    from equigen.publish.shards import shard_name, shard_schema
 
     schema = shard_schema(["Jazz", "Metal"])
     row = {name: [None] for name in schema.names}

@@ -24,10 +24,10 @@ from aiohttp import web
 from helpers import assert_one_line_error, copy_harvest, quiet_console, run_cli
 from rich.console import Console
 
-from equigen.catalog import Catalog
-from equigen.errors import EquigenError
-from equigen.lock import LOCK_NAME, data_folder_lock
-from equigen.taxonomy import load_taxonomy, parse_taxonomy
+from equigen.core.catalog import Catalog
+from equigen.core.errors import EquigenError
+from equigen.core.lock import LOCK_NAME, data_folder_lock
+from equigen.core.taxonomy import load_taxonomy, parse_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDE = {**os.environ, "COLUMNS": "400"}  # rich wraps long lines at 80 columns without a terminal
@@ -144,7 +144,7 @@ def test_MEM2_a_cover_far_larger_than_its_thumbnail_is_refused_from_its_header(t
     Image.new("RGB", (6300, 6300), (10, 200, 30)).save(path)
     code = (
         "from pathlib import Path\n"
-        "from equigen.download_workers import validate_and_store\n"
+        "from equigen.harvest.download_workers import validate_and_store\n"
         f"r = validate_and_store(Path({str(tmp_path)!r}), 40_000_000, 32, 'm', 'u', 200,"
         f" Path({str(path)!r}).read_bytes(), 1000)\n"
         "print(r.status, r.error)\n"
@@ -326,9 +326,10 @@ def test_CLI1_numbers_are_checked_finite_and_in_range_before_anything_runs(tmp_p
 
 
 def test_PATH1_a_data_folder_whose_path_is_not_utf8_splits_and_verifies(harvested, tmp_path):
-    from equigen.curate import run_balance, run_dedup
-    from equigen.dataset import run_split
-    from equigen.verify import run_verify
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
+    from equigen.publish.split import run_split
+    from equigen.publish.verify import run_verify
 
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/data-\xff"))
     settings = copy_harvest(harvested, odd)
@@ -377,9 +378,9 @@ def test_TAX1_genre_names_with_control_characters_are_refused(name):
 
 
 def test_TAX1_markup_in_a_genre_name_is_printed_and_written_as_text():
-    from equigen.balance import select_balanced
-    from equigen.card import md_text
-    from equigen.curate import _balance_table
+    from equigen.core.balance_rules import select_balanced
+    from equigen.curate.balance import _balance_table
+    from equigen.publish.card import md_text
 
     genre = "[/bold] [link=http://evil]y[/link]"
     assert parse_taxonomy(_taxonomy_with(genre)).genres[0] == genre
@@ -404,8 +405,9 @@ def test_TAX1_markup_in_a_genre_name_is_printed_and_written_as_text():
 
 
 def test_TAX2_the_catalog_remembers_its_taxonomy(harvested, tmp_path):
-    from equigen.curate import run_balance, run_dedup
-    from equigen.fetch import run_fetch
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
+    from equigen.harvest.fetch import run_fetch
 
     settings = copy_harvest(harvested, tmp_path / "data")
     custom = tmp_path / "custom.toml"
@@ -504,10 +506,10 @@ def test_HANG1_a_download_process_that_stops_answering_stops_the_run(harvest_sim
     covers for ever; the watchdog stops the run in one line after stall_limit, the results so far kept."""
     import multiprocessing
 
-    import equigen.downloader as downloader
-    from equigen.config import load_settings
-    from equigen.fetch import run_fetch
-    from equigen.records import ReleaseGroup
+    import equigen.harvest.downloader as downloader
+    from equigen.core.config import load_settings
+    from equigen.core.records import ReleaseGroup
+    from equigen.harvest.fetch import run_fetch
 
     monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1)
     world = harvest_sim.world
@@ -566,8 +568,9 @@ def test_MSG1_demo_refuses_bad_numbers_before_running_anything(tmp_path):
 
 @pytest.fixture(scope="module")
 def _published(harvested, tmp_path_factory):
-    from equigen.curate import run_balance, run_dedup
-    from equigen.dataset import run_split
+    from equigen.curate.balance import run_balance
+    from equigen.curate.dedup import run_dedup
+    from equigen.publish.split import run_split
 
     settings = copy_harvest(harvested, tmp_path_factory.mktemp("round3") / "data")
     run_dedup(settings, console=quiet_console())

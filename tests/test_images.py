@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from equigen.images import (
+from equigen.core.images import (
     BadImage,
     _clean_jpeg_luma,
     _pillow_luma,

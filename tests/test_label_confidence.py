@@ -20,23 +20,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import quiet_console
+from helpers import quiet_console, read_metadata
 from PIL import Image
 
-from equigen.card import label_confidence_table
-from equigen.catalog import Catalog
-from equigen.config import load_settings
-from equigen.curate import run_balance, run_dedup
-from equigen.dataset import run_split
-from equigen.errors import EquigenError
-from equigen.images import inspect_image
-from equigen.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
-from equigen.rebuild import manifest_release_groups
-from equigen.records import CoverResult, ReleaseGroup
-from equigen.shards import SPLITS, read_metadata, shard_files
-from equigen.storage import store_image
-from equigen.taxonomy import load_taxonomy
-from equigen.verify import label_evidence_problems, run_verify, verify_checks
+from equigen.core.catalog import Catalog
+from equigen.core.config import load_settings
+from equigen.core.errors import EquigenError
+from equigen.core.images import inspect_image
+from equigen.core.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
+from equigen.core.records import CoverResult, ReleaseGroup
+from equigen.core.storage import store_image
+from equigen.core.taxonomy import load_taxonomy
+from equigen.curate.balance import run_balance
+from equigen.curate.dedup import run_dedup
+from equigen.harvest.rebuild import manifest_release_groups
+from equigen.publish.card import label_confidence_table
+from equigen.publish.shards import SPLITS, shard_files
+from equigen.publish.split import run_split
+from equigen.publish.verify import label_evidence_problems, run_verify, verify_checks
 
 PER_GENRE_CANDIDATES = 12
 PER_GENRE = 8

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from equigen.balance import select_balanced
-from equigen.dedup import DEFAULT_THRESHOLD, dedup_rows
-from equigen.planning import (
+from equigen.core.balance_rules import select_balanced
+from equigen.core.dedup_rules import DEFAULT_THRESHOLD, dedup_rows
+from equigen.harvest.planning import (
     MIN_YIELD,
     Cursor,
     GenreProgress,

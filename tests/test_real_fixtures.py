@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from equigen.musicbrainz import parse_release_group
-from equigen.taxonomy import AMBIGUOUS, NO_GENRE, UNLABELLED, load_taxonomy
+from equigen.core.taxonomy import AMBIGUOUS, NO_GENRE, UNLABELLED, load_taxonomy
+from equigen.harvest.musicbrainz import parse_release_group
 
 FIXTURES = Path(__file__).parent / "fixtures" / "musicbrainz"
 FILES = sorted(FIXTURES.glob("*.json"))

@@ -1,4 +1,4 @@
-"""equigen.shards: listing a dataset's shards, the schema contract and atomic writes, on empty stand-in files."""
+"""equigen.publish.shards: listing shards, the schema contract and atomic writes, on empty stand-in files."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from equigen import shards
-from equigen.errors import EquigenError
-from equigen.split import SPLITS
+from equigen.core.errors import EquigenError
+from equigen.publish import shards
+from equigen.publish.split_rules import SPLITS
 
 
 def touch_shards(root, **counts):

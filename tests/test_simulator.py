@@ -23,14 +23,14 @@ import pytest
 import requests
 from PIL import Image
 
-from equigen.dedup import DEFAULT_THRESHOLD
-from equigen.errors import EquigenError
-from equigen.mbids import VARIOUS_ARTISTS, is_mbid
-from equigen.search_analysis import mb_tokens, phrase_in
+from equigen.core.dedup_rules import DEFAULT_THRESHOLD
+from equigen.core.errors import EquigenError
+from equigen.core.mbids import VARIOUS_ARTISTS, is_mbid
+from equigen.core.search_analysis import mb_tokens, phrase_in
+from equigen.core.taxonomy import normalize_tag
 from equigen.simulator import BROKEN_KINDS, SimConfig, World, WorldConfig, simulator_in_thread
 from equigen.simulator.server import parse_query
 from equigen.simulator.world import musicbrainz_genre_keys
-from equigen.taxonomy import normalize_tag
 
 UA = {"User-Agent": "equigen-tests/0.1 ( tests@example.org )"}
 SEED = 3

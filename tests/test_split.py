@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from equigen.mbids import VARIOUS_ARTISTS
-from equigen.split import SPLITS, group_ids, grouped_stratified_split, split_report
+from equigen.core.mbids import VARIOUS_ARTISTS
+from equigen.publish.split_rules import SPLITS, group_ids, grouped_stratified_split, split_report
 
 
 def synthetic_rows(

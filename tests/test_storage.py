@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from equigen import storage
-from equigen.storage import relative_image_path, store_image
+from equigen.core import storage
+from equigen.core.storage import relative_image_path, store_image
 
 
 def _sha(data: bytes) -> str:

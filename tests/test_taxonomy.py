@@ -2,10 +2,14 @@
 
 import pytest
 
-from equigen.errors import EquigenError
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, parse_taxonomy, resolve_genre
+from equigen.core.errors import EquigenError
+from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, parse_taxonomy, resolve_label
 
 MAP = {"heavy metal": "Metal", "death metal": "Metal", "rock": "Rock", "jazz": "Jazz"}
+
+
+def resolve_genre(tags, tag_to_genre, ambiguity_ratio=0.8, min_votes=1) -> str:
+    return resolve_label(tags, tag_to_genre, ambiguity_ratio, min_votes).genre
 
 
 def test_default_taxonomy_has_fifteen_genres_with_tags():
@@ -72,7 +76,7 @@ def test_user_taxonomy_parses():
 
 from pathlib import Path  # noqa: E402
 
-from equigen.taxonomy import Label, default_taxonomy_path, normalize_tag, resolve_label  # noqa: E402
+from equigen.core.taxonomy import Label, default_taxonomy_path, normalize_tag  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from equigen.taxonomy import load_taxonomy, normalize_tag
+from equigen.core.taxonomy import load_taxonomy, normalize_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 MB_NAMES = [

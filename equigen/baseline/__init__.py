@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from equigen.defaults import MAX_SEED
-from equigen.errors import EquigenError, check_number
+from equigen.core.defaults import MAX_SEED
+from equigen.core.errors import EquigenError, check_number
 
 __all__ = ["BaselineConfig", "BaselineResult", "run_baseline", "parse_seeds", "parse_weights_option"]
 

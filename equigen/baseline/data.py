@@ -32,9 +32,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 
-from equigen import shards
-from equigen.errors import EquigenError, first_line
-from equigen.split import SPLITS
+from equigen.core.defaults import SPLITS
+from equigen.core.errors import EquigenError, first_line
+from equigen.publish import shards
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from equigen.errors import EquigenError, first_line
+from equigen.core.errors import EquigenError, first_line
 
 logger = logging.getLogger(__name__)
 

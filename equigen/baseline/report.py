@@ -22,7 +22,7 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 from equigen.baseline.stats import most_confident_errors  # noqa: E402
-from equigen.storage import write_atomic  # noqa: E402
+from equigen.core.storage import write_atomic  # noqa: E402
 
 
 def compute_metrics(y_true: np.ndarray, scores: np.ndarray, names: list[str]) -> tuple[dict, np.ndarray]:

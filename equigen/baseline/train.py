@@ -46,8 +46,8 @@ from equigen.baseline.report import (
     write_report,
 )
 from equigen.baseline.summary import SeedRun, overfitting, summarize
-from equigen.errors import EquigenError, first_line
-from equigen.storage import atomic_output
+from equigen.core.errors import EquigenError, first_line
+from equigen.core.storage import atomic_output
 
 DEFAULT_IMAGE_SIZE = 128  # from scratch; pretrained models default to their weights' crop size (224)
 CONFIDENT_ERRORS_PER_GENRE = 4

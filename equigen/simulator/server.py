@@ -10,7 +10,7 @@ Paths served on one base URL:
   /__sim__/log, /__sim__/truth, /__sim__/health   for tests and tools
 
 Search understands the Lucene subset clients send (field:"value", AND/OR/NOT, parentheses); `tag`
-values are tokenized as MusicBrainz's Solr analyses them (equigen/search_analysis.py), so `tag:"metal"` also
+values are tokenized as MusicBrainz's Solr analyses them (equigen/core/search_analysis.py), so `tag:"metal"` also
 returns "death metal" albums.
 """
 
@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from equigen.errors import EquigenError, check_number, first_line
-from equigen.mbids import is_mbid
-from equigen.search_analysis import mb_tokens, phrase_in
+from equigen.core.errors import EquigenError, check_number, first_line
+from equigen.core.mbids import is_mbid
+from equigen.core.search_analysis import mb_tokens, phrase_in
 from equigen.simulator.world import PRIMARY_TYPE_IDS, SECONDARY_TYPE_IDS, ReleaseGroup, World, WorldConfig
 
 BAD_MBID = "../../etc/passwd"
@@ -146,7 +146,7 @@ Predicate = Callable[[ReleaseGroup], bool]
 def _tag_predicate(value: str) -> Predicate:
     """`tag:"death metal"` as MusicBrainz answers it: a phrase over the tokens of any one tag.
 
-    Tags and the query value go through the search server's analysis (see equigen/search_analysis.py, after
+    Tags and the query value go through the search server's analysis (see equigen/core/search_analysis.py, after
     metabrainz/mbsssss common/fieldtypes.xml `text_mult` and metabrainz/mb-solr
     MusicbrainzTokenizerImpl.jflex), so "metal" matches "death metal" and "Heavy-Metal",
     "hip hop" matches "hip-hop", and "death metal" does not match plain "metal". An unquoted

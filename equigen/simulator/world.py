@@ -26,10 +26,10 @@ from importlib import resources
 
 from PIL import Image, ImageOps
 
-from equigen.errors import EquigenError
-from equigen.mbids import VARIOUS_ARTISTS
+from equigen.core.errors import EquigenError
+from equigen.core.mbids import VARIOUS_ARTISTS
+from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 from equigen.simulator.covers import HTML_ERROR_PAGE, MOTIFS, CoverSpec, bomb_png, draw, encode_jpeg, style_for
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 BROKEN_KINDS = ("truncated", "html", "oversize", "bomb", "tiny")
 TRANSFORMS = ("reencode", "resize", "border", "brightness")

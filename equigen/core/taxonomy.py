@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from equigen.errors import EquigenError, first_line
+from equigen.core.errors import EquigenError, first_line
 
 AMBIGUOUS = "ambiguous"
 UNLABELLED = "unlabelled"
@@ -172,21 +172,10 @@ def resolve_label(
     return Label(ranked[0][0], total, confidence)
 
 
-def resolve_genre(
-    tags: Iterable[tuple[str, int]],
-    tag_to_genre: Mapping[str, str],
-    ambiguity_ratio: float = 0.8,
-    min_votes: int = 1,
-) -> str:
-    """The genre alone of `resolve_label` (tag_to_genre keys may be given un-normalized)."""
-    keys = {normalize_tag(k): v for k, v in tag_to_genre.items()}
-    return resolve_label(tags, keys, ambiguity_ratio, min_votes).genre
-
-
 def default_taxonomy_path() -> Path:
     """manifests/genres.toml: in a source checkout read directly (even where git wrote the package's
     link as a plain file), in an installed wheel the copy the link became."""
-    source = Path(__file__).resolve().parents[1] / "manifests" / "genres.toml"
+    source = Path(__file__).resolve().parents[2] / "manifests" / "genres.toml"
     if source.is_file():
         return source
     return Path(str(resources.files("equigen").joinpath("data/genres.toml")))

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from equigen import __version__
-from equigen.errors import one_line
-from equigen.manifest import MANIFEST
-from equigen.shards import DATA_DIR, hf_features, sha256_file, shard_files
-from equigen.split import SPLITS, SplitReport, shared_artist
-from equigen.storage import write_atomic
+from equigen.core.defaults import SPLITS
+from equigen.core.errors import one_line
+from equigen.core.manifest import MANIFEST
+from equigen.core.storage import write_atomic
+from equigen.publish.shards import DATA_DIR, hf_features, sha256_file, shard_files
+from equigen.publish.split_rules import SplitReport, shared_artist
 
 PLOTS_DIR = "plots"
 PRETTY_NAME = "EquiGen album covers by genre"

@@ -2,11 +2,11 @@
 
 Layout of <data_dir>/dataset (built in a temporary sibling folder and swapped in only when complete):
 
-    data/{split}-{i:05d}-of-{n:05d}.parquet   images + metadata, Hugging Face layout (equigen.shards)
-    manifest.parquet                         every item with its Cover Art Archive URL, no images (equigen.manifest)
-    croissant.json                           Croissant 1.0 metadata (equigen.card)
-    README.md                                dataset card, YAML front matter for the Hub (equigen.card)
-    plots/split_genre_counts.png, plots/artist_sizes.png, plots/label_confidence.png (equigen.card)
+    data/{split}-{i:05d}-of-{n:05d}.parquet   images + metadata, Hugging Face layout (equigen.publish.shards)
+    manifest.parquet                         each item and its Cover Art Archive URL, no images (equigen.core.manifest)
+    croissant.json                           Croissant 1.0 metadata (equigen.publish.card)
+    README.md                                dataset card, YAML front matter for the Hub (equigen.publish.card)
+    plots/split_genre_counts.png, plots/artist_sizes.png, plots/label_confidence.png (equigen.publish.card)
     checksums.sha256                         sha256sum of every other file
 """
 
@@ -23,16 +23,16 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from equigen.card import write_card, write_croissant, write_plots
-from equigen.catalog import Catalog
-from equigen.config import Settings
-from equigen.defaults import MAX_SEED
-from equigen.errors import EquigenError, check_number, inert
-from equigen.images import FORMAT_EXT
-from equigen.lock import data_folder_lock
-from equigen.manifest import MANIFEST, MANIFEST_SOURCE, write_manifest
-from equigen.shards import write_checksums, write_split
-from equigen.split import (
+from equigen.core.catalog import Catalog
+from equigen.core.config import Settings
+from equigen.core.defaults import MAX_SEED
+from equigen.core.errors import EquigenError, check_number, inert
+from equigen.core.images import FORMAT_EXT
+from equigen.core.lock import data_folder_lock
+from equigen.core.manifest import MANIFEST, MANIFEST_SOURCE, write_manifest
+from equigen.publish.card import write_card, write_croissant, write_plots
+from equigen.publish.shards import write_checksums, write_split
+from equigen.publish.split_rules import (
     DEFAULT_RATIOS,
     SPLITS,
     SplitReport,

@@ -20,8 +20,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from equigen.records import require_columns
-from equigen.taxonomy import NO_GENRE
+from equigen.core.records import require_columns
+from equigen.core.taxonomy import NO_GENRE
 
 # Max pHash Hamming distance at which two covers count as near-duplicates. Measured with
 # benchmarks/dedup_threshold.py (default simulator world, every cover at 500 px, pairs inside

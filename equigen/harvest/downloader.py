@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from equigen.catalog import Catalog
-from equigen.config import Settings
-from equigen.download_workers import CoverJob, fetch_cover, new_session, process_main
-from equigen.errors import EquigenError
-from equigen.records import CoverResult
+from equigen.core.catalog import Catalog
+from equigen.core.config import Settings
+from equigen.core.errors import EquigenError
+from equigen.core.records import CoverResult
+from equigen.harvest.download_workers import CoverJob, fetch_cover, new_session, process_main
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class _DownloadProcesses(_Backend):
         loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("forkserver")
         # forkserver, not fork: this process runs an event loop and threads (fork would copy held locks).
-        context.set_forkserver_preload(["equigen.download_workers"])
+        context.set_forkserver_preload(["equigen.harvest.download_workers"])
         level = logging.getLogger("equigen").getEffectiveLevel()
         for connections, per_host in zip(self.connections, self.per_host):
             if connections < 1:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from equigen.errors import EquigenError
-from equigen.records import CoverResult, ReleaseGroup
-from equigen.taxonomy import Taxonomy, load_taxonomy, taxonomy_from_text
+from equigen.core.errors import EquigenError
+from equigen.core.records import CoverResult, ReleaseGroup
+from equigen.core.taxonomy import Taxonomy, load_taxonomy, taxonomy_from_text
 
 SCHEMA_VERSION = 2
 # v2: label evidence (label_votes, label_confidence), discovery order (seq), the fetch plan.
@@ -92,9 +92,6 @@ MIGRATE_1_TO_2 = (
     "UPDATE release_groups SET seq = rowid",
     "ALTER TABLE covers ADD COLUMN planned_round INTEGER",
 )
-
-COVER_STATUSES = ("pending", "ok", "no_art", "bad_image", "refused", "failed")
-
 
 SQL_CHUNK = 900  # values bound per IN (...): under SQLite's oldest limit of 999 variables
 
@@ -220,6 +217,15 @@ class Catalog:
         """Which of these release groups the catalog holds already."""
         return {row[0] for row in self._select_in("SELECT mbid FROM release_groups WHERE mbid IN ({})", list(mbids))}
 
+    def has_release_groups(self) -> bool:
+        """Whether any release group was catalogued (by a fetch or a manifest)."""
+        return self.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone() is not None
+
+    def stored_tags(self) -> Iterator[str]:
+        """Every release group's MusicBrainz tags as stored (JSON text of [name, votes] pairs), one at a time."""
+        for (tags_json,) in self.conn.execute("SELECT tags FROM release_groups"):
+            yield tags_json
+
     def _select_in(self, sql: str, values: Sequence, before: Sequence = ()) -> list[tuple]:
         """Rows of `sql` (one `IN ({})`) over all `values`, in chunks SQLite can bind: a 250,000-row manifest
         would otherwise bind more variables than SQLite allows ("too many SQL variables")."""
@@ -228,10 +234,6 @@ class Catalog:
             chunk = values[i : i + SQL_CHUNK]
             rows += self.conn.execute(sql.format(",".join("?" * len(chunk))), [*before, *chunk]).fetchall()
         return rows
-
-    def genre_counts(self) -> dict[str, int]:
-        """Release groups per resolved genre (including 'ambiguous' and 'unlabelled')."""
-        return dict(self.conn.execute("SELECT genre, COUNT(*) FROM release_groups GROUP BY genre").fetchall())
 
     def add_release_groups(self, groups: Sequence[ReleaseGroup], found_via: str) -> None:
         """Insert release groups (and pending covers) outside tag paging, e.g. from a manifest."""

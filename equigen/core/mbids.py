@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from equigen.errors import EquigenError
+from equigen.core.errors import EquigenError
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 VARIOUS_ARTISTS = "89ad4ac3-39f7-470e-963a-56509c546377"

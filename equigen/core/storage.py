@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from equigen.errors import EquigenError
+from equigen.core.errors import EquigenError
 
 
 def _current_umask() -> int:

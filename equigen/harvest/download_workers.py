@@ -23,11 +23,11 @@ from pathlib import Path
 
 import aiohttp
 
-from equigen.config import Settings
-from equigen.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
-from equigen.images import BadImage, inspect_image
-from equigen.records import CoverResult
-from equigen.storage import store_image
+from equigen.core.config import Settings
+from equigen.core.images import BadImage, inspect_image
+from equigen.core.records import CoverResult
+from equigen.core.storage import store_image
+from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
 
 THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
 

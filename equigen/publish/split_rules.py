@@ -21,9 +21,9 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from equigen.defaults import DEFAULT_RATIOS, SPLITS  # noqa: F401  (named once there; part of this module's API)
-from equigen.mbids import VARIOUS_ARTISTS
-from equigen.records import require_columns
+from equigen.core.defaults import DEFAULT_RATIOS, SPLITS  # noqa: F401  (named once there; part of this module's API)
+from equigen.core.mbids import VARIOUS_ARTISTS
+from equigen.core.records import require_columns
 
 # Columns each function reads (cluster_id is optional: without it no duplicate cluster links covers).
 GROUP_COLUMNS = ("artist_mbid",)

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from equigen.balance import usable_counts
-from equigen.dedup import DEDUP_COLUMNS, DEFAULT_THRESHOLD, dedup_rows
-from equigen.records import require_columns
-from equigen.search_analysis import mb_tokens, phrase_in
-from equigen.taxonomy import normalize_tag
+from equigen.core.balance_rules import usable_counts
+from equigen.core.dedup_rules import DEDUP_COLUMNS, DEFAULT_THRESHOLD, dedup_rows
+from equigen.core.records import require_columns
+from equigen.core.search_analysis import mb_tokens, phrase_in
+from equigen.core.taxonomy import normalize_tag
 
 TRIED_STATUSES = ("ok", "no_art", "bad_image", "refused")  # a final answer about a cover ("failed" is not one)
 MIN_YIELD = 0.05  # never plan more than 20 tries per missing cover, whatever the first tries showed

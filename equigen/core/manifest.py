@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from equigen.errors import EquigenError, first_line
-from equigen.mbids import is_mbid
-from equigen.shards import WRITE_OPTIONS, check_parquet_size
-from equigen.split import SPLITS
-from equigen.storage import atomic_output
+from equigen.core.defaults import SPLITS
+from equigen.core.errors import EquigenError, first_line
+from equigen.core.mbids import is_mbid
+from equigen.core.parquet import WRITE_OPTIONS, check_parquet_size
+from equigen.core.storage import atomic_output
 
 MANIFEST = "manifest.parquet"
 # The catalog's selection_source when the selection was read from a published manifest.

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from equigen.errors import EquigenError
+from equigen.core.errors import EquigenError
 
 LOCK_NAME = ".equigen.lock"
 

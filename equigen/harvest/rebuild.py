@@ -17,15 +17,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from equigen.catalog import Catalog
-from equigen.config import THUMBNAIL_SIZES, Settings
-from equigen.downloader import DownloadStats, download_catalog_covers
-from equigen.errors import EquigenError
-from equigen.lock import data_folder_lock
-from equigen.manifest import MANIFEST_SOURCE, read_manifest
-from equigen.records import ReleaseGroup
-from equigen.storage import ensure_writable
-from equigen.taxonomy import Taxonomy, load_taxonomy
+from equigen.core.catalog import Catalog
+from equigen.core.config import THUMBNAIL_SIZES, Settings
+from equigen.core.errors import EquigenError
+from equigen.core.lock import data_folder_lock
+from equigen.core.manifest import MANIFEST_SOURCE, read_manifest
+from equigen.core.records import ReleaseGroup
+from equigen.core.storage import ensure_writable
+from equigen.core.taxonomy import Taxonomy, load_taxonomy
+from equigen.harvest.downloader import DownloadStats, download_catalog_covers
 
 
 def manifest_release_groups(manifest: pd.DataFrame) -> list[ReleaseGroup]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from equigen import __version__
-from equigen.errors import EquigenError, check_number
+from equigen.core.errors import EquigenError, check_number
 
 DEFAULT_MUSICBRAINZ_URL = "https://musicbrainz.org"
 DEFAULT_COVERART_URL = "https://coverartarchive.org"
@@ -37,10 +37,6 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return self.data_dir / "catalog.sqlite"
-
-    @property
-    def images_dir(self) -> Path:
-        return self.data_dir / "images"
 
     @property
     def dataset_dir(self) -> Path:

@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlparse
 import aiohttp
 from aiohttp.resolver import ThreadedResolver
 
-from equigen.mbids import require_mbid
+from equigen.core.mbids import require_mbid
 
 logger = logging.getLogger(__name__)
 

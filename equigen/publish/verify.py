@@ -20,10 +20,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from equigen.dedup import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs
-from equigen.errors import EquigenError, inert
-from equigen.images import BadImage, inspect_image
-from equigen.shards import (
+from equigen.core.dedup_rules import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs
+from equigen.core.errors import EquigenError, inert
+from equigen.core.images import BadImage, inspect_image
+from equigen.publish.shards import (
     METADATA_COLUMNS,
     SPLITS,
     checksum_problems,
@@ -34,7 +34,7 @@ from equigen.shards import (
     shard_files,
     symlinks,
 )
-from equigen.split import shared_artist
+from equigen.publish.split_rules import shared_artist
 
 REQUIRED_FILES = ("README.md", "croissant.json", "checksums.sha256")
 MAX_JSON_BYTES = 16 << 20  # croissant.json: a real one is a few KB

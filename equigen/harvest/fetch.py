@@ -26,22 +26,24 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from equigen.balance import check_balance_options, default_artist_cap
-from equigen.catalog import Catalog
-from equigen.config import Settings
-from equigen.dedup import DEFAULT_THRESHOLD
-from equigen.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE
-from equigen.downloader import (
+from equigen.core.balance_rules import check_balance_options, default_artist_cap
+from equigen.core.catalog import Catalog
+from equigen.core.config import Settings
+from equigen.core.dedup_rules import DEFAULT_THRESHOLD
+from equigen.core.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE
+from equigen.core.errors import EquigenError, check_number
+from equigen.core.lock import data_folder_lock
+from equigen.core.storage import ensure_writable
+from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
+from equigen.harvest.downloader import (
     CoverDownloader,
     DownloadStats,
     cover_downloads,
     download_catalog_covers,
     progress_display,
 )
-from equigen.errors import EquigenError, check_number
-from equigen.lock import data_folder_lock
-from equigen.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
-from equigen.planning import (
+from equigen.harvest.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
+from equigen.harvest.planning import (
     MAX_SEARCH_OFFSET,
     TRIED_STATUSES,
     Cursor,
@@ -54,8 +56,6 @@ from equigen.planning import (
     subsumed,
     usable_table,
 )
-from equigen.storage import ensure_writable
-from equigen.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def _relabel_if_taxonomy_changed(catalog: Catalog, taxonomy: Taxonomy, console: 
     fingerprint = taxonomy.fingerprint()
     stored = catalog.get_meta("taxonomy_fingerprint")
     if stored != fingerprint:
-        if stored is not None or catalog.conn.execute("SELECT 1 FROM release_groups LIMIT 1").fetchone():
+        if stored is not None or catalog.has_release_groups():
             changed = catalog.relabel(taxonomy.label)
             if changed:
                 console.print(
@@ -536,7 +536,7 @@ class _Discovery:
         self.seen: Counter = Counter()
         self.returned: dict[tuple[str, str], set[str]] = {}  # MBIDs each search returned in this run
         self.repeats = 0  # searches stopped for repeating themselves
-        for (tags_json,) in catalog.conn.execute("SELECT tags FROM release_groups"):
+        for tags_json in catalog.stored_tags():
             self._count_tags(tags_json)
 
     def _count_tags(self, tags) -> None:

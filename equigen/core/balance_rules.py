@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from equigen.defaults import MAX_PER_GENRE
-from equigen.errors import check_number
-from equigen.records import require_columns
-from equigen.taxonomy import NO_GENRE
+from equigen.core.defaults import MAX_PER_GENRE
+from equigen.core.errors import check_number
+from equigen.core.records import require_columns
+from equigen.core.taxonomy import NO_GENRE
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from equigen.errors import EquigenError, first_line
-from equigen.mbids import require_mbid
-from equigen.records import ReleaseGroup
-from equigen.taxonomy import Label
+from equigen.core.errors import EquigenError, first_line
+from equigen.core.mbids import require_mbid
+from equigen.core.records import ReleaseGroup
+from equigen.core.taxonomy import Label
 
 logger = logging.getLogger(__name__)
 
