@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from equigen.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import _common as C  # noqa: E402
 
 
 def main() -> None:
@@ -82,7 +85,7 @@ def main() -> None:
     print(json.dumps(row, indent=2))
     if not a.smoke:
         (BENCH / "results").mkdir(exist_ok=True)
-        (BENCH / "results" / "baseline_learning.json").write_text(json.dumps(row, indent=2) + "\n")
+        (BENCH / "results" / "baseline_learning.json").write_text(json.dumps(C.repo_relative(row), indent=2) + "\n")
 
 
 if __name__ == "__main__":

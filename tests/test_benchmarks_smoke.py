@@ -122,3 +122,43 @@ def test_taxonomy_benchmark_finds_a_reason_for_every_contested_name():
     details = doc["details"]
     assert details["overall"]["compared"] > 2000 and details["overall"]["share"] > 0.9
     assert details["unexplained"] == [], details["unexplained"]
+
+
+def test_committed_results_name_no_folder_of_the_machine_they_ran_on():
+    """benchmarks/results/*.json carry paths relative to the repository (benchmarks/_common.repo_relative)."""
+
+    def strings(doc):
+        if isinstance(doc, dict):
+            for v in doc.values():
+                yield from strings(v)
+        elif isinstance(doc, list):
+            for v in doc:
+                yield from strings(v)
+        elif isinstance(doc, str):
+            yield doc
+
+    found = [
+        (p.name, s)
+        for p in sorted((BENCH / "results").glob("*.json"))
+        for s in strings(json.loads(p.read_text()))
+        if s.startswith(("/work/", "/home/", "/root/", "/Users/", "/tmp/"))
+    ]
+    assert not found, found[:5]
+
+
+def test_repo_relative_rewrites_paths_inside_the_repository_only(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    import _common as C
+
+    doc = {
+        "data": BENCH / "work" / "x",
+        "runs": [str(BENCH.parent / "README.md"), "text"],
+        "n": 3,
+        "tmp": str(tmp_path),
+    }
+    assert C.repo_relative(doc) == {
+        "data": "benchmarks/work/x",
+        "runs": ["README.md", "text"],
+        "n": 3,
+        "tmp": str(tmp_path),
+    }
