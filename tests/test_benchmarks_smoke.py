@@ -49,12 +49,14 @@ def run_smoke(name: str, *extra: str) -> dict:
     return doc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_ours_smoke(name):
     doc = run_smoke(name, "--ours-only")
     assert doc["ours_only"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_full_smoke(name):
     for module in SCRIPTS[name]:
@@ -68,6 +70,7 @@ def test_full_smoke(name):
     assert any(row["anchor"] != "-" for row in doc["rows"])
 
 
+@pytest.mark.slow
 def test_rehearsal_smoke_runs_every_stage_and_a_killed_fetch_resumes_to_the_same_dataset(tmp_path):
     """benchmarks/rehearsal.py at toy size (no baseline): every stage measured; a fetch killed with SIGKILL and
     run again ends with the same dataset as the uninterrupted rehearsal."""
@@ -105,6 +108,7 @@ def test_rehearsal_smoke_runs_every_stage_and_a_killed_fetch_resumes_to_the_same
     assert doc["stages"]["fetch"]["first"]["killed"] and doc["compared_with"]["same_dataset"]
 
 
+@pytest.mark.slow
 def test_taxonomy_benchmark_finds_a_reason_for_every_contested_name():
     """bench_taxonomy.py against ../shared/reference (skipped where absent): every name on which two or more public
     hierarchies disagree with the taxonomy has its reason in genre_rules.toml [contested]."""
