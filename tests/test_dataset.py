@@ -440,3 +440,24 @@ def test_split_samples_per_split_draws_a_sheet_for_every_split(curated, tmp_path
         "samples.jpg",
     ]
     assert run_verify(settings.dataset_dir, console=quiet_console()), "checksums cover the extra sheets"
+
+
+def test_card_metadata_is_what_huggingface_hub_reads(published):
+    """The card's YAML parsed by huggingface_hub's own DatasetCard (what the Hub reads): splits, files, features,
+    class names and licence as written. The Hub's schema check itself is an online call (/api/validate-yaml)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    settings, summary = published
+    card = DatasetCard.load(settings.dataset_dir / "README.md")
+    data = card.data
+    assert isinstance(data, DatasetCardData)
+    assert data.license == "other" and data.task_categories == ["image-classification"]
+    assert [c["split"] for c in data.configs[0]["data_files"]] == list(SPLITS)
+    info = data.dataset_info
+    assert {s["name"]: s["num_examples"] for s in info["splits"]} == summary["split_sizes"]
+    features = {f["name"]: f["dtype"] for f in info["features"]}
+    assert features["image"] == "image"
+    names = features["label"]["class_label"]["names"]
+    manifest = read_manifest(settings.dataset_dir / MANIFEST)
+    assert sorted(names.values()) == sorted(manifest["genre"].unique())
+    assert DatasetCardData(**data.to_dict()).to_dict() == data.to_dict(), "round-trips through DatasetCardData"
