@@ -222,6 +222,21 @@ def row(
     }
 
 
+def repo_relative(doc):
+    """A results document with every absolute path inside the repository written relative to it (a string, a
+    Path, in any dict or list), so a committed result names no folder of the machine it ran on."""
+    if isinstance(doc, dict):
+        return {k: repo_relative(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [repo_relative(v) for v in doc]
+    if isinstance(doc, Path | str) and os.path.isabs(str(doc)):
+        try:
+            return Path(doc).resolve().relative_to(REPO.resolve()).as_posix()
+        except ValueError:  # outside the repository (a temporary folder): kept as it is
+            return str(doc)
+    return str(doc) if isinstance(doc, Path) else doc
+
+
 def write_results(name: str, rows: list[dict], args, details: dict | None = None) -> Path:
     # Only a full run (both sides, full size) is a result; smoke and ours-only runs go under work/.
     out_dir = WORK / "smoke" if args.smoke else WORK / "ours-only" if getattr(args, "ours_only", False) else RESULTS
@@ -240,7 +255,7 @@ def write_results(name: str, rows: list[dict], args, details: dict | None = None
         "rows": rows,
         "details": details or {},
     }
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(repo_relative(doc), indent=2, default=str) + "\n")
     for r in rows:
         met = {True: "MET", False: "MISSED", None: "-"}[r["met"]]
         ratio = "-" if r["ratio"] is None else f"{r['ratio']}x"

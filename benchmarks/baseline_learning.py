@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from equigen.publish.split import run_split
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import _common as C  # noqa: E402
 
 
 def main() -> None:
@@ -83,7 +86,7 @@ def main() -> None:
     print(json.dumps(row, indent=2))
     if not a.smoke:
         (BENCH / "results").mkdir(exist_ok=True)
-        (BENCH / "results" / "baseline_learning.json").write_text(json.dumps(row, indent=2) + "\n")
+        (BENCH / "results" / "baseline_learning.json").write_text(json.dumps(C.repo_relative(row), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ def main() -> None:
         "rows": rows,
         "runs": results,
     }
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    out.write_text(json.dumps(C.repo_relative(doc), indent=2) + "\n")
     print(f"wrote {out}")
 
 

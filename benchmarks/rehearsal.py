@@ -106,7 +106,7 @@ def catalog_summary(catalog: Path) -> dict:
 
 def save(out: Path, result: dict) -> None:
     """After every stage: a rehearsal that stops half-way keeps what it measured."""
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(C.repo_relative(result), indent=2) + "\n")
 
 
 def short_genres(catalog: Path, per_genre: int) -> dict:

@@ -48,7 +48,7 @@ Seed = typer.Option(0, "--seed", help="Random seed; the same seed gives the same
 Threshold = typer.Option(
     None,
     "--threshold",
-    help="Max pHash Hamming distance for near-duplicates (default 10, chosen on the simulator's planted duplicates; see README); fetch counts duplicates with the radius dedup will use.",
+    help="Max pHash Hamming distance for near-duplicates [default 10; chosen on the simulator's planted duplicates, see README]; fetch counts duplicates with the radius dedup will use.",
 )
 
 
@@ -278,12 +278,22 @@ def split(
     ),
     seed: int = Seed,
     shard_rows: int = typer.Option(2000, "--shard-rows", help="Rows per Parquet shard."),
+    samples_per_split: bool = typer.Option(
+        False,
+        "--samples-per-split",
+        help="Also draw plots/samples-validation.jpg and plots/samples-test.jpg, the contact sheet of 12 covers per genre that plots/samples.jpg shows for train.",
+    ),
 ) -> None:
     """Split the balanced selection by artist and duplicate-cluster groups, stratified by genre; write the dataset."""
     from equigen.publish.split import run_split
 
     run_split(
-        _settings(data_dir=data_dir), ratios=_parse_ratios(ratios), seed=seed, shard_rows=shard_rows, console=console
+        _settings(data_dir=data_dir),
+        ratios=_parse_ratios(ratios),
+        seed=seed,
+        shard_rows=shard_rows,
+        samples_per_split=samples_per_split,
+        console=console,
     )
 
 
@@ -324,7 +334,7 @@ def baseline(
     image_size: int | None = typer.Option(
         None,
         "--image-size",
-        help="Input side in pixels [default: the pretrained weights' crop size, 224; 128 from scratch].",
+        help="Input side in pixels [default: the pretrained weights' crop size (224), 128 from scratch].",
     ),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (after warm-up, then cosine decay)."),
@@ -427,7 +437,9 @@ def demo(
         "resnet18,efficientnet_b0", "--models", help="Comma-separated torchvision models to compare."
     ),
     seeds: str = typer.Option(
-        "0,1", "--seeds", help="Baseline seeds per model: two give mean ± sd and the paired test."
+        "0",
+        "--seeds",
+        help="Baseline seeds per model: one gives the paired test over the test covers (bootstrap interval, McNemar); more add mean ± sd over seeds.",
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the demo folder first instead of resuming."),
 ) -> None:
@@ -480,18 +492,18 @@ def simulate(
         "--reissues",
         min=0.0,
         max=0.9,
-        help="Share of findable covers (0-1) that are reissues: another release group's cover of the same genre re-encoded at another quality, size or with a border [default 0: only the default 5 %% duplicates, half of them the same artist's].",
+        help="Share of findable covers (0-1) that are reissues: another release group's cover of the same genre re-encoded at another quality, size or with a border [default 0: only the default 5 % duplicates, half of them the same artist's].",
     ),
     artists: int | None = typer.Option(
         None,
         "--artists",
         min=100,
-        help="Artists in the world [default 3000: enough for fetch --per-genre 40]; about 12000 hold --per-genre 150 at 50 %% art coverage.",
+        help="Artists in the world [default 3000: enough for fetch --per-genre 40]; about 12000 hold --per-genre 150 at 50 % art coverage.",
     ),
     realistic: bool = typer.Option(
         False,
         "--realistic",
-        help="Real-world timing: MusicBrainz answers in 200-800 ms, each CAA 307 and archive.org 302 in 100-400 ms, images at 2 MB/s per connection, at most 48 at once (429/503 beyond), 0.2 %% resets and 0.1 %% stalls.",
+        help="Real-world timing: MusicBrainz answers in 200-800 ms, each CAA 307 and archive.org 302 in 100-400 ms, images at 2 MB/s per connection, at most 48 at once (429/503 beyond), 0.2 % resets and 0.1 % stalls.",
     ),
     log_requests: bool = typer.Option(
         True, "--log/--no-log", help="Keep the request log served at /__sim__/log (off for very long runs)."

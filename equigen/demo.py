@@ -34,7 +34,7 @@ def run_demo(
     fresh: bool = False,
     image_size: int = 64,
     models: tuple[str, ...] = ("resnet18", "efficientnet_b0"),
-    seeds: tuple[int, ...] = (0, 1),
+    seeds: tuple[int, ...] = (0,),
     console: Console | None = None,
 ) -> dict:
     from equigen.baseline import BaselineConfig, run_baseline

@@ -237,6 +237,7 @@ def test_two_models_two_seeds_train_and_report(tiny_dataset, tmp_path):
     assert data["comparisons"][0]["sentence"] == result.comparison
 
 
+@pytest.mark.slow  # trains twice: a run, then its resumption
 def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
     runs = tmp_path / "runs"
     run_baseline(tiny_dataset, runs, fast_config(run_name="r"), progress=False)
@@ -537,6 +538,7 @@ def _seed_cache(monkeypatch, torch_home: Path, name: str) -> torch.nn.Module:
     return imagenet
 
 
+@pytest.mark.slow  # trains from the preseeded ImageNet cache
 def test_pretrained_path_loads_the_preseeded_cache_with_the_weights_preprocessing(tiny_dataset, tmp_path, monkeypatch):
     from equigen.baseline.models import build_model, fetch_pretrained
 

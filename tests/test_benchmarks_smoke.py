@@ -49,12 +49,14 @@ def run_smoke(name: str, *extra: str) -> dict:
     return doc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_ours_smoke(name):
     doc = run_smoke(name, "--ours-only")
     assert doc["ours_only"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_full_smoke(name):
     for module in SCRIPTS[name]:
@@ -68,6 +70,7 @@ def test_full_smoke(name):
     assert any(row["anchor"] != "-" for row in doc["rows"])
 
 
+@pytest.mark.slow
 def test_rehearsal_smoke_runs_every_stage_and_a_killed_fetch_resumes_to_the_same_dataset(tmp_path):
     """benchmarks/rehearsal.py at toy size (no baseline): every stage measured; a fetch killed with SIGKILL and
     run again ends with the same dataset as the uninterrupted rehearsal."""
@@ -105,6 +108,7 @@ def test_rehearsal_smoke_runs_every_stage_and_a_killed_fetch_resumes_to_the_same
     assert doc["stages"]["fetch"]["first"]["killed"] and doc["compared_with"]["same_dataset"]
 
 
+@pytest.mark.slow
 def test_taxonomy_benchmark_finds_a_reason_for_every_contested_name():
     """bench_taxonomy.py against ../shared/reference (skipped where absent): every name on which two or more public
     hierarchies disagree with the taxonomy has its reason in genre_rules.toml [contested]."""
@@ -122,3 +126,43 @@ def test_taxonomy_benchmark_finds_a_reason_for_every_contested_name():
     details = doc["details"]
     assert details["overall"]["compared"] > 2000 and details["overall"]["share"] > 0.9
     assert details["unexplained"] == [], details["unexplained"]
+
+
+def test_committed_results_name_no_folder_of_the_machine_they_ran_on():
+    """benchmarks/results/*.json carry paths relative to the repository (benchmarks/_common.repo_relative)."""
+
+    def strings(doc):
+        if isinstance(doc, dict):
+            for v in doc.values():
+                yield from strings(v)
+        elif isinstance(doc, list):
+            for v in doc:
+                yield from strings(v)
+        elif isinstance(doc, str):
+            yield doc
+
+    found = [
+        (p.name, s)
+        for p in sorted((BENCH / "results").glob("*.json"))
+        for s in strings(json.loads(p.read_text()))
+        if s.startswith(("/work/", "/home/", "/root/", "/Users/", "/tmp/"))
+    ]
+    assert not found, found[:5]
+
+
+def test_repo_relative_rewrites_paths_inside_the_repository_only(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    import _common as C
+
+    doc = {
+        "data": BENCH / "work" / "x",
+        "runs": [str(BENCH.parent / "README.md"), "text"],
+        "n": 3,
+        "tmp": str(tmp_path),
+    }
+    assert C.repo_relative(doc) == {
+        "data": "benchmarks/work/x",
+        "runs": ["README.md", "text"],
+        "n": 3,
+        "tmp": str(tmp_path),
+    }

@@ -398,3 +398,67 @@ def test_verify_prints_hostile_shard_text_inertly(published, tmp_path):
     assert run_verify(root, console=Console(file=out, width=200)) is False
     text = out.getvalue()
     assert "[/evil]" in text and "\x1b]8" not in text
+
+
+def test_contact_sheet_shows_seeded_train_covers_per_genre_and_the_card_shows_it(published):
+    from equigen.publish.card import SAMPLE_TILE, SAMPLES, pick_samples
+
+    settings, _ = published
+    root = settings.dataset_dir
+    card = (root / "README.md").read_text()
+    assert f"](plots/{SAMPLES})" in card, "the card shows the contact sheet"
+    manifest = read_manifest(root / MANIFEST)
+    genres = sorted(manifest["genre"].unique())
+    with Image.open(root / "plots" / SAMPLES) as sheet:
+        assert sheet.format == "JPEG"
+        assert sheet.height >= len(genres) * SAMPLE_TILE  # one row per genre
+        assert sheet.width >= 12 * SAMPLE_TILE  # 12 covers a row
+    picked = pick_samples(manifest, genres, "train", seed=0)
+    assert set(picked) == set(genres)
+    for genre, rows in picked.items():
+        assert (rows["split"] == "train").all() and (rows["genre"] == genre).all()
+        assert len(rows) == min(12, int(((manifest["split"] == "train") & (manifest["genre"] == genre)).sum()))
+    shuffled = manifest.sample(frac=1, random_state=1)
+    again = pick_samples(shuffled, genres, "train", seed=0)
+    assert all(list(again[g]["sha256"]) == list(picked[g]["sha256"]) for g in genres), "seeded, order-independent"
+    assert not (root / "plots" / "samples-test.jpg").exists(), "other splits only with --samples-per-split"
+
+
+def test_split_samples_per_split_draws_a_sheet_for_every_split(curated, tmp_path):
+    from typer.testing import CliRunner
+
+    from equigen.cli import app
+
+    settings = copy_harvest(curated, tmp_path / "data")
+    res = CliRunner().invoke(
+        app, ["split", "--data-dir", str(settings.data_dir), "--shard-rows", "20", "--samples-per-split"]
+    )
+    assert res.exit_code == 0, res.output
+    plots = settings.dataset_dir / "plots"
+    assert sorted(p.name for p in plots.glob("samples*.jpg")) == [
+        "samples-test.jpg",
+        "samples-validation.jpg",
+        "samples.jpg",
+    ]
+    assert run_verify(settings.dataset_dir, console=quiet_console()), "checksums cover the extra sheets"
+
+
+def test_card_metadata_is_what_huggingface_hub_reads(published):
+    """The card's YAML parsed by huggingface_hub's own DatasetCard (what the Hub reads): splits, files, features,
+    class names and licence as written. The Hub's schema check itself is an online call (/api/validate-yaml)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    settings, summary = published
+    card = DatasetCard.load(settings.dataset_dir / "README.md")
+    data = card.data
+    assert isinstance(data, DatasetCardData)
+    assert data.license == "other" and data.task_categories == ["image-classification"]
+    assert [c["split"] for c in data.configs[0]["data_files"]] == list(SPLITS)
+    info = data.dataset_info
+    assert {s["name"]: s["num_examples"] for s in info["splits"]} == summary["split_sizes"]
+    features = {f["name"]: f["dtype"] for f in info["features"]}
+    assert features["image"] == "image"
+    names = features["label"]["class_label"]["names"]
+    manifest = read_manifest(settings.dataset_dir / MANIFEST)
+    assert sorted(names.values()) == sorted(manifest["genre"].unique())
+    assert DatasetCardData(**data.to_dict()).to_dict() == data.to_dict(), "round-trips through DatasetCardData"

@@ -42,6 +42,7 @@ def demo_dir(tmp_path_factory):
     return data_dir, result
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_prints_the_model_table(demo_dir):
     data_dir, result = demo_dir
     out = result.stderr
@@ -63,10 +64,15 @@ def test_demo_runs_every_stage_and_prints_the_model_table(demo_dir):
         "runs/demo/efficientnet_b0/seed-0/learning_curves.png",
         "runs/demo/efficientnet_b0/confident_errors.png",
         "runs/demo/per_genre_f1.png",
+        "dataset/plots/samples.jpg",
     ]:
         assert (data_dir / png).stat().st_size > 10_000, png
+    assert "](plots/samples.jpg)" in (data_dir / "dataset" / "README.md").read_text(), "the card shows the covers"
+    # One seed by default, and still the paired comparison: interval over test covers and McNemar's test.
+    assert summary["comparison"] and "95 % CI" in summary["comparison"] and "McNemar" in summary["comparison"]
 
 
+@pytest.mark.slow
 def test_demo_rerun_resumes_with_the_same_dataset(demo_dir):
     data_dir, _ = demo_dir
     before = (data_dir / "dataset" / "checksums.sha256").read_text()
@@ -90,6 +96,7 @@ def test_demo_fresh_refuses_a_folder_that_is_not_a_data_folder(tmp_path):
     assert (precious / "thesis.tex").read_text() == "do not delete"
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom_on_the_demo_output(demo_dir):
     import nbformat
     from nbclient import NotebookClient
@@ -113,6 +120,7 @@ def test_notebook_runs_top_to_bottom_on_the_demo_output(demo_dir):
     assert images >= 6, "counts, samples, clusters, artists, confusion matrices/curves, per-genre F1"
 
 
+@pytest.mark.slow
 def test_readme_python_loading_snippet_runs(demo_dir):
     data_dir, _ = demo_dir
     block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "load_dataset" in b)

@@ -195,6 +195,7 @@ def _catalog_snapshot(path: Path):
     return rgs, covers, disc
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_equals_uninterrupted_run(tmp_path):
     wc = WorldConfig.small(seed=3, n_artists=90, n_various=10)
     genres = ["--genre", "Rock", "--genre", "Jazz", "--genre", "Metal"]

@@ -500,6 +500,7 @@ def test_SIG1_ctrl_c_prints_the_interrupted_line_and_exits_130(tmp_path):
     assert err.strip().splitlines()[-1] == "interrupted: the catalog is consistent; re-run the same command to resume"
 
 
+@pytest.mark.slow  # waits for the watchdog: 3 x timeout x attempts + 10 s
 @pytest.mark.timeout(180)
 def test_HANG1_a_download_process_that_stops_answering_stops_the_run(harvest_sim, tmp_path, monkeypatch):
     """A download process that hangs (SIGSTOP here; a decoder stuck on a crafted image in practice) holds its

@@ -151,6 +151,16 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
 
     Runs under torchrun unchanged (one process per GPU; only rank 0 writes and prints).
     """
-    from equigen.baseline.train import run_baseline as _run
+    cfg = cfg.validated()  # before torch is imported: a bad flag fails in a fraction of a second
+    try:
+        from equigen.baseline.train import run_baseline as _run
+    except ImportError as exc:  # a plain `pip install equigen` harvests and publishes; training needs the extra
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("torch", "torchvision", "sklearn"):
+            raise
+        raise EquigenError(
+            f"equigen baseline needs torch, torchvision and scikit-learn ({missing} is missing): "
+            "pip install 'equigen[baseline]' (README: Set-up)"
+        ) from None
 
-    return _run(Path(dataset_dir), Path(runs_dir), cfg.validated(), progress=progress)
+    return _run(Path(dataset_dir), Path(runs_dir), cfg, progress=progress)

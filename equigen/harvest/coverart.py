@@ -1,7 +1,8 @@
-"""Cover Art Archive downloader: aiohttp, bounded concurrency, redirects, retries, size caps.
+"""Cover Art Archive client for one cover: aiohttp, redirects (http(s) only, global addresses), retries, size caps.
 
 `download_cover` answers one cover's fate as a CoverResult-ready Outcome; the caller validates,
-hashes and stores the bytes (images.py, storage.py) and records the result (catalog.py).
+hashes and stores the bytes (images.py, storage.py) and records the result (catalog.py). How many covers
+download at once (the bounded concurrency, download processes) is downloader.py's job, not this module's.
 """
 
 from __future__ import annotations

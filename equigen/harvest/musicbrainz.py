@@ -2,8 +2,9 @@
 
 One shared rate limiter spaces every MusicBrainz request (default 1/s, their published rule);
 503 answers honour Retry-After, else back off exponentially with jitter. aiohttp rather than
-musicbrainzngs: musicbrainzngs is synchronous, speaks the XML API only and has its own global
-limiter, whereas discovery runs in the same event loop as the concurrent cover downloads.
+musicbrainzngs (README: "Why not musicbrainzngs"): it is synchronous, speaks XML by default, spaces requests
+with a process-global rate lock and ignores Retry-After, whereas discovery runs in the same event loop as the
+concurrent cover downloads.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ Nothing here is time-dependent, so the same items give the same bytes.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -24,6 +26,9 @@ from equigen.publish.shards import DATA_DIR, hf_features, sha256_file, shard_fil
 from equigen.publish.split_rules import SplitReport, shared_artist
 
 PLOTS_DIR = "plots"
+SAMPLES = "samples.jpg"  # the train split's contact sheet; samples-<split>.jpg: the others (--samples-per-split)
+SAMPLES_PER_GENRE = 12
+SAMPLE_TILE = 96  # pixels per cover in the contact sheet
 PRETTY_NAME = "EquiGen album covers by genre"
 CARD_TEMPLATE = "data/card_template.md"  # inside the package; ${name} placeholders (string.Template)
 
@@ -174,6 +179,8 @@ def card_text(
         data_dir=DATA_DIR,
         manifest=MANIFEST,
         plots_dir=PLOTS_DIR,
+        samples=SAMPLES,
+        samples_per_genre=SAMPLES_PER_GENRE,
     )
 
 
@@ -327,6 +334,80 @@ def write_label_confidence_plot(path: Path, items: pd.DataFrame, genres: list[st
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
+
+
+def samples_name(split: str) -> str:
+    """plots/samples.jpg for train (the card shows it), plots/samples-<split>.jpg for the other splits."""
+    return SAMPLES if split == SPLITS[0] else f"samples-{split}.jpg"
+
+
+def pick_samples(
+    items: pd.DataFrame, genres: list[str], split: str, per_genre: int = SAMPLES_PER_GENRE, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """Pure: per genre (in `genres` order) up to `per_genre` rows of `split`, drawn with `seed`.
+
+    Rows are put in sha256 order before drawing, so the same items and seed give the same covers whatever
+    order the frame came in.
+    """
+    rng = np.random.default_rng(seed)
+    picked = {}
+    for genre in genres:
+        mine = items[(items["split"] == split) & (items["genre"] == genre)].sort_values("sha256")
+        take = rng.choice(len(mine), size=min(per_genre, len(mine)), replace=False) if len(mine) else []
+        picked[genre] = mine.iloc[np.sort(np.asarray(take, dtype=int))]
+    return picked
+
+
+def write_contact_sheet(
+    path: Path,
+    items: pd.DataFrame,
+    genres: list[str],
+    load_image: Callable[[object], bytes],
+    split: str = "train",
+    per_genre: int = SAMPLES_PER_GENRE,
+    seed: int = 0,
+    tile: int = SAMPLE_TILE,
+) -> None:
+    """A JPEG grid: one row per genre (its name and count on the left), up to `per_genre` of its covers from
+    `split`, each centre-cropped to a `tile` px square; seeded, so the same dataset gives the same bytes.
+
+    `load_image(row)` returns a row's image bytes (the split verb's loader checks them against their sha256).
+    """
+    from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+    picked = pick_samples(items, genres, split, per_genre, seed)
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    label_w, pad, title_h = 190, 4, 30
+    width = label_w + per_genre * (tile + pad) + pad
+    height = title_h + len(genres) * (tile + pad) + pad
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    n_split = int((items["split"] == split).sum())
+    draw.text(
+        (pad, 8),
+        f"{split}: {per_genre} covers per genre, seed {seed} ({n_split} covers in {split})",
+        fill="black",
+        font=font,
+    )
+    for r, genre in enumerate(genres):
+        y = title_h + r * (tile + pad)
+        rows = picked[genre]
+        total = int(((items["split"] == split) & (items["genre"] == genre)).sum())
+        name = one_line(genre)
+        name = name if len(name) <= 22 else name[:21] + "…"
+        draw.text((pad, y + tile // 2 - 16), name, fill="black", font=font)
+        draw.text((pad, y + tile // 2 + 2), f"{total} in {split}", fill="#555555", font=font)
+        for c, row in enumerate(rows.itertuples(index=False)):
+            with Image.open(io.BytesIO(load_image(row))) as im:
+                im.draft("RGB", (tile, tile))  # JPEG: decode at a reduced scale, the tile is small
+                cover = ImageOps.fit(im.convert("RGB"), (tile, tile), Image.Resampling.BILINEAR)
+            sheet.paste(cover, (label_w + pad + c * (tile + pad), y))
+    buf = io.BytesIO()
+    sheet.save(buf, format="JPEG", quality=85, optimize=True)
+    write_atomic(path, buf.getvalue())
 
 
 CROISSANT_CONTEXT = {

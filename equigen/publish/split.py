@@ -30,7 +30,7 @@ from equigen.core.errors import EquigenError, check_number, inert
 from equigen.core.images import FORMAT_EXT
 from equigen.core.lock import data_folder_lock
 from equigen.core.manifest import MANIFEST, MANIFEST_SOURCE, write_manifest
-from equigen.publish.card import write_card, write_croissant, write_plots
+from equigen.publish.card import PLOTS_DIR, samples_name, write_card, write_contact_sheet, write_croissant, write_plots
 from equigen.publish.shards import write_checksums, write_split
 from equigen.publish.split_rules import (
     DEFAULT_RATIOS,
@@ -59,6 +59,7 @@ def run_split(
     ratios: tuple[float, float, float] = DEFAULT_RATIOS,
     seed: int = 0,
     shard_rows: int = 2000,
+    samples_per_split: bool = False,
     console: Console | None = None,
 ) -> dict:
     """Split with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
@@ -66,7 +67,14 @@ def run_split(
     check_number("--shard-rows", shard_rows, 1, 10_000_000, integer=True)
     check_ratios(ratios)
     with data_folder_lock(settings.data_dir, "split", create=False):
-        return _run_split_unlocked(settings, ratios=ratios, seed=seed, shard_rows=shard_rows, console=console)
+        return _run_split_unlocked(
+            settings,
+            ratios=ratios,
+            seed=seed,
+            shard_rows=shard_rows,
+            samples_per_split=samples_per_split,
+            console=console,
+        )
 
 
 def _run_split_unlocked(
@@ -74,6 +82,7 @@ def _run_split_unlocked(
     ratios: tuple[float, float, float] = DEFAULT_RATIOS,
     seed: int = 0,
     shard_rows: int = 2000,
+    samples_per_split: bool = False,
     console: Console | None = None,
 ) -> dict:
     """Split the balanced selection, publish the dataset folder, store the splits; return a summary."""
@@ -116,6 +125,15 @@ def _run_split_unlocked(
         try:
             written = write_dataset(build, items, genres, settings.data_dir, shard_rows)
             write_plots(build, items, genres)
+            for split in SPLITS if samples_per_split else SPLITS[:1]:  # the train split's sheet is in the card
+                write_contact_sheet(
+                    build / PLOTS_DIR / samples_name(split),
+                    items,
+                    genres,
+                    image_loader(settings.data_dir),
+                    split,
+                    seed=seed,
+                )
             write_card(
                 build,
                 items,
@@ -212,6 +230,18 @@ def leakage_stats(selection: pd.DataFrame, assignment: pd.Series) -> dict:
 
 def write_dataset(out: Path, items: pd.DataFrame, genres: list[str], data_dir: Path, shard_rows: int) -> dict:
     """Shards and manifest; returns per split {num_examples, num_bytes, files}."""
+    load_image = image_loader(data_dir)
+    written = {}
+    for split in SPLITS:
+        rows = items[items["split"] == split]
+        paths, num_bytes = write_split(out, split, rows, load_image, genres, shard_rows)
+        written[split] = {"num_examples": len(rows), "num_bytes": int(num_bytes), "files": paths}
+    write_manifest(out / MANIFEST, items)
+    return written
+
+
+def image_loader(data_dir: Path):
+    """`load(row) -> bytes`: a published item's stored cover, checked against its catalog sha256."""
     data_dir = Path(data_dir)
 
     def load_image(row) -> bytes:
@@ -224,13 +254,7 @@ def write_dataset(out: Path, items: pd.DataFrame, genres: list[str], data_dir: P
             raise EquigenError(f"cover image {path} does not match its catalog sha256: re-run `equigen fetch`")
         return data
 
-    written = {}
-    for split in SPLITS:
-        rows = items[items["split"] == split]
-        paths, num_bytes = write_split(out, split, rows, load_image, genres, shard_rows)
-        written[split] = {"num_examples": len(rows), "num_bytes": int(num_bytes), "files": paths}
-    write_manifest(out / MANIFEST, items)
-    return written
+    return load_image
 
 
 def recover_interrupted_split(target: Path, console: Console) -> None:
