@@ -18,6 +18,7 @@ from rich.console import Console
 
 from equigen.baseline import BaselineConfig, run_baseline
 from equigen.core.config import load_settings
+from equigen.core.options import BalanceOptions, SplitOptions  # noqa: E402
 from equigen.curate.balance import run_balance
 from equigen.curate.dedup import run_dedup
 from equigen.harvest.fetch import run_fetch
@@ -51,8 +52,8 @@ def main() -> None:
         times["fetch"] = time.monotonic() - t
     t = time.monotonic()
     run_dedup(s, console=console)
-    run_balance(s, per_genre=a.per_genre, seed=0, artist_cap=max(2, a.per_genre // 25), console=console)
-    run_split(s, seed=0, console=console)
+    run_balance(s, BalanceOptions(per_genre=a.per_genre, seed=0, artist_cap=max(2, a.per_genre // 25)), console=console)
+    run_split(s, SplitOptions(seed=0), console=console)
     times["curate"] = time.monotonic() - t
     shutil.rmtree(s.runs_dir / "learning", ignore_errors=True)
     models = tuple(a.models.split(","))

@@ -30,8 +30,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+from equigen.core.defaults import SPLITS  # noqa: E402
 from equigen.core.mbids import VARIOUS_ARTISTS  # noqa: E402
-from equigen.publish.split_rules import SPLITS, group_ids, grouped_stratified_split, split_report  # noqa: E402
+from equigen.publish.split_rules import group_ids, grouped_stratified_split, split_report  # noqa: E402
 
 NAME = "bench_split"
 RATIOS = (0.7, 0.15, 0.15)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from equigen import __version__
-from equigen.core.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE, DEFAULT_RATIOS
+from equigen.core.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE, DEFAULT_RATIOS, DEFAULT_SHARD_ROWS
 from equigen.core.errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USER_ERROR, EquigenError, inert
 
 app = typer.Typer(
@@ -49,6 +49,22 @@ Threshold = typer.Option(
     None,
     "--threshold",
     help="Max pHash Hamming distance for near-duplicates [default 10; chosen on the simulator's planted duplicates, see README]; fetch counts duplicates with the radius dedup will use.",
+)
+# fetch and balance take the same three: fetch counts what balance will keep, so give both the same values.
+PerGenre = typer.Option(
+    DEFAULT_PER_GENRE,
+    "--per-genre",
+    help="Covers per genre: balance selects exactly this many; fetch stops once every genre holds enough usable covers for it (ok, one per exact or near-duplicate cluster, labelled, within the artist cap) plus --margin.",
+)
+ArtistCap = typer.Option(
+    None,
+    "--artist-cap",
+    help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%]; fetch downloads none beyond it.",
+)
+MinConfidence = typer.Option(
+    0.0,
+    "--min-confidence",
+    help="Only covers whose label confidence (the winning genre's share of the release group's MusicBrainz genre tag votes, 0 to 1) is at least this; above 0, covers of unknown confidence are left out too [default 0: every labelled cover]. Use the same value with fetch and balance.",
 )
 
 
@@ -135,26 +151,14 @@ def fetch(
     coverart_url: str | None = CoverartUrl,
     contact: str | None = Contact,
     taxonomy: Path | None = Taxonomy,
-    per_genre: int = typer.Option(
-        DEFAULT_PER_GENRE,
-        "--per-genre",
-        help="The N of `balance --per-genre N`: fetch stops once every genre holds enough usable covers for it (what dedup and balance will keep: ok, one per exact or near-duplicate cluster, labelled, within the artist cap) plus --margin.",
-    ),
+    per_genre: int = PerGenre,
     margin: float = typer.Option(
         DEFAULT_MARGIN,
         "--margin",
         help="Extra usable covers per genre, as a fraction of --per-genre: a small safety for what fetch cannot know (a larger dedup --threshold, covers added later); duplicates and the artist cap are counted already.",
     ),
-    artist_cap: int | None = typer.Option(
-        None,
-        "--artist-cap",
-        help="The artist cap balance will apply [default max(2, ceil(per_genre/100))]; covers beyond it are not downloaded.",
-    ),
-    min_confidence: float = typer.Option(
-        0.0,
-        "--min-confidence",
-        help="Only count (and download) release groups whose label confidence (the winning genre's share of tag votes) is at least this; use the same value with balance.",
-    ),
+    artist_cap: int | None = ArtistCap,
+    min_confidence: float = MinConfidence,
     threshold: int | None = Threshold,
     genres: list[str] | None = typer.Option(None, "--genre", help="Only these genres (repeatable)."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Simultaneous cover downloads [default 32]."),
@@ -230,44 +234,31 @@ def dedup(
     threshold: int | None = Threshold,
 ) -> None:
     """Find exact (sha256) and near (pHash) duplicate covers, cluster them, pick one canonical cover per cluster."""
+    from equigen.core.options import DedupOptions
     from equigen.curate.dedup import run_dedup
 
-    run_dedup(_settings(data_dir=data_dir), threshold=threshold, console=console)
+    run_dedup(_settings(data_dir=data_dir), DedupOptions(threshold=threshold), console=console)
 
 
 @app.command()
 def balance(
     data_dir: Path | None = DataDir,
-    per_genre: int = typer.Option(DEFAULT_PER_GENRE, "--per-genre", help="Exactly this many covers per genre."),
+    per_genre: int = PerGenre,
     seed: int = Seed,
-    artist_cap: int | None = typer.Option(
-        None,
-        "--artist-cap",
-        help="Max covers per artist within a genre [default max(2, ceil(per_genre/100)), about 1%].",
-    ),
+    artist_cap: int | None = ArtistCap,
     allow_short: bool = typer.Option(
         False,
         "--allow-short",
         help="Keep genres that cannot reach --per-genre (with all they have) instead of failing.",
     ),
-    min_confidence: float = typer.Option(
-        0.0,
-        "--min-confidence",
-        help="Only covers whose label confidence (the winning genre's share of the release group's MusicBrainz genre tag votes, 0 to 1) is at least this; above 0, covers of unknown confidence are left out too [default 0: every labelled cover].",
-    ),
+    min_confidence: float = MinConfidence,
 ) -> None:
     """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
+    from equigen.core.options import BalanceOptions
     from equigen.curate.balance import run_balance
 
-    run_balance(
-        _settings(data_dir=data_dir),
-        per_genre=per_genre,
-        seed=seed,
-        artist_cap=artist_cap,
-        allow_short=allow_short,
-        min_confidence=min_confidence,
-        console=console,
-    )
+    options = BalanceOptions(per_genre, seed, artist_cap, allow_short, min_confidence)
+    run_balance(_settings(data_dir=data_dir), options, console=console)
 
 
 @app.command()
@@ -277,7 +268,7 @@ def split(
         ",".join(f"{r:.2f}" for r in DEFAULT_RATIOS), "--ratios", help="train,validation,test fractions."
     ),
     seed: int = Seed,
-    shard_rows: int = typer.Option(2000, "--shard-rows", help="Rows per Parquet shard."),
+    shard_rows: int = typer.Option(DEFAULT_SHARD_ROWS, "--shard-rows", help="Rows per Parquet shard."),
     samples_per_split: bool = typer.Option(
         False,
         "--samples-per-split",
@@ -285,20 +276,15 @@ def split(
     ),
 ) -> None:
     """Split the balanced selection by artist and duplicate-cluster groups, stratified by genre; write the dataset."""
+    from equigen.core.options import SplitOptions
     from equigen.publish.split import run_split
 
-    run_split(
-        _settings(data_dir=data_dir),
-        ratios=_parse_ratios(ratios),
-        seed=seed,
-        shard_rows=shard_rows,
-        samples_per_split=samples_per_split,
-        console=console,
-    )
+    options = SplitOptions(_parse_ratios(ratios), seed, shard_rows, samples_per_split)
+    run_split(_settings(data_dir=data_dir), options, console=console)
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
-    """Text to numbers only; run_split checks them (finite, positive, summing to 1)."""
+    """Text to numbers only; SplitOptions checks them (finite, positive, summing to 1)."""
     try:
         return tuple(float(x) for x in text.split(","))  # type: ignore[return-value]
     except ValueError:
@@ -315,9 +301,10 @@ def verify(
     ),
 ) -> None:
     """Audit a dataset folder, trusting nothing stored: counts, artist and near-duplicate leakage, decoding, checksums, schema."""
+    from equigen.core.options import VerifyOptions
     from equigen.publish.verify import run_verify
 
-    ok = run_verify(dataset_dir, radius=radius, console=console)
+    ok = run_verify(dataset_dir, VerifyOptions(radius=radius), console=console)
     if not ok:
         raise typer.Exit(EXIT_PROBLEMS)
 

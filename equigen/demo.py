@@ -19,6 +19,7 @@ from rich.table import Table
 from equigen.core.config import load_settings
 from equigen.core.errors import EquigenError, check_number
 from equigen.core.lock import LOCK_NAME, data_folder_lock
+from equigen.core.options import BalanceOptions, SplitOptions
 
 # What EquiGen writes in a data folder: `demo --fresh` deletes these and nothing else.
 EQUIGEN_ENTRIES = ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm", "images", "dataset", "reports", "runs")
@@ -83,10 +84,10 @@ def run_demo(
     run_dedup(settings, console=console)
     done("dedup")
     stage("balance")
-    run_balance(settings, per_genre=per_genre, seed=DEMO_SEED, console=console)
+    run_balance(settings, BalanceOptions(per_genre=per_genre, seed=DEMO_SEED), console=console)
     done("balance")
     stage("split")
-    run_split(settings, seed=DEMO_SEED, console=console)
+    run_split(settings, SplitOptions(seed=DEMO_SEED), console=console)
     done("split")
     stage("verify")
     if not run_verify(settings.dataset_dir, console=console):

@@ -3,6 +3,7 @@ described in ARCHITECTURE.md, and no import cycle exists (function-level imports
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -102,3 +103,26 @@ def test_only_the_catalog_speaks_sql():
         and re.search(r"\.execute(many)?\(|catalog\.conn\b|\b(SELECT|INSERT|UPDATE|DELETE) ", path.read_text())
     ]
     assert speaking == []
+
+
+def _splits_imported_elsewhere(text: str) -> bool:
+    """Whether a module imports SPLITS from anywhere but equigen.core.defaults, or assigns it."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module != "equigen.core.defaults":
+            if any(alias.name == "SPLITS" for alias in node.names):
+                return True
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SPLITS" for t in node.targets):
+            return True
+    return False
+
+
+def test_splits_come_from_core_defaults_only():
+    """SPLITS is named once (core/defaults.py): every other module imports it from there, none re-exports it."""
+    defaults = PACKAGE / "core" / "defaults.py"
+    assert _splits_imported_elsewhere(defaults.read_text())  # the check sees the one definition
+    assert _splits_imported_elsewhere("from equigen.publish.split_rules import SPLITS")
+    paths = [*PACKAGE.rglob("*.py"), *(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    elsewhere = [
+        str(p.relative_to(ROOT)) for p in sorted(paths) if p != defaults and _splits_imported_elsewhere(p.read_text())
+    ]
+    assert elsewhere == []

@@ -15,6 +15,7 @@ from rich.console import Console
 from equigen.core.catalog import Catalog
 from equigen.core.config import load_settings
 from equigen.core.errors import EquigenError
+from equigen.core.options import BalanceOptions, DedupOptions
 from equigen.curate.balance import run_balance
 from equigen.curate.dedup import run_dedup
 
@@ -46,7 +47,7 @@ def test_dedup_then_balance(harvest_copy, harvest_sim):
     assert joined / len(planted) >= 0.9
     assert report["items_dropped"] >= joined
 
-    result = run_balance(settings, per_genre=4, seed=1, console=quiet_console())
+    result = run_balance(settings, BalanceOptions(per_genre=4, seed=1), console=quiet_console())
     assert result["stored"] and not result["short_genres"]
     assert result["min_confidence"] == 0.0
     assert json.loads((reports / "balance.json").read_text())["min_confidence"] == 0.0
@@ -57,34 +58,36 @@ def test_dedup_then_balance(harvest_copy, harvest_sim):
     assert (reports / "balance.png").is_file() and (reports / "balance.json").is_file()
 
     # Same seed, same selection; a shortfall fails and leaves the stored selection alone.
-    run_balance(settings, per_genre=4, seed=1, console=quiet_console())
+    run_balance(settings, BalanceOptions(per_genre=4, seed=1), console=quiet_console())
     with Catalog(settings.catalog_path) as catalog:
         pd.testing.assert_frame_equal(catalog.selection_frame(), selection)
     with pytest.raises(EquigenError, match="--allow-short"):
-        run_balance(settings, per_genre=500, seed=1, console=quiet_console())
+        run_balance(settings, BalanceOptions(per_genre=500, seed=1), console=quiet_console())
     assert selection_count(settings) == len(selection)
-    short = run_balance(settings, per_genre=500, seed=1, allow_short=True, console=quiet_console())
+    short = run_balance(settings, BalanceOptions(per_genre=500, seed=1, allow_short=True), console=quiet_console())
     assert short["stored"] and short["short_genres"]
     assert selection_count(settings) == sum(row["selected"] for row in short["genres"])
 
     # --min-confidence: only covers at least that certain are eligible, and the report says so.
-    strict = run_balance(settings, per_genre=500, seed=1, allow_short=True, min_confidence=0.9, console=quiet_console())
+    strict = run_balance(
+        settings, BalanceOptions(per_genre=500, seed=1, allow_short=True, min_confidence=0.9), console=quiet_console()
+    )
     assert strict["min_confidence"] == 0.9
     with Catalog(settings.catalog_path) as catalog:
         chosen = catalog.selection_frame()
     assert len(chosen) and (chosen["label_confidence"] >= 0.9).all()
     assert sum(row["selected"] for row in strict["genres"]) == len(chosen)
     with pytest.raises(EquigenError, match="--min-confidence must be between 0 and 1"):
-        run_balance(settings, per_genre=4, seed=1, min_confidence=1.5, console=quiet_console())
+        run_balance(settings, BalanceOptions(per_genre=4, seed=1, min_confidence=1.5), console=quiet_console())
 
     # A new dedup clears the selection (clusters changed).
-    run_dedup(settings, threshold=0, console=quiet_console())
+    run_dedup(settings, DedupOptions(threshold=0), console=quiet_console())
     assert selection_count(settings) == 0
 
 
 def test_balance_needs_dedup(harvest_copy):
     with pytest.raises(EquigenError, match="run `equigen dedup` first"):
-        run_balance(harvest_copy, per_genre=4, console=quiet_console())
+        run_balance(harvest_copy, BalanceOptions(per_genre=4), console=quiet_console())
 
 
 def test_missing_or_empty_catalog(tmp_path):
@@ -101,7 +104,7 @@ def test_missing_or_empty_catalog(tmp_path):
 
 def test_bad_threshold(harvest_copy):
     with pytest.raises(EquigenError, match="--threshold"):
-        run_dedup(harvest_copy, threshold=65, console=quiet_console())
+        run_dedup(harvest_copy, DedupOptions(threshold=65), console=quiet_console())
 
 
 def test_fetch_counts_what_dedup_and_balance_find(harvest_copy, harvest_stats):
@@ -109,7 +112,7 @@ def test_fetch_counts_what_dedup_and_balance_find(harvest_copy, harvest_stats):
     count per genre is exactly what balance finds after dedup, so one fetch always balances."""
     settings = harvest_copy
     run_dedup(settings, console=quiet_console())
-    report = run_balance(settings, per_genre=HARVEST_PER_GENRE, seed=0, console=quiet_console())
+    report = run_balance(settings, BalanceOptions(per_genre=HARVEST_PER_GENRE, seed=0), console=quiet_console())
     assert report["stored"] and not report["short_genres"]
     genres = {row["genre"]: row for row in report["genres"]}
     assert {g: row["usable"] for g, row in genres.items()} == harvest_stats.usable
@@ -123,7 +126,7 @@ def test_a_shortfall_says_what_duplicates_confidence_and_the_cap_took(harvest_co
     run_dedup(settings, console=quiet_console())
     console = Console(file=io.StringIO(), width=300)
     with pytest.raises(EquigenError, match="cannot reach 500 covers"):
-        run_balance(settings, per_genre=500, artist_cap=1, min_confidence=0.5, console=console)
+        run_balance(settings, BalanceOptions(per_genre=500, artist_cap=1, min_confidence=0.5), console=console)
     lines = [line for line in console.file.getvalue().splitlines() if line.startswith("short:")]
     assert len(lines) == 15
     report = json.loads((settings.data_dir / "reports" / "balance.json").read_text())

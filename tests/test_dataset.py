@@ -15,12 +15,14 @@ from helpers import copy_harvest, quiet_console
 from PIL import Image
 
 from equigen.core.catalog import Catalog
+from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError
 from equigen.core.manifest import MANIFEST, read_manifest
 from equigen.core.mbids import VARIOUS_ARTISTS
+from equigen.core.options import BalanceOptions, SplitOptions
 from equigen.curate.balance import run_balance
 from equigen.curate.dedup import run_dedup
-from equigen.publish.shards import CHECKSUMS, SPLITS, checksum_problems, shard_files
+from equigen.publish.shards import CHECKSUMS, checksum_problems, shard_files
 from equigen.publish.split import run_split
 from equigen.publish.verify import run_verify, verify_checks
 
@@ -32,13 +34,13 @@ SHARD_ROWS = 20
 def curated(harvested, tmp_path_factory):
     settings = copy_harvest(harvested, tmp_path_factory.mktemp("split") / "data")
     run_dedup(settings, console=quiet_console())
-    run_balance(settings, per_genre=PER_GENRE, seed=0, console=quiet_console())
+    run_balance(settings, BalanceOptions(per_genre=PER_GENRE, seed=0), console=quiet_console())
     return settings
 
 
 @pytest.fixture(scope="module")
 def published(curated):
-    summary = run_split(curated, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    summary = run_split(curated, SplitOptions(seed=0, shard_rows=SHARD_ROWS), console=quiet_console())
     return curated, summary
 
 
@@ -87,7 +89,7 @@ def test_deterministic_bytes(published, tmp_path):
     first = {
         p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()
     }
-    run_split(settings, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    run_split(settings, SplitOptions(seed=0, shard_rows=SHARD_ROWS), console=quiet_console())
     second = {
         p.relative_to(settings.dataset_dir): p.read_bytes() for p in settings.dataset_dir.rglob("*") if p.is_file()
     }
@@ -287,7 +289,7 @@ def test_changed_image_fails_and_keeps_the_old_dataset(published, tmp_path):
     victim = settings.data_dir / selection(settings)["path"].iloc[0]
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(EquigenError, match=victim.name):
-        run_split(settings, shard_rows=SHARD_ROWS, console=quiet_console())
+        run_split(settings, SplitOptions(shard_rows=SHARD_ROWS), console=quiet_console())
     assert (settings.dataset_dir / CHECKSUMS).read_bytes() == before
     assert not list(settings.data_dir.glob(".dataset.*"))
 
@@ -297,7 +299,7 @@ def test_manifest_selection_keeps_the_stored_splits(published, tmp_path):
     shards_before = {p.name: p.read_bytes() for p in (settings.dataset_dir / "data").iterdir()}
     with Catalog(settings.catalog_path) as catalog:
         catalog.set_meta("selection_source", "manifest")  # as `equigen fetch --manifest` leaves it
-    run_split(settings, seed=123, shard_rows=SHARD_ROWS, console=quiet_console())
+    run_split(settings, SplitOptions(seed=123, shard_rows=SHARD_ROWS), console=quiet_console())
     shards_after = {p.name: p.read_bytes() for p in (settings.dataset_dir / "data").iterdir()}
     assert shards_after == shards_before
 
@@ -315,7 +317,7 @@ def test_fetch_manifest_rebuilds_the_identical_dataset(published, harvest_sim, t
         data_dir=tmp_path / "rebuilt", musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url
     )
     run_rebuild(rebuilt, original.dataset_dir / MANIFEST, console=quiet_console())
-    run_split(rebuilt, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    run_split(rebuilt, SplitOptions(seed=0, shard_rows=SHARD_ROWS), console=quiet_console())
     assert _tree_bytes(rebuilt.dataset_dir) == _tree_bytes(original.dataset_dir)
     assert run_verify(rebuilt.dataset_dir, console=quiet_console())
 

@@ -21,6 +21,7 @@ from helpers import HARVEST_PER_GENRE, assert_one_line_error, quiet_console, run
 from equigen.core.catalog import Catalog
 from equigen.core.config import load_settings
 from equigen.core.images import phash_hex
+from equigen.core.options import BalanceOptions
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
 from equigen.harvest.fetch import run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
@@ -358,7 +359,9 @@ def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path
     # everything the thin genre has was found and tried
     assert stats.usable["New Age"] >= truth["New Age"]["usable_capped"]
     run_dedup(settings, console=quiet_console())
-    report = run_balance(settings, per_genre=per_genre, seed=0, allow_short=True, console=quiet_console())
+    report = run_balance(
+        settings, BalanceOptions(per_genre=per_genre, seed=0, allow_short=True), console=quiet_console()
+    )
     selected = {g["genre"]: g["selected"] for g in report["genres"]}
     assert all(selected[g] == per_genre for g in genres[:3]), selected
     assert report["short_genres"] == ["New Age"]

@@ -27,6 +27,7 @@ from rich.console import Console
 from equigen.core.catalog import Catalog
 from equigen.core.errors import EquigenError
 from equigen.core.lock import LOCK_NAME, data_folder_lock
+from equigen.core.options import BalanceOptions, SplitOptions
 from equigen.core.taxonomy import load_taxonomy, parse_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,8 +335,8 @@ def test_PATH1_a_data_folder_whose_path_is_not_utf8_splits_and_verifies(harveste
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/data-\xff"))
     settings = copy_harvest(harvested, odd)
     run_dedup(settings, console=quiet_console())
-    run_balance(settings, per_genre=4, seed=0, allow_short=True, console=quiet_console())
-    run_split(settings, seed=0, shard_rows=16, console=quiet_console())
+    run_balance(settings, BalanceOptions(per_genre=4, seed=0, allow_short=True), console=quiet_console())
+    run_split(settings, SplitOptions(seed=0, shard_rows=16), console=quiet_console())
     assert run_verify(settings.dataset_dir, console=quiet_console())
 
 
@@ -421,7 +422,7 @@ def test_TAX2_the_catalog_remembers_its_taxonomy(harvested, tmp_path):
         with pytest.raises(EquigenError, match="harvested with another taxonomy"):
             cat.taxonomy(GENRES_TOML)
     run_dedup(settings, console=quiet_console())
-    report = run_balance(settings, per_genre=2, seed=0, allow_short=True, console=quiet_console())
+    report = run_balance(settings, BalanceOptions(per_genre=2, seed=0, allow_short=True), console=quiet_console())
     assert "Hip Hop" in json.dumps(report)
 
 
@@ -575,8 +576,8 @@ def _published(harvested, tmp_path_factory):
 
     settings = copy_harvest(harvested, tmp_path_factory.mktemp("round3") / "data")
     run_dedup(settings, console=quiet_console())
-    run_balance(settings, per_genre=4, seed=0, allow_short=True, console=quiet_console())
-    run_split(settings, seed=0, shard_rows=16, console=quiet_console())
+    run_balance(settings, BalanceOptions(per_genre=4, seed=0, allow_short=True), console=quiet_console())
+    run_split(settings, SplitOptions(seed=0, shard_rows=16), console=quiet_console())
     return settings.dataset_dir
 
 

@@ -25,9 +25,11 @@ from PIL import Image
 
 from equigen.core.catalog import Catalog
 from equigen.core.config import load_settings
+from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError
 from equigen.core.images import inspect_image
 from equigen.core.manifest import MANIFEST, MANIFEST_SOURCE, read_manifest
+from equigen.core.options import BalanceOptions, SplitOptions
 from equigen.core.records import CoverResult, ReleaseGroup
 from equigen.core.storage import store_image
 from equigen.core.taxonomy import load_taxonomy
@@ -35,7 +37,7 @@ from equigen.curate.balance import run_balance
 from equigen.curate.dedup import run_dedup
 from equigen.harvest.rebuild import manifest_release_groups
 from equigen.publish.card import label_confidence_table
-from equigen.publish.shards import SPLITS, shard_files
+from equigen.publish.shards import shard_files
 from equigen.publish.split import run_split
 from equigen.publish.verify import label_evidence_problems, run_verify, verify_checks
 
@@ -118,8 +120,8 @@ def build_catalog(data_dir: Path):
 def built(tmp_path_factory):
     settings, genres = build_catalog(tmp_path_factory.mktemp("evidence") / "data")
     run_dedup(settings, console=quiet_console())
-    run_balance(settings, per_genre=PER_GENRE, seed=0, console=quiet_console())
-    run_split(settings, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    run_balance(settings, BalanceOptions(per_genre=PER_GENRE, seed=0), console=quiet_console())
+    run_split(settings, SplitOptions(seed=0, shard_rows=SHARD_ROWS), console=quiet_console())
     return settings, genres
 
 
@@ -297,7 +299,7 @@ def test_croissant_describes_label_evidence(built):
 def test_split_is_deterministic_with_label_evidence(built, tmp_path):
     settings, _ = built
     before = _tree_bytes(settings.dataset_dir)
-    run_split(settings, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    run_split(settings, SplitOptions(seed=0, shard_rows=SHARD_ROWS), console=quiet_console())
     after = _tree_bytes(settings.dataset_dir)
     assert before.keys() == after.keys()
     assert [k for k in before if before[k] != after[k]] == []
@@ -342,7 +344,7 @@ def _rebuild(original, manifest_path: Path, dest: Path):
         catalog.replace_selection(manifest.rename(columns={"release_group_mbid": "mbid"})[["mbid", "genre"]])
         catalog.set_splits(manifest.rename(columns={"release_group_mbid": "mbid"})[["mbid", "split"]])
         catalog.set_meta("selection_source", MANIFEST_SOURCE)
-    run_split(rebuilt, seed=0, shard_rows=SHARD_ROWS, console=quiet_console())
+    run_split(rebuilt, SplitOptions(seed=0, shard_rows=SHARD_ROWS), console=quiet_console())
     return rebuilt
 
 
@@ -411,7 +413,7 @@ def test_label_evidence_problems_is_pure():
 def test_balance_min_confidence_on_the_catalog(tmp_path):
     settings, genres = build_catalog(tmp_path / "data")
     run_dedup(settings, console=quiet_console())
-    report = run_balance(settings, per_genre=6, seed=0, min_confidence=0.8, console=quiet_console())
+    report = run_balance(settings, BalanceOptions(per_genre=6, seed=0, min_confidence=0.8), console=quiet_console())
     assert report["min_confidence"] == 0.8 and report["stored"]
     # per genre: 1.0, 1.0, 0.9, 0.8, 1.0, 0.95, 0.857143 reach 0.8; 0.75, 0.7, 0.6, 0.55 and unknown do not
     assert report["below_min_confidence"] == {g: 5 for g in genres}
@@ -423,10 +425,10 @@ def test_balance_min_confidence_on_the_catalog(tmp_path):
     with Catalog(settings.catalog_path) as catalog:
         assert json.loads(catalog.get_meta("balance"))["min_confidence"] == 0.8
     with pytest.raises(EquigenError, match="lower --min-confidence"):
-        run_balance(settings, per_genre=6, seed=0, min_confidence=0.96, console=quiet_console())
+        run_balance(settings, BalanceOptions(per_genre=6, seed=0, min_confidence=0.96), console=quiet_console())
     with pytest.raises(EquigenError, match="--min-confidence must be between 0 and 1"):
-        run_balance(settings, per_genre=6, seed=0, min_confidence=1.5, console=quiet_console())
-    default = run_balance(settings, per_genre=6, seed=0, console=quiet_console())
+        run_balance(settings, BalanceOptions(per_genre=6, seed=0, min_confidence=1.5), console=quiet_console())
+    default = run_balance(settings, BalanceOptions(per_genre=6, seed=0), console=quiet_console())
     assert default["min_confidence"] == 0.0 and [row["eligible"] for row in default["genres"]] == [12, 12, 12]
 
 

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError
 from equigen.publish import shards
-from equigen.publish.split_rules import SPLITS
 
 
 def touch_shards(root, **counts):
@@ -21,10 +21,6 @@ def touch_shards(root, **counts):
         for i in indexes:
             (root / "data" / shards.shard_name(split, i, count)).touch()
     return root
-
-
-def test_splits_are_defined_once():
-    assert shards.SPLITS is SPLITS
 
 
 def test_shard_files_lists_every_split_in_order(tmp_path):

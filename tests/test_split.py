@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from equigen.core.defaults import SPLITS
 from equigen.core.mbids import VARIOUS_ARTISTS
-from equigen.publish.split_rules import SPLITS, group_ids, grouped_stratified_split, split_report
+from equigen.publish.split_rules import group_ids, grouped_stratified_split, split_report
 
 
 def synthetic_rows(

@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from equigen.core.balance_rules import BalanceResult, check_balance_options, select_balanced
+from equigen.core.balance_rules import BalanceResult, select_balanced
 from equigen.core.catalog import Catalog
 from equigen.core.config import Settings
-from equigen.core.defaults import DEFAULT_PER_GENRE, MAX_SEED
-from equigen.core.errors import EquigenError, check_number, inert
+from equigen.core.errors import EquigenError, inert
 from equigen.core.lock import data_folder_lock
+from equigen.core.options import BalanceOptions
 from equigen.curate.reports import reports_dir, write_json
 
 
@@ -97,47 +97,21 @@ def shortfall_lines(result: BalanceResult) -> list[str]:
     return lines
 
 
-def run_balance(
-    settings: Settings,
-    per_genre: int = DEFAULT_PER_GENRE,
-    seed: int = 0,
-    artist_cap: int | None = None,
-    allow_short: bool = False,
-    min_confidence: float = 0.0,
-    console: Console | None = None,
-) -> dict:
-    """Balance with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
-    check_balance_options(per_genre, artist_cap, min_confidence)
-    check_number("--seed", seed, 0, MAX_SEED, integer=True)
-    with data_folder_lock(settings.data_dir, "balance", create=False):
-        return _run_balance_unlocked(
-            settings,
-            per_genre=per_genre,
-            seed=seed,
-            artist_cap=artist_cap,
-            allow_short=allow_short,
-            min_confidence=min_confidence,
-            console=console,
-        )
-
-
-def _run_balance_unlocked(
-    settings: Settings,
-    per_genre: int = DEFAULT_PER_GENRE,
-    seed: int = 0,
-    artist_cap: int | None = None,
-    allow_short: bool = False,
-    min_confidence: float = 0.0,
-    console: Console | None = None,
-) -> dict:
-    """Select per_genre canonical covers per fetched genre and store the selection.
+def run_balance(settings: Settings, options: BalanceOptions | None = None, console: Console | None = None) -> dict:
+    """Select options.per_genre canonical covers per fetched genre and store the selection.
 
     A genre that cannot reach per_genre fails the run (catalog untouched) unless allow_short:
     then short genres keep all their usable covers. Writes reports/balance.{json,png} either way.
     min_confidence > 0: only covers whose label_confidence is at least that are eligible.
+    The data folder is locked (see lock.py): one writer per folder; the options were checked when built.
     """
-    console = console or Console(stderr=True)
-    check_balance_options(per_genre, artist_cap, min_confidence)
+    options = options or BalanceOptions()
+    with data_folder_lock(settings.data_dir, "balance", create=False):
+        return _balance(settings, options, console or Console(stderr=True))
+
+
+def _balance(settings: Settings, options: BalanceOptions, console: Console) -> dict:
+    per_genre, seed, allow_short = options.per_genre, options.seed, options.allow_short
     with Catalog.existing(settings.catalog_path) as catalog:
         clusters = catalog.clusters_frame()
         if clusters.empty:
@@ -150,7 +124,9 @@ def _run_balance_unlocked(
             raise EquigenError(f"{stale} covers were fetched after the last dedup: run `equigen dedup` again")
         genres = _balance_genres(catalog, settings)
         rows = covers.merge(clusters, on="mbid", validate="one_to_one")
-        result = select_balanced(rows, genres, per_genre, seed, artist_cap, min_confidence=min_confidence)
+        result = select_balanced(
+            rows, genres, per_genre, seed, options.artist_cap, min_confidence=options.min_confidence
+        )
         short = result.short_genres()
 
         reports = reports_dir(settings)

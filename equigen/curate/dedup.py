@@ -12,9 +12,10 @@ from rich.table import Table
 
 from equigen.core.catalog import Catalog
 from equigen.core.config import Settings
-from equigen.core.dedup_rules import DEFAULT_THRESHOLD, dedup_rows, hashes_from_hex, popcount
-from equigen.core.errors import EquigenError, check_number
+from equigen.core.dedup_rules import dedup_rows, hashes_from_hex, popcount
+from equigen.core.errors import EquigenError
 from equigen.core.lock import data_folder_lock
+from equigen.core.options import DedupOptions
 from equigen.curate.reports import reports_dir, write_json
 
 MAX_LISTED_CLUSTERS = 20
@@ -143,20 +144,17 @@ def dedup_report(covers: pd.DataFrame, threshold: int) -> dict:
     }
 
 
-def run_dedup(settings: Settings, threshold: int | None = None, console: Console | None = None) -> dict:
-    """Dedup with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
-    if threshold is not None:
-        check_number("--threshold (bits)", threshold, 0, 64, integer=True)
+def run_dedup(settings: Settings, options: DedupOptions | None = None, console: Console | None = None) -> dict:
+    """Cluster the ok covers, store the clusters (clearing any selection), write reports/dedup.{json,png}.
+
+    The data folder is locked (see lock.py): one writer per folder; the options were checked when built.
+    """
+    options = options or DedupOptions()
     with data_folder_lock(settings.data_dir, "dedup", create=False):
-        return _run_dedup_unlocked(settings, threshold=threshold, console=console)
+        return _dedup(settings, options.threshold, console or Console(stderr=True))
 
 
-def _run_dedup_unlocked(settings: Settings, threshold: int | None = None, console: Console | None = None) -> dict:
-    """Cluster the ok covers, store the clusters (clearing any selection), write reports/dedup.{json,png}."""
-    console = console or Console(stderr=True)
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    if not 0 <= threshold <= 64:
-        raise EquigenError(f"--threshold must be between 0 and 64 bits, got {threshold}")
+def _dedup(settings: Settings, threshold: int, console: Console) -> dict:
     with Catalog.existing(settings.catalog_path) as catalog:
         covers = catalog.covers_frame("ok")
         if covers.empty:

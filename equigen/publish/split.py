@@ -25,16 +25,15 @@ from rich.table import Table
 
 from equigen.core.catalog import Catalog
 from equigen.core.config import Settings
-from equigen.core.defaults import MAX_SEED
-from equigen.core.errors import EquigenError, check_number, inert
+from equigen.core.defaults import SPLITS
+from equigen.core.errors import EquigenError, inert
 from equigen.core.images import FORMAT_EXT
 from equigen.core.lock import data_folder_lock
 from equigen.core.manifest import MANIFEST, MANIFEST_SOURCE, write_manifest
+from equigen.core.options import SplitOptions
 from equigen.publish.card import PLOTS_DIR, samples_name, write_card, write_contact_sheet, write_croissant, write_plots
 from equigen.publish.shards import write_checksums, write_split
 from equigen.publish.split_rules import (
-    DEFAULT_RATIOS,
-    SPLITS,
     SplitReport,
     group_ids,
     grouped_stratified_split,
@@ -43,50 +42,18 @@ from equigen.publish.split_rules import (
 )
 
 
-def check_ratios(ratios) -> tuple[float, float, float]:
-    """--ratios: three finite positive fractions summing to 1 (NaN passes `x <= 0`, so each is range-checked)."""
-    if len(ratios) != 3:
-        raise EquigenError(f"--ratios must be three numbers (train,validation,test), got {len(ratios)}")
-    for name, r in zip(("train", "validation", "test"), ratios):
-        check_number(f"--ratios ({name})", r, 1e-9, 1.0)
-    if abs(sum(ratios) - 1) > 1e-6:
-        raise EquigenError(f"--ratios must sum to 1, got {sum(ratios):g}")
-    return tuple(ratios)
+def run_split(settings: Settings, options: SplitOptions | None = None, console: Console | None = None) -> dict:
+    """Split the balanced selection, publish the dataset folder, store the splits; return a summary.
 
-
-def run_split(
-    settings: Settings,
-    ratios: tuple[float, float, float] = DEFAULT_RATIOS,
-    seed: int = 0,
-    shard_rows: int = 2000,
-    samples_per_split: bool = False,
-    console: Console | None = None,
-) -> dict:
-    """Split with the data folder locked (see lock.py): one writer per folder; arguments checked first."""
-    check_number("--seed", seed, 0, MAX_SEED, integer=True)
-    check_number("--shard-rows", shard_rows, 1, 10_000_000, integer=True)
-    check_ratios(ratios)
+    The data folder is locked (see lock.py): one writer per folder; the options were checked when built.
+    """
+    options = options or SplitOptions()
     with data_folder_lock(settings.data_dir, "split", create=False):
-        return _run_split_unlocked(
-            settings,
-            ratios=ratios,
-            seed=seed,
-            shard_rows=shard_rows,
-            samples_per_split=samples_per_split,
-            console=console,
-        )
+        return _split(settings, options, console or Console(stderr=True))
 
 
-def _run_split_unlocked(
-    settings: Settings,
-    ratios: tuple[float, float, float] = DEFAULT_RATIOS,
-    seed: int = 0,
-    shard_rows: int = 2000,
-    samples_per_split: bool = False,
-    console: Console | None = None,
-) -> dict:
-    """Split the balanced selection, publish the dataset folder, store the splits; return a summary."""
-    console = console or Console(stderr=True)
+def _split(settings: Settings, options: SplitOptions, console: Console) -> dict:
+    ratios, seed, shard_rows = options.ratios, options.seed, options.shard_rows
     started = time.perf_counter()
     with Catalog.existing(settings.catalog_path) as catalog:
         taxonomy = catalog.taxonomy(settings.taxonomy_path)  # the one the catalog was harvested with
@@ -125,7 +92,7 @@ def _run_split_unlocked(
         try:
             written = write_dataset(build, items, genres, settings.data_dir, shard_rows)
             write_plots(build, items, genres)
-            for split in SPLITS if samples_per_split else SPLITS[:1]:  # the train split's sheet is in the card
+            for split in SPLITS if options.samples_per_split else SPLITS[:1]:  # the train split's sheet is in the card
                 write_contact_sheet(
                     build / PLOTS_DIR / samples_name(split),
                     items,

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from equigen.core.defaults import DEFAULT_RATIOS, SPLITS  # noqa: F401  (named once there; part of this module's API)
+from equigen.core.defaults import DEFAULT_RATIOS, SPLITS
 from equigen.core.mbids import VARIOUS_ARTISTS
 from equigen.core.records import require_columns
 

@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from equigen.core.dedup_rules import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs
+from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError, inert
 from equigen.core.images import BadImage, inspect_image
+from equigen.core.options import VerifyOptions
 from equigen.publish.shards import (
     METADATA_COLUMNS,
-    SPLITS,
     checksum_problems,
     class_names,
     iter_batches,
@@ -264,16 +265,14 @@ def file_checks(dataset_dir: Path) -> list[Check]:
     return checks
 
 
-def run_verify(dataset_dir: Path | str, radius: int | None = None, console: Console | None = None) -> bool:
+def run_verify(dataset_dir: Path | str, options: VerifyOptions | None = None, console: Console | None = None) -> bool:
     """Audit the dataset folder, print the checks; True when every check passes."""
+    options = options or VerifyOptions()
     console = console or Console(stderr=True)
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise EquigenError(f"dataset folder {dataset_dir} does not exist")
-    radius = DEFAULT_THRESHOLD if radius is None else radius
-    if radius < 0:
-        raise EquigenError(f"--radius must be >= 0, got {radius}")
-    items, checks, names = verify_checks(dataset_dir, radius)
+    items, checks, names = verify_checks(dataset_dir, options.radius)
     _print_counts(console, items, names)
     _print_checks(console, checks, dataset_dir)
     return all(c.ok for c in checks)
