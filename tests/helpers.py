@@ -12,7 +12,8 @@ import pandas as pd
 from rich.console import Console
 
 from equigen.core.errors import EXIT_USER_ERROR
-from equigen.publish.shards import METADATA_COLUMNS, iter_batches, shard_files
+from equigen.core.schema import METADATA_COLUMNS
+from equigen.publish.shards import iter_batches, shard_files
 
 HARVEST_SEED = 11
 HARVEST_PER_GENRE = 12

@@ -15,44 +15,28 @@ from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError, first_line
 from equigen.core.mbids import is_mbid
 from equigen.core.parquet import WRITE_OPTIONS, check_parquet_size
+from equigen.core.schema import MANIFEST_COLUMNS, arrow_schema, conform
 from equigen.core.storage import atomic_output
 
 MANIFEST = "manifest.parquet"
 # The catalog's selection_source when the selection was read from a published manifest.
 MANIFEST_SOURCE = "manifest"
 
-# Column -> Arrow type. Strings may be null except where the reader requires them.
-MANIFEST_COLUMNS = {
-    "split": pa.string(),
-    "genre": pa.string(),
-    "label": pa.int64(),
-    "label_votes": pa.int32(),
-    "label_confidence": pa.float32(),
-    "release_group_mbid": pa.string(),
-    "artist_mbid": pa.string(),
-    "artist_name": pa.string(),
-    "title": pa.string(),
-    "year": pa.int32(),
-    "sha256": pa.string(),
-    "phash": pa.string(),
-    "width": pa.int32(),
-    "height": pa.int32(),
-    "source_url": pa.string(),
-}
-# Columns a manifest written before they existed lacks: read as unknown (null).
-OPTIONAL_MANIFEST_COLUMNS = ("label_votes", "label_confidence")
+# Reading: integers as pandas' nullable integers, the float32 confidence as Float64 (the values unchanged).
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.float32(): pd.Float64Dtype()}
 
 
 def write_manifest(path: Path, items: pd.DataFrame) -> None:
     """The items' manifest columns, with the shards' pinned writer options (same items, same bytes)."""
     columns = {name: [None if pd.isna(v) else v for v in items[name]] for name in MANIFEST_COLUMNS}
-    table = pa.Table.from_pydict(columns, schema=pa.schema(MANIFEST_COLUMNS.items()))
+    table = pa.Table.from_pydict(columns, schema=arrow_schema(MANIFEST_COLUMNS))
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:  # a file object: the path may not be UTF-8
         pq.write_table(table, fh, **WRITE_OPTIONS)
 
 
 def read_manifest(path: Path | str) -> pd.DataFrame:
-    """A manifest.parquet as a DataFrame, checked against the contract (one-line EquigenError if bad)."""
+    """A manifest.parquet as a DataFrame, checked against the schema and the values' rules (one-line
+    EquigenError if bad). A manifest written before the optional columns existed reads them as unknown."""
     path = Path(path)
     # ~100k items of a few hundred bytes each; a manifest carries no images
     check_parquet_size(path, "manifest", max_rows=5_000_000, bytes_per_row=4096)
@@ -63,29 +47,16 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
         raise EquigenError(f"manifest {path} not found") from None
     except (pa.ArrowException, OSError) as exc:
         raise EquigenError(f"manifest {path} is not a readable Parquet file: {first_line(exc)}") from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names and c not in OPTIONAL_MANIFEST_COLUMNS]
-    if missing:
-        raise EquigenError(f"manifest {path} lacks columns {missing}")
-    for name in OPTIONAL_MANIFEST_COLUMNS:
-        if name not in table.column_names:  # an older manifest: the label's evidence is unknown
-            table = table.append_column(name, pa.nulls(table.num_rows, MANIFEST_COLUMNS[name]))
-    for name, dtype in MANIFEST_COLUMNS.items():
-        actual = table.schema.field(name).type
-        if not (
-            actual == dtype
-            or pa.types.is_null(actual)
-            or (pa.types.is_integer(dtype) and pa.types.is_integer(actual))
-            or (pa.types.is_floating(dtype) and (pa.types.is_floating(actual) or pa.types.is_integer(actual)))
-            or (pa.types.is_string(dtype) and pa.types.is_large_string(actual))
-        ):
-            raise EquigenError(f"manifest {path}: column {name} is {actual}, expected {dtype}")
-    frame = table.select(list(MANIFEST_COLUMNS)).to_pandas()
-    try:
-        for name in ("label", "year", "width", "height", "label_votes"):
-            frame[name] = frame[name].astype("Int64" if name == "label" else "Int32")
-    except (TypeError, ValueError, OverflowError):
-        raise EquigenError(f"manifest {path}: column {name} has values out of its integer range") from None
-    frame["label_confidence"] = frame["label_confidence"].astype("Float64")
+    table, problems = conform(table, MANIFEST_COLUMNS)
+    frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get) if table is not None else None
+    problems = problems or value_problems(frame)
+    if problems:
+        raise EquigenError(f"manifest {path} is invalid: {'; '.join(problems)}")
+    return frame
+
+
+def value_problems(frame: pd.DataFrame) -> list[str]:
+    """What the values of a schema-conforming manifest frame break (empty when nothing)."""
     problems = []
     if (frame["label_votes"] < 0).any():
         problems.append("negative label_votes")
@@ -103,6 +74,4 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
         problems.append("rows without genre or label")
     elif (frame.groupby("label")["genre"].nunique() > 1).any() or (frame.groupby("genre")["label"].nunique() > 1).any():
         problems.append("labels and genres that do not correspond one to one")
-    if problems:
-        raise EquigenError(f"manifest {path} is invalid: {'; '.join(problems)}")
-    return frame
+    return problems

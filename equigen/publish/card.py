@@ -21,6 +21,7 @@ from equigen import __version__
 from equigen.core.defaults import SPLITS
 from equigen.core.errors import one_line
 from equigen.core.manifest import MANIFEST
+from equigen.core.schema import COLUMNS, METADATA_COLUMNS
 from equigen.core.storage import write_atomic
 from equigen.publish.shards import DATA_DIR, hf_features, sha256_file, shard_files
 from equigen.publish.split_rules import SplitReport, shared_artist
@@ -487,29 +488,12 @@ def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
             "source": {"fileSet": {"@id": "parquet-shards"}, **source},
         }
 
-    descriptions = {
-        "genre": "Genre name (the ClassLabel name of label).",
-        "label_votes": (
-            "MusicBrainz genre tag votes of the release group, summed over every tag mapped to one "
-            "of the genres (empty when unknown)."
-        ),
-        "label_confidence": ("The winning genre's share of label_votes, from 0 to 1 (empty when unknown)."),
-        "release_group_mbid": "MusicBrainz release group MBID.",
-        "artist_mbid": "MusicBrainz artist MBID.",
-        "artist_name": "Artist credit name.",
-        "title": "Release group title.",
-        "year": "Year of the first release (may be empty).",
-        "phash": "64-bit perceptual hash, 16 hex digits.",
-        "sha256": "SHA-256 of the image bytes.",
-        "width": "Image width in pixels.",
-        "height": "Image height in pixels.",
-    }
     features = hf_features(genres)
     fields = [
         field(
             "image",
             "sc:ImageObject",
-            "The front cover image (original bytes).",
+            COLUMNS["image"].description,
             extract={"column": "image"},
             transform={"jsonPath": "bytes"},
         ),
@@ -528,8 +512,9 @@ def write_croissant(out: Path, items: pd.DataFrame, genres: list[str]) -> None:
         ),
     ]
     fields += [
-        field(name, _CROISSANT_TYPES[features[name]["dtype"]], text, extract={"column": name})
-        for name, text in descriptions.items()
+        field(name, _CROISSANT_TYPES[features[name]["dtype"]], COLUMNS[name].description, extract={"column": name})
+        for name in METADATA_COLUMNS
+        if name != "label"
     ]
     metadata = {
         "@context": CROISSANT_CONTEXT,

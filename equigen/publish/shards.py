@@ -22,47 +22,33 @@ import pyarrow.parquet as pq
 from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError, first_line
 from equigen.core.parquet import WRITE_OPTIONS, check_parquet_size
+from equigen.core.schema import COLUMNS, METADATA_COLUMNS, OPTIONAL_COLUMNS, SHARD_COLUMNS, arrow_schema
 from equigen.core.storage import atomic_output, write_atomic
 
 DATA_DIR = "data"
 CHECKSUMS = "checksums.sha256"
 SHARD_RE = re.compile(r"(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet")
+# Hugging Face `Value` dtype names of the schema's scalar types (Arrow calls float32 "float").
+_HF_DTYPES = {pa.string(): "string", pa.int32(): "int32", pa.int64(): "int64", pa.float32(): "float32"}
 
-# The shard contract: column, Arrow type, Hugging Face feature (label's is filled in with the names).
-COLUMNS: tuple[tuple[str, pa.DataType, dict], ...] = (
-    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]), {"_type": "Image"}),
-    ("label", pa.int64(), {"_type": "ClassLabel"}),
-    ("genre", pa.string(), {"dtype": "string", "_type": "Value"}),
-    # The label's evidence (null only in datasets rebuilt from a manifest that predates them):
-    # MusicBrainz genre-tag votes summed over every tag mapped to a genre, and the winner's share.
-    ("label_votes", pa.int32(), {"dtype": "int32", "_type": "Value"}),
-    ("label_confidence", pa.float32(), {"dtype": "float32", "_type": "Value"}),
-    ("release_group_mbid", pa.string(), {"dtype": "string", "_type": "Value"}),
-    ("artist_mbid", pa.string(), {"dtype": "string", "_type": "Value"}),
-    ("artist_name", pa.string(), {"dtype": "string", "_type": "Value"}),
-    ("title", pa.string(), {"dtype": "string", "_type": "Value"}),
-    ("year", pa.int32(), {"dtype": "int32", "_type": "Value"}),
-    ("phash", pa.string(), {"dtype": "string", "_type": "Value"}),
-    ("sha256", pa.string(), {"dtype": "string", "_type": "Value"}),
-    ("width", pa.int32(), {"dtype": "int32", "_type": "Value"}),
-    ("height", pa.int32(), {"dtype": "int32", "_type": "Value"}),
-)
-METADATA_COLUMNS = tuple(name for name, _, _ in COLUMNS if name != "image")
-# Columns that may be unknown (null) for every row: `write_split` writes nulls when `rows` lacks them.
-OPTIONAL_COLUMNS = ("label_votes", "label_confidence")
+
+def hf_feature(name: str, genres: Sequence[str]) -> dict:
+    """A shard column's Hugging Face feature: image an Image, label a ClassLabel of `genres`, the rest Values."""
+    if name == "image":
+        return {"_type": "Image"}
+    if name == "label":
+        return {"names": list(genres), "_type": "ClassLabel"}
+    return {"dtype": _HF_DTYPES[COLUMNS[name].type], "_type": "Value"}
 
 
 def hf_features(genres: Sequence[str]) -> dict:
     """The `datasets` Features dict for the shard columns."""
-    features = {}
-    for name, _, feature in COLUMNS:
-        features[name] = {"names": list(genres), **feature} if name == "label" else dict(feature)
-    return features
+    return {name: hf_feature(name, genres) for name in SHARD_COLUMNS}
 
 
 def shard_schema(genres: Sequence[str]) -> pa.Schema:
     metadata = {b"huggingface": json.dumps({"info": {"features": hf_features(genres)}}).encode()}
-    return pa.schema([pa.field(name, dtype) for name, dtype, _ in COLUMNS], metadata=metadata)
+    return arrow_schema(SHARD_COLUMNS, metadata=metadata)
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -204,7 +190,7 @@ def schema_problems(schema: pa.Schema, columns: Sequence[str] | None = None) -> 
     columns: check only these contract columns, for a reader that needs no others (nor the metadata).
     """
     problems = []
-    expected = {name: dtype for name, dtype, _ in COLUMNS if columns is None or name in columns}
+    expected = {name: COLUMNS[name].type for name in SHARD_COLUMNS if columns is None or name in columns}
     actual = {f.name: f.type for f in schema}
     for name, dtype in expected.items():
         if name not in actual:

@@ -25,8 +25,8 @@ from equigen.core.defaults import SPLITS
 from equigen.core.errors import EquigenError, inert
 from equigen.core.images import BadImage, inspect_image
 from equigen.core.options import VerifyOptions
+from equigen.core.schema import METADATA_COLUMNS
 from equigen.publish.shards import (
-    METADATA_COLUMNS,
     checksum_problems,
     class_names,
     iter_batches,
