@@ -236,10 +236,37 @@ def _names(value, what: str, source: str) -> list[str]:
 
 
 def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
+    """A parsed taxonomy TOML checked and resolved, in named steps; every problem is a one-line EquigenError."""
     genres_raw = raw.get("genres")
     if not isinstance(genres_raw, Mapping) or not genres_raw:
         raise EquigenError(f"{source}: needs a [genres.<Name>] table for each genre")
-    resolution = raw.get("resolution", {})
+    ratio, min_votes = _resolution(raw.get("resolution", {}), source)
+    owners = _TagOwners(source)
+    tags: dict[str, tuple[str, ...]] = {}
+    broad: dict[str, tuple[str, ...]] = {}
+    for genre, body in genres_raw.items():
+        tags[genre], broad[genre] = _genre_tags(genre, body, owners, source)
+    if len(tags) < 2:
+        raise EquigenError(f"{source}: a taxonomy needs at least two genres")
+    unmapped = _unmapped(raw.get("unmapped", {}), owners, source)
+    aliases_raw = raw.get("aliases", {})
+    aliases = _aliases(aliases_raw, owners.owner, source)
+    tag_to_genre = _tag_to_genre(owners.owner, aliases)
+    return Taxonomy(
+        tuple(tags),
+        tags,
+        float(ratio),
+        int(min_votes),
+        tag_to_genre,
+        broad,
+        tuple(dict.fromkeys(unmapped)),
+        aliases,
+        _alias_names(aliases_raw, tag_to_genre, tags),
+    )
+
+
+def _resolution(resolution, source: str) -> tuple[float, int]:
+    """[resolution]: ambiguity_ratio in (0, 1] and a positive min_votes."""
     if not isinstance(resolution, Mapping):
         raise EquigenError(f"{source}: [resolution] must be a table")
     ratio = resolution.get("ambiguity_ratio", 0.8)
@@ -248,50 +275,64 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         raise EquigenError(f"{source}: resolution.ambiguity_ratio must be in (0, 1], got {ratio!r}")
     if not isinstance(min_votes, int) or isinstance(min_votes, bool) or min_votes < 1:
         raise EquigenError(f"{source}: resolution.min_votes must be a positive integer, got {min_votes!r}")
+    return ratio, min_votes
 
-    tags: dict[str, tuple[str, ...]] = {}
-    broad: dict[str, tuple[str, ...]] = {}
-    owner: dict[str, str] = {}  # normalized name -> genre (or "[unmapped]")
 
-    def claim(name: str, genre: str) -> str:
+class _TagOwners:
+    """Normalized tag name -> the genre (or "[unmapped]") that claims it; a name claimed twice is an error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.owner: dict[str, str] = {}
+
+    def claim(self, name: str, genre: str) -> str:
         key = normalize_tag(name)
-        if key in owner and owner[key] != genre:
+        if key in self.owner and self.owner[key] != genre:
             raise EquigenError(
-                f"{source}: tag {name.strip().lower()!r} is claimed by both {owner[key]!r} and {genre!r}"
+                f"{self.source}: tag {name.strip().lower()!r} is claimed by both {self.owner[key]!r} and {genre!r}"
             )
-        owner[key] = genre
+        self.owner[key] = genre
         return key
 
-    for genre, body in genres_raw.items():
-        if genre in NO_GENRE or not genre.strip() or len(genre) > 64 or _CONTROLS.search(genre):
-            raise EquigenError(
-                f"{source}: {genre[:64]!r} cannot be a genre name (1 to 64 characters, no control characters)"
-            )
-        genre_tags = body.get("tags") if isinstance(body, Mapping) else None
-        if not isinstance(genre_tags, list) or not genre_tags:
-            raise EquigenError(f'{source}: genre {genre!r} has no tags (expected tags = ["...", ...])')
-        names = _names(genre_tags, f"genre {genre!r} tags", source)
-        spelled: dict[str, str] = {}
-        for name in names:
-            spelled.setdefault(claim(name, genre), name.strip().lower())
-        tags[genre] = tuple(spelled.values())
-        broad_raw = body.get("broad", []) if isinstance(body, Mapping) else []
-        broad_names = [n.strip().lower() for n in _names(broad_raw, f"genre {genre!r} broad", source)]
-        outside = [n for n in broad_names if normalize_tag(n) not in spelled]
-        if outside:
-            raise EquigenError(f"{source}: genre {genre!r} lists broad name(s) {outside} that are not among its tags")
-        broad[genre] = tuple(dict.fromkeys(spelled[normalize_tag(n)] for n in broad_names))  # as the tag is spelled
-    if len(tags) < 2:
-        raise EquigenError(f"{source}: a taxonomy needs at least two genres")
 
-    unmapped_raw = raw.get("unmapped", {})
+def _check_genre_name(genre: str, source: str) -> None:
+    if genre in NO_GENRE or not genre.strip() or len(genre) > 64 or _CONTROLS.search(genre):
+        raise EquigenError(
+            f"{source}: {genre[:64]!r} cannot be a genre name (1 to 64 characters, no control characters)"
+        )
+
+
+def _genre_tags(genre: str, body, owners: _TagOwners, source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """One [genres.<Name>] table: its tags as spelled (each claimed for the genre), and its broad names, which
+    must be among its tags."""
+    _check_genre_name(genre, source)
+    body = body if isinstance(body, Mapping) else {}
+    genre_tags = body.get("tags")
+    if not isinstance(genre_tags, list) or not genre_tags:
+        raise EquigenError(f'{source}: genre {genre!r} has no tags (expected tags = ["...", ...])')
+    spelled: dict[str, str] = {}
+    for name in _names(genre_tags, f"genre {genre!r} tags", source):
+        spelled.setdefault(owners.claim(name, genre), name.strip().lower())
+    broad_names = [n.strip().lower() for n in _names(body.get("broad", []), f"genre {genre!r} broad", source)]
+    outside = [n for n in broad_names if normalize_tag(n) not in spelled]
+    if outside:
+        raise EquigenError(f"{source}: genre {genre!r} lists broad name(s) {outside} that are not among its tags")
+    broad = tuple(dict.fromkeys(spelled[normalize_tag(n)] for n in broad_names))  # as the tag is spelled
+    return tuple(spelled.values()), broad
+
+
+def _unmapped(unmapped_raw, owners: _TagOwners, source: str) -> list[str]:
+    """[unmapped] tags: MusicBrainz genre names that belong to no genre (claimed, so no genre can take them)."""
     if not isinstance(unmapped_raw, Mapping):
         raise EquigenError(f"{source}: [unmapped] must be a table with tags = [...]")
     unmapped = [n.strip().lower() for n in _names(unmapped_raw.get("tags", []), "[unmapped] tags", source)]
     for name in unmapped:
-        claim(name, "[unmapped]")
+        owners.claim(name, "[unmapped]")
+    return unmapped
 
-    aliases_raw = raw.get("aliases", {})
+
+def _aliases(aliases_raw, owner: Mapping[str, str], source: str) -> dict[str, str]:
+    """[aliases]: normalized spelling -> the normalized tag it stands for (a tag of the taxonomy)."""
     if not isinstance(aliases_raw, Mapping):
         raise EquigenError(f'{source}: [aliases] must be a table of "spelling" = "MusicBrainz name"')
     aliases: dict[str, str] = {}
@@ -304,27 +345,28 @@ def parse_taxonomy(raw: Mapping, source: str = "taxonomy") -> Taxonomy:
         if key in owner and owner[key] != owner[goal]:
             raise EquigenError(f"{source}: alias {alias!r} is already a tag of {owner[key]!r}")
         aliases[key] = goal
+    return aliases
 
+
+def _tag_to_genre(owner: Mapping[str, str], aliases: Mapping[str, str]) -> dict[str, str]:
+    """Every name that votes for a genre: its tags, the aliases of its tags, and their plurals."""
     tag_to_genre = {k: g for k, g in owner.items() if g != "[unmapped]"}
     tag_to_genre.update({a: tag_to_genre[t] for a, t in aliases.items() if t in tag_to_genre})
     for key, genre in list(tag_to_genre.items()):  # "sea shanties", "lullabies": plurals vote like the name
         for plural in plurals(key):
             if plural not in owner and plural not in aliases:
                 tag_to_genre.setdefault(plural, genre)
+    return tag_to_genre
+
+
+def _alias_names(
+    aliases_raw: Mapping, tag_to_genre: Mapping[str, str], tags: Mapping[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    """Genre -> its aliases as spelled in the file (those not already among its tags)."""
     alias_names: dict[str, tuple[str, ...]] = {}
     for alias, target in aliases_raw.items():
         genre = tag_to_genre.get(normalize_tag(target))
         spelled = alias.strip().lower()
         if genre is not None and spelled not in tags[genre]:
             alias_names[genre] = alias_names.get(genre, ()) + (spelled,)
-    return Taxonomy(
-        tuple(tags),
-        tags,
-        float(ratio),
-        int(min_votes),
-        tag_to_genre,
-        broad,
-        tuple(dict.fromkeys(unmapped)),
-        aliases,
-        alias_names,
-    )
+    return alias_names
