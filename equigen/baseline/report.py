@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import warnings
+from importlib import resources
 from io import BytesIO
 from pathlib import Path
+from string import Template
 
 import matplotlib
 
@@ -232,33 +234,20 @@ def _ci(lo_hi) -> str:
     return f"[{lo:.3f}, {hi:.3f}]"
 
 
+REPORT_TEMPLATE = "data/report_template.md"  # inside the package; ${name} placeholders (string.Template)
+
+
 def write_report(run_dir: Path, summary, names: list[str], context: dict) -> Path:
     """report.md (the comparison sentence first, then tables and plot links) and report.json (the same numbers)."""
-    results = summary.models
-    models = list(results)
+    results, models = summary.models, list(summary.models)
     seeds = len(context.get("seeds", [0]))
-    rows = []
-    for m in models:
-        r = results[m]
-        rows.append(
-            {"model": m, **{k: r[k] for k, _, _ in TABLE}, "params": r["params"], "sd": r["sd"], "ci95": r["ci95"]}
-        )
+    rows = [
+        {"model": m, **{k: r[k] for k, _, _ in TABLE}, "params": r["params"], "sd": r["sd"], "ci95": r["ci95"]}
+        for m, r in results.items()
+    ]
     per_genre = {g: {m: results[m]["per_genre"][g]["f1"] for m in models} for g in names}
     per_genre_ci = {g: {m: results[m]["per_genre"][g]["f1_ci95"] for m in models} for g in names}
     support = {g: results[models[0]]["per_genre"][g]["support"] for g in names}
-    comparisons = [
-        {
-            "a": c.a,
-            "b": c.b,
-            "accuracy_diff": c.diff,
-            "ci95": [c.lo, c.hi],
-            "a_only_right": c.a_only,
-            "b_only_right": c.b_only,
-            "mcnemar_p": c.p,
-            "sentence": c.sentence,
-        }
-        for c in summary.comparisons
-    ]
     write_json(
         run_dir / "report.json",
         {
@@ -268,7 +257,7 @@ def write_report(run_dir: Path, summary, names: list[str], context: dict) -> Pat
             "per_genre_f1_ci95": per_genre_ci,
             "test_support": support,
             "overfitting": {m: results[m]["overfitting"] for m in models},
-            "comparisons": comparisons,
+            "comparisons": [_comparison_json(c) for c in summary.comparisons],
         },
     )
     plot_per_genre_f1(
@@ -280,79 +269,103 @@ def write_report(run_dir: Path, summary, names: list[str], context: dict) -> Pat
         },
         f"Per-genre F1 on the test split (mean of {seeds} seed{'s' if seeds > 1 else ''}, 95 % CI over test items)",
     )
+    text = _template().substitute(
+        run_name=run_dir.name,
+        headline=_headline(summary.comparisons, sum(support.values()), seeds),
+        context="".join(f"- {key.replace('_', ' ')}: {_context_value(value)}\n" for key, value in context.items()),
+        spread=f"mean ± sd over {seeds} seeds; " if seeds > 1 else "",
+        results_table=_results_table(rows, seeds),
+        overfitting_table=_table(
+            ["Model", *(h for _, h in GAPS)],
+            [[m, *(f"{results[m]['overfitting'].get(k, float('nan')):.3f}" for k, _ in GAPS)] for m in models],
+        ),
+        per_genre_table=_table(
+            ["Genre", "Support", *models],
+            [[g, support[g], *(f"{per_genre[g][m]:.3f} {_ci(per_genre_ci[g][m])}" for m in models)] for g in names],
+        ),
+        plots="\n\n".join(_model_plots(m, results[m]["seeds"]) for m in models),
+    )
+    path = run_dir / "report.md"
+    write_atomic(path, text)
+    return path
 
-    n_test = sum(support.values())
-    lines = [f"# Baseline report: {run_dir.name}", ""]
-    if summary.comparisons:
-        lines += [f"**{c.sentence}**" for c in summary.comparisons[:1]]
-        lines += [
-            "",
-            f"Paired on the same {n_test:,} test items. The difference is the mean over {seeds} seed"
-            f"{'s' if seeds > 1 else ''} of the accuracy difference; its 95 % interval is a bootstrap over test items "
-            f"(1,000 resamples, the same items for both models). McNemar's exact test compares the seed ensembles' "
-            f"right/wrong answers (only {summary.comparisons[0].a} right: {summary.comparisons[0].a_only}, only "
-            f"{summary.comparisons[0].b} right: {summary.comparisons[0].b_only}).",
-        ]
-        lines += [f"- {c.sentence}" for c in summary.comparisons[1:]]
-        lines.append("")
-    for key, value in context.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        elif isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
-        elif isinstance(value, float):
-            value = f"{value:.3f}"
-        lines.append(f"- {key.replace('_', ' ')}: {value}")
-    spread = f"mean ± sd over {seeds} seeds; " if seeds > 1 else ""
+
+def _template() -> Template:
+    """The report's prose, kept out of the code so it reads and diffs as Markdown."""
+    return Template(resources.files("equigen").joinpath(REPORT_TEMPLATE).read_text(encoding="utf-8"))
+
+
+def _comparison_json(c) -> dict:
+    return {
+        "a": c.a,
+        "b": c.b,
+        "accuracy_diff": c.diff,
+        "ci95": [c.lo, c.hi],
+        "a_only_right": c.a_only,
+        "b_only_right": c.b_only,
+        "mcnemar_p": c.p,
+        "sentence": c.sentence,
+    }
+
+
+def _headline(comparisons, n_test: int, seeds: int) -> str:
+    """The first comparison in bold and how it was tested, then the others; empty with one model."""
+    if not comparisons:
+        return ""
+    first = comparisons[0]
+    lines = [
+        f"**{first.sentence}**",
+        "",
+        f"Paired on the same {n_test:,} test items. The difference is the mean over {seeds} seed"
+        f"{'s' if seeds > 1 else ''} of the accuracy difference; its 95 % interval is a bootstrap over test items "
+        f"(1,000 resamples, the same items for both models). McNemar's exact test compares the seed ensembles' "
+        f"right/wrong answers (only {first.a} right: {first.a_only}, only {first.b} right: {first.b_only}).",
+        *(f"- {c.sentence}" for c in comparisons[1:]),
+    ]
+    return "\n".join(lines) + "\n\n"
+
+
+def _context_value(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _results_table(rows: list[dict], seeds: int) -> str:
+    """Each model's test metrics (mean ± sd over seeds), with the bootstrap interval of those in WITH_CI."""
     header = []
     for k, h, _ in TABLE:
         header += [h, f"{h} 95 % CI"] if k in WITH_CI else [h]
-    lines += [
-        "",
-        f"## Test-set results ({spread}95 % CI: bootstrap over test items)",
-        "",
-        "| Model | " + " | ".join(header) + " | Params |",
-        "|---|" + "---:|" * (len(header) + 1),
-    ]
+    body = []
     for r in rows:
-        cells = []
+        cells = [r["model"]]
         for k, _, fmt in TABLE:
             cells.append(_pm(r[k], r["sd"][k], fmt, seeds))
             if k in WITH_CI:
                 cells.append(_ci(r["ci95"][k]))
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['params']:,} |")
-    lines += [
+        body.append([*cells, f"{r['params']:,}"])
+    return _table(["Model", *header, "Params"], body)
+
+
+def _model_plots(model: str, seeds) -> str:
+    lines = [
+        f"### {model}",
         "",
-        "## Overfitting (mean over seeds; per epoch in each seed's history.json and learning curves)",
+        f"![{model} confusion matrix]({model}/confusion_matrix.png)",
         "",
-        "| Model | " + " | ".join(h for _, h in GAPS) + " |",
-        "|---|" + "---:|" * len(GAPS),
+        f"![{model} most confidently wrong test covers]({model}/confident_errors.png)",
+        "",
+        *(f"![{model} learning curves, seed {s}]({model}/seed-{s}/learning_curves.png)" for s in seeds),
     ]
-    for m in models:
-        gaps = results[m]["overfitting"]
-        lines.append(f"| {m} | " + " | ".join(f"{gaps.get(k, float('nan')):.3f}" for k, _ in GAPS) + " |")
-    lines += [
-        "",
-        "## Per-genre F1 (test; mean over seeds and 95 % CI over test items)",
-        "",
-        "| Genre | Support | " + " | ".join(models) + " |",
-        "|---|---:|" + "---:|" * len(models),
-    ]
-    for g in names:
-        cells = [f"{per_genre[g][m]:.3f} {_ci(per_genre_ci[g][m])}" for m in models]
-        lines.append(f"| {g} | {support[g]} | " + " | ".join(cells) + " |")
-    lines += ["", "![per-genre F1](per_genre_f1.png)", "", "## Plots", ""]
-    for m in models:
-        lines += [
-            f"### {m}",
-            "",
-            f"![{m} confusion matrix]({m}/confusion_matrix.png)",
-            "",
-            f"![{m} most confidently wrong test covers]({m}/confident_errors.png)",
-            "",
-        ]
-        lines += [f"![{m} learning curves, seed {s}]({m}/seed-{s}/learning_curves.png)" for s in results[m]["seeds"]]
-        lines.append("")
-    path = run_dir / "report.md"
-    write_atomic(path, "\n".join(lines))
-    return path
+    return "\n".join(lines)
