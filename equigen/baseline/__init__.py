@@ -153,7 +153,7 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
     """
     cfg = cfg.validated()  # before torch is imported: a bad flag fails in a fraction of a second
     try:
-        from equigen.baseline.train import run_baseline as _run
+        from equigen.baseline.train import train_and_compare
     except ImportError as exc:  # a plain `pip install equigen` harvests and publishes; training needs the extra
         missing = (exc.name or "").split(".")[0]
         if missing not in ("torch", "torchvision", "sklearn"):
@@ -163,4 +163,4 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
             "pip install 'equigen[baseline]' (README: Set-up)"
         ) from None
 
-    return _run(Path(dataset_dir), Path(runs_dir), cfg, progress=progress)
+    return train_and_compare(Path(dataset_dir), Path(runs_dir), cfg, progress=progress)

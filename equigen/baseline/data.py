@@ -516,7 +516,9 @@ class Splits:
         )  # fmt: skip
 
 
-def load_dataset(dataset_dir: Path, image_size: int) -> Splits:
+def load_splits(dataset_dir: Path, image_size: int) -> Splits:
+    """The dataset's train, validation and test shards, ready to stream (named so as not to shadow Hugging Face's
+    `datasets.load_dataset`, which reads the same folder)."""
     if not dataset_dir.is_dir():
         raise EquigenError(f"no dataset at {dataset_dir} (write one with `equigen split`)")
     names = class_names(dataset_dir)

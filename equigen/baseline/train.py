@@ -12,6 +12,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +25,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from equigen.baseline import BaselineConfig, BaselineResult
-from equigen.baseline.data import Normalizer, Preprocessing, Splits, eval_loader, load_dataset, train_loader
+from equigen.baseline.data import Normalizer, Preprocessing, Splits, eval_loader, load_splits, train_loader
 from equigen.baseline.models import (
     build_model,
     check_model_name,
@@ -184,8 +186,161 @@ def lr_factors(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps:
     return [head if g["part"] == "head" else backbone for g in optimizer.param_groups]
 
 
+@dataclass
+class Loaders:
+    """One (model, seed)'s data: the shuffled train loader, the validation loader, and an epoch's steps."""
+
+    train: DataLoader
+    validation: DataLoader
+    steps_per_epoch: int  # the train loader's batches, capped by --max-train-batches
+
+
+def load_data(splits: Splits, cfg: BaselineConfig, seed: int, d: Dist, pin: bool) -> Loaders:
+    """This rank's train loader (shuffled by `seed` anew each epoch) and validation loader."""
+    train = train_loader(splits.train, cfg.batch_size, cfg.workers, seed, d.rank, d.world, pin)
+    validation, _ = eval_loader(splits.validation, cfg.batch_size, cfg.workers, d.rank, d.world, pin)
+    steps = min(len(train), cfg.max_train_batches) if cfg.max_train_batches else len(train)
+    return Loaders(train, validation, steps)
+
+
+@dataclass
+class OnDevice:
+    """How a batch reaches the model: uint8 images moved (a quarter of float32's bytes), normalised there, and
+    run in mixed precision on CUDA (bf16 where supported, else fp16)."""
+
+    device: torch.device
+    normalize: Normalizer
+    memory_format: torch.memory_format
+    amp_dtype: torch.dtype | None
+
+    @classmethod
+    def of(cls, device: torch.device, cfg: BaselineConfig, prep: Preprocessing) -> OnDevice:
+        cuda = device.type == "cuda"
+        amp_dtype = None
+        if cfg.amp and cuda:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        memory_format = torch.channels_last if cuda else torch.contiguous_format
+        return cls(device, Normalizer(prep, device), memory_format, amp_dtype)
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return self.normalize(x), y.to(self.device, non_blocking=True)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler: torch.amp.GradScaler,
+    data: Loaders,
+    epoch: int,
+    on: OnDevice,
+    d: Dist,
+    advance: Callable[[], None] = lambda: None,
+) -> dict:
+    """One epoch over this rank's train batches (stepping the schedule per batch); loss, accuracy and speed over
+    every rank."""
+    model.train()
+    data.train.dataset.set_epoch(epoch)
+    # Accumulate on the device: a .item() per step would stall the GPU pipeline.
+    sums = torch.zeros(3, device=on.device, dtype=torch.float64)  # loss * n, correct, n
+    used = [g["lr"] for g in optimizer.param_groups]
+    start = time.perf_counter()
+    first = None  # seconds until the first batch arrived: the loader's ramp-up, part of train_seconds
+    for step, (x, y) in enumerate(data.train):
+        if step >= data.steps_per_epoch:
+            break
+        if first is None:
+            first = time.perf_counter() - start
+        x, y = on.batch(x, y)
+        with on.autocast():
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        used = [g["lr"] for g in optimizer.param_groups]  # this step's rates, before the schedule moves on
+        scheduler.step()
+        sums[0] += loss.detach() * len(y)
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
+        advance()
+    if on.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if d.world > 1:
+        dist.all_reduce(sums)
+    loss_sum, correct, n = sums.tolist()
+    return {
+        "train_loss": loss_sum / n,
+        "train_acc": correct / n,
+        "train_images": int(n),
+        "train_seconds": seconds,
+        "train_first_batch_seconds": first or 0.0,
+        "lr": used[0],  # the new head's, at the epoch's last step
+        "backbone_lr": used[-1],
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    criterion: nn.Module,
+    loader,
+    labels: np.ndarray,
+    num_classes: int,
+    on: OnDevice,
+    d: Dist,
+    advance: Callable[[], None] = lambda: None,
+) -> tuple[np.ndarray, float]:
+    """Softmax scores for the whole split (gathered from every rank, in dataset order) and the mean loss.
+
+    `model` unwrapped (ranks may run different batch counts here). Batches carry the split rows they hold, so
+    scores land in place whatever order the workers deliver."""
+    model.eval()
+    scores, rows = [], []
+    loss_sum = torch.zeros((), device=on.device, dtype=torch.float64)  # no .item() per batch: no stall
+    for x, y, r in loader:
+        rows.append(r.numpy())
+        x, y = on.batch(x, y)
+        with on.autocast():
+            logits = model(x).float()
+        loss_sum += criterion(logits, y) * len(y)
+        scores.append(logits.softmax(1).cpu().numpy())
+        advance()
+    local = np.concatenate(scores) if scores else np.zeros((0, num_classes), np.float32)
+    here = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    parts: list = [(here, local, float(loss_sum))]
+    if d.world > 1:
+        parts = [None] * d.world
+        dist.all_gather_object(parts, (here, local, float(loss_sum)))
+    order = np.concatenate([p[0] for p in parts])
+    if len(order) != len(labels) or len(np.unique(order)) != len(labels):
+        raise EquigenError(f"evaluation saw {len(order)} rows of a split of {len(labels)}")  # a loader bug
+    full = np.empty((len(labels), num_classes), np.float32)
+    full[order] = np.concatenate([p[1] for p in parts])
+    return full, sum(p[2] for p in parts) / len(labels)
+
+
+def validation_row(scores: np.ndarray, loss: float, labels: np.ndarray, num_classes: int) -> dict:
+    """An epoch's validation numbers: loss, accuracy, macro-F1 (what early stopping and the best epoch follow)."""
+    pred = scores.argmax(1)
+    return {
+        "val_loss": loss,
+        "val_acc": float(accuracy_score(labels, pred)),
+        "val_macro_f1": float(f1_score(labels, pred, labels=range(num_classes), average="macro", zero_division=0)),
+    }
+
+
 class Trainer:
-    """Everything one model's training with one seed needs; one instance per (model, seed)."""
+    """One model trained with one seed: built, fitted with early stopping and checkpoints, tested."""
 
     def __init__(
         self,
@@ -204,34 +359,19 @@ class Trainer:
         self.model_dir, self.bar, self.console = model_dir, bar, console
         self.label = name if len(cfg.seeds) == 1 else f"{name} seed {seed}"
         self.num_classes = len(splits.names)
-        cuda = device.type == "cuda"
-        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
-        self.amp_dtype = None
-        if cfg.amp and cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.on = OnDevice.of(device, cfg, splits.train.prep)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.on.amp_dtype == torch.float16)
 
         seed_everything(seed)  # same init on every rank and independent of the model order
         self.model = build_model(name, self.num_classes, weights)
         self.params = count_params(self.model)
-        self.model.to(device, memory_format=self.memory_format)
-        self.normalize = Normalizer(splits.train.prep, device)  # loaders hand over uint8 batches
+        self.model.to(device, memory_format=self.on.memory_format)
         self.optimizer = make_optimizer(self.model, cfg, cfg.backbone_scale(name))
-
-        workers, pin = cfg.workers, cuda
-        self.train_loader = train_loader(splits.train, cfg.batch_size, workers, seed, d.rank, d.world, pin)
-        self.val_loader, self.val_idx = eval_loader(splits.validation, cfg.batch_size, workers, d.rank, d.world, pin)
-        self.steps_per_epoch = len(self.train_loader)
-        if cfg.max_train_batches:
-            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_train_batches)
+        self.data = load_data(splits, cfg, seed, d, pin=device.type == "cuda")
+        steps = self.data.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lr_factors(
-                self.optimizer,
-                round(cfg.warmup_epochs * self.steps_per_epoch),
-                cfg.epochs * self.steps_per_epoch,
-                cfg.freeze_epochs * self.steps_per_epoch,
-            ),
+            lr_factors(self.optimizer, round(cfg.warmup_epochs * steps), cfg.epochs * steps, cfg.freeze_epochs * steps),
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
@@ -242,7 +382,7 @@ class Trainer:
             self._resume()
         self.ddp = None
         if d.world > 1:
-            self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
+            self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def close(self) -> None:
         """Stop the persistent DataLoader workers now.
@@ -250,7 +390,7 @@ class Trainer:
         Left to the garbage collector (an error's traceback keeps them alive), each one's shutdown
         waits out a 5 s timeout.
         """
-        for loader in (self.train_loader, self.val_loader):
+        for loader in (self.data.train, self.data.validation):
             if loader._iterator is not None:  # torch keeps persistent workers' iterator here
                 loader._iterator._shutdown_workers()
                 loader._iterator = None
@@ -296,161 +436,84 @@ class Trainer:
         if self.best_epoch == epoch:
             save_atomic(self.best_state, self.model_dir / "best.pt")
 
-    # -- loops -----------------------------------------------------------------------------------
+    # -- progress --------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
         if self.d.main:
             self.console.print(msg, soft_wrap=True)  # one line per message, also in captured logs
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
-
-    def _batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images to the device (a quarter of float32's bytes), then normalised floats there."""
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return self.normalize(x), y.to(self.device, non_blocking=True)
-
-    def _train_epoch(self, epoch: int, task) -> dict:
-        model = self.ddp or self.model
-        model.train()
-        self.train_loader.dataset.set_epoch(epoch)
-        # Accumulate on the device: a .item() per step would stall the GPU pipeline.
-        sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss * n, correct, n
-        used = [g["lr"] for g in self.optimizer.param_groups]
-        start = time.perf_counter()
-        first = None  # seconds until the first batch arrived: the loader's ramp-up, part of train_seconds
-        for step, (x, y) in enumerate(self.train_loader):
-            if step >= self.steps_per_epoch:
-                break
-            if first is None:
-                first = time.perf_counter() - start
-            x, y = self._batch(x, y)
-            with self._autocast():
-                logits = model(x)
-                loss = self.criterion(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            used = [g["lr"] for g in self.optimizer.param_groups]  # this step's rates, before the schedule moves on
-            self.scheduler.step()
-            sums[0] += loss.detach() * len(y)
-            sums[1] += (logits.argmax(1) == y).sum()
-            sums[2] += len(y)
-            if task is not None:
-                self.bar.update(task, advance=1)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        if self.d.world > 1:
-            dist.all_reduce(sums)
-        loss_sum, correct, n = sums.tolist()
-        return {
-            "train_loss": loss_sum / n,
-            "train_acc": correct / n,
-            "train_images": int(n),
-            "train_seconds": seconds,
-            "train_first_batch_seconds": first or 0.0,
-            "lr": used[0],  # the new head's, at the epoch's last step
-            "backbone_lr": used[-1],
-        }
-
-    @torch.no_grad()
-    def predict(self, loader, indices: np.ndarray, labels: np.ndarray, task=None) -> tuple[np.ndarray, float]:
-        """Softmax scores for the whole split (gathered from every rank, in dataset order) and the mean loss.
-
-        Batches carry the split rows they hold, so scores land in place whatever order the workers deliver."""
-        self.model.eval()  # the unwrapped model: ranks may run different batch counts here
-        scores, rows = [], []
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)  # no .item() per batch: no stall
-        for x, y, r in loader:
-            rows.append(r.numpy())
-            x, y = self._batch(x, y)
-            with self._autocast():
-                logits = self.model(x).float()
-            loss_sum += self.criterion(logits, y) * len(y)
-            scores.append(logits.softmax(1).cpu().numpy())
-            if task is not None:
-                self.bar.update(task, advance=1)
-        local = np.concatenate(scores) if scores else np.zeros((0, self.num_classes), np.float32)
-        here = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        parts: list = [(here, local, float(loss_sum))]
-        if self.d.world > 1:
-            parts = [None] * self.d.world
-            dist.all_gather_object(parts, (here, local, float(loss_sum)))
-        order = np.concatenate([p[0] for p in parts])
-        if len(order) != len(labels) or len(np.unique(order)) != len(labels):
-            raise EquigenError(f"evaluation saw {len(order)} rows of a split of {len(labels)}")  # a loader bug
-        full = np.empty((len(labels), self.num_classes), np.float32)
-        full[order] = np.concatenate([p[1] for p in parts])
-        return full, sum(p[2] for p in parts) / len(labels)
-
+    @contextlib.contextmanager
     def _task(self, description: str, total: int):
+        """A progress bar for one loop (nothing without --progress): yields the step that advances it."""
         if self.bar is None:
-            return None
-        return self.bar.add_task(description, total=total)
-
-    def _done(self, task) -> None:
-        if task is not None:
+            yield lambda: None
+            return
+        task = self.bar.add_task(description, total=total)
+        try:
+            yield lambda: self.bar.update(task, advance=1)
+        finally:
             self.bar.remove_task(task)
 
+    # -- loops -----------------------------------------------------------------------------------
     def fit(self) -> None:
         """Train until cfg.epochs or early stopping; keeps the best weights by validation macro-F1."""
         cfg = self.cfg
-        epochs_task = self._task(f"{self.label} epochs", cfg.epochs)
-        if epochs_task is not None:
-            self.bar.update(epochs_task, completed=self.start_epoch - 1)
-        val_labels = self.splits.validation.labels
-        for epoch in range(self.start_epoch, cfg.epochs + 1):
-            if cfg.patience and self.history and epoch - 1 - self.best_epoch >= cfg.patience:
-                self.log(f"{self.label}: no better validation macro-F1 for {cfg.patience} epochs; stopping early")
-                break
-            task = self._task(f"epoch {epoch} train", self.steps_per_epoch)
-            row = {"epoch": epoch, **self._train_epoch(epoch, task)}
-            self._done(task)
-            task = self._task(f"epoch {epoch} validate", len(self.val_loader))
-            scores, val_loss = self.predict(self.val_loader, self.val_idx, val_labels, task)
-            self._done(task)
-            pred = scores.argmax(1)
-            row.update(
-                val_loss=val_loss,
-                val_acc=float(accuracy_score(val_labels, pred)),
-                val_macro_f1=float(
-                    f1_score(val_labels, pred, labels=range(self.num_classes), average="macro", zero_division=0)
-                ),
+        with self._task(f"{self.label} epochs", cfg.epochs) as epoch_done:
+            for _ in range(self.start_epoch - 1):
+                epoch_done()
+            for epoch in range(self.start_epoch, cfg.epochs + 1):
+                if cfg.patience and self.history and epoch - 1 - self.best_epoch >= cfg.patience:
+                    self.log(f"{self.label}: no better validation macro-F1 for {cfg.patience} epochs; stopping early")
+                    break
+                self._epoch(epoch)
+                epoch_done()
+
+    def _epoch(self, epoch: int) -> None:
+        """One epoch: train, validate, record the row, keep the best weights, checkpoint, one log line."""
+        with self._task(f"epoch {epoch} train", self.data.steps_per_epoch) as advance:
+            row = {"epoch": epoch, **self._train_one_epoch(epoch, advance)}
+        labels = self.splits.validation.labels
+        with self._task(f"epoch {epoch} validate", len(self.data.validation)) as advance:
+            scores, val_loss = evaluate(
+                self.model, self.criterion, self.data.validation, labels, self.num_classes, self.on, self.d, advance
             )
-            # Overfitting, measured: how far training runs ahead of validation this epoch.
-            row.update(gap_acc=row["train_acc"] - row["val_acc"], gap_loss=val_loss - row["train_loss"])
-            self.history.append(row)
-            if row["val_macro_f1"] > self.best_f1:
-                self.best_epoch, self.best_f1 = epoch, row["val_macro_f1"]
-                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            self._save(epoch)
-            if epochs_task is not None:
-                self.bar.update(epochs_task, advance=1)
-            self.log(
-                f"{self.label} epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.3f} | val loss {val_loss:.4f} acc {row['val_acc']:.3f} "
-                f"macro-F1 {row['val_macro_f1']:.3f} | {row['train_images'] / row['train_seconds']:.0f} img/s"
-            )
-        self._done(epochs_task)
+        row.update(validation_row(scores, val_loss, labels, self.num_classes))
+        # Overfitting, measured: how far training runs ahead of validation this epoch.
+        row.update(gap_acc=row["train_acc"] - row["val_acc"], gap_loss=val_loss - row["train_loss"])
+        self.history.append(row)
+        if row["val_macro_f1"] > self.best_f1:
+            self.best_epoch, self.best_f1 = epoch, row["val_macro_f1"]
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self._save(epoch)
+        self.log(
+            f"{self.label} epoch {epoch}/{self.cfg.epochs}: train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.3f} | val loss {val_loss:.4f} acc {row['val_acc']:.3f} "
+            f"macro-F1 {row['val_macro_f1']:.3f} | {row['train_images'] / row['train_seconds']:.0f} img/s"
+        )
+
+    def _train_one_epoch(self, epoch: int, advance) -> dict:
+        return train_one_epoch(
+            self.ddp or self.model,
+            self.criterion,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.data,
+            epoch,
+            self.on,
+            self.d,
+            advance,
+        )
 
     def test(self) -> tuple[dict, np.ndarray, np.ndarray]:
         """Best-epoch weights on the test split: metrics, confusion matrix and the softmax scores (n x K)."""
         self.model.load_state_dict(self.best_state)
-        loader, idx = eval_loader(
-            self.splits.test,
-            self.cfg.batch_size,
-            self.cfg.workers,
-            self.d.rank,
-            self.d.world,
-            self.device.type == "cuda",
-            persistent=False,
+        cfg, d = self.cfg, self.d
+        loader, _ = eval_loader(
+            self.splits.test, cfg.batch_size, cfg.workers, d.rank, d.world, self.device.type == "cuda", persistent=False
         )
-        task = self._task(f"{self.label} test", len(loader))
-        scores, _ = self.predict(loader, idx, self.splits.test.labels, task)
-        self._done(task)
+        with self._task(f"{self.label} test", len(loader)) as advance:
+            labels = self.splits.test.labels
+            scores, _ = evaluate(self.model, self.criterion, loader, labels, self.num_classes, self.on, d, advance)
         metrics, cm = compute_metrics(self.splits.test.labels, scores, self.splits.names)
         return metrics, cm, scores
 
@@ -530,77 +593,33 @@ def preprocessing_for(name: str, cfg: BaselineConfig, weights: Path | None) -> P
     return Preprocessing(cfg.image_size or DEFAULT_IMAGE_SIZE)
 
 
-def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:
-    """See equigen.baseline.run_baseline (the public entry point, which validates cfg first)."""
+def train_and_compare(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progress: bool = True) -> BaselineResult:
+    """equigen.baseline.run_baseline's work (that entry point validates cfg first and imports this lazily): load
+    the splits, train every (model, seed), then on rank 0 write the summaries and the report."""
     weights = resolve_weights(cfg)  # fail before any folder is made or data read
     d, device, created_group = setup(cfg)
     try:
-        splits = load_dataset(dataset_dir, cfg.image_size or DEFAULT_IMAGE_SIZE)
+        splits = load_splits(dataset_dir, cfg.image_size or DEFAULT_IMAGE_SIZE)
         run_dir = on_rank0(d, lambda: make_run_dir(runs_dir, cfg))
-        context = {
-            "dataset": str(dataset_dir),
-            "genres": len(splits.names),
-            "chance": 1.0 / len(splits.names),
-            "images": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
-            "device": str(device) if d.world == 1 else f"{d.world} x {device.type}",
-            "epochs": cfg.epochs,
-            "seeds": list(cfg.seeds),
-            "start": {m: f"ImageNet weights {w.name}" if w else "from scratch" for m, w in weights.items()},
-        }
+        context = run_context(dataset_dir, splits, cfg, weights, device, d)
         bar = _progress() if progress and d.main else None
         console = bar.console if bar else Console(stderr=True)
         if d.main:
             console.print(f"run folder: {run_dir}", soft_wrap=True)
         runs: dict[str, list[SeedRun]] = {}
-        preps: dict[str, Preprocessing] = {}
         with bar or contextlib.nullcontext():
             for name in cfg.models:
-                preps[name] = preprocessing_for(name, cfg, weights[name])
-                model_splits = splits.preprocessed(preps[name])
-                runs[name] = []
-                for seed in cfg.seeds:
-                    seed_dir = run_dir / name / f"seed-{seed}"
-                    if d.main:
-                        seed_dir.mkdir(parents=True, exist_ok=True)
-                    d.barrier()
-                    trainer = Trainer(name, model_splits, cfg, seed, weights[name], device, d, seed_dir, bar, console)
-                    try:
-                        trainer.fit()
-                        metrics, cm, scores = trainer.test()
-                    finally:
-                        trainer.close()
-                    hist = trainer.history
-                    images = sum(h["train_images"] for h in hist)
-                    seconds = sum(h["train_seconds"] for h in hist)
-                    metrics.update(
-                        model=name,
-                        seed=seed,
-                        best_epoch=trainer.best_epoch,
-                        best_val_macro_f1=trainer.best_f1,
-                        epochs_run=len(hist),
-                        train_images_per_s=images / seconds if seconds else 0.0,
-                        params=trainer.params,
-                        chance=context["chance"],
-                        images=context["images"],
-                        device=context["device"],
-                        overfitting=overfitting(hist, trainer.best_epoch),
-                        preprocessing=preps[name].as_dict(),
-                        config=cfg.as_dict(),
+                prep = preprocessing_for(name, cfg, weights[name])
+                model_splits = splits.preprocessed(prep)
+                runs[name] = [
+                    train_seed(
+                        name, seed, model_splits, cfg, weights[name], prep, context, run_dir, device, d, bar, console
                     )
-                    if d.main:
-                        write_outputs(seed_dir, metrics, cm, hist, splits.names)
-                        np.save(seed_dir / "test_scores.npy", scores.astype(np.float32))
-                    runs[name].append(SeedRun(seed, metrics, scores, hist))
-        if d.main:
-            summary = summarize(runs, splits.names, splits.test.labels)
-            for name in cfg.models:
-                write_model_summary(run_dir / name, summary.models[name], *summary.ensemble[name], splits)
-            report = write_report(run_dir, summary, splits.names, context)
-            models, comparison = summary.models, summary.sentence
-        else:
-            report, models, comparison = run_dir / "report.md", {m: r[0].metrics for m, r in runs.items()}, None
+                    for seed in cfg.seeds
+                ]
+        result = report_runs(run_dir, runs, splits, cfg, context) if d.main else _rank_result(run_dir, runs)
         d.barrier()
-        return BaselineResult(run_dir=run_dir, report=report, models=models, comparison=comparison)
+        return result
     except EquigenError as e:
         # Raised in a DataLoader worker, the message arrives wrapped in the worker's traceback.
         last = str(e).strip().splitlines()[-1]
@@ -608,6 +627,86 @@ def run_baseline(dataset_dir: Path, runs_dir: Path, cfg: BaselineConfig, progres
     finally:
         if created_group:
             dist.destroy_process_group()
+
+
+def run_context(dataset_dir: Path, splits: Splits, cfg: BaselineConfig, weights, device, d: Dist) -> dict:
+    """What the report says about the run before its results: data, sizes, device, epochs, seeds, starts."""
+    return {
+        "dataset": str(dataset_dir),
+        "genres": len(splits.names),
+        "chance": 1.0 / len(splits.names),
+        "images": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+        "device": str(device) if d.world == 1 else f"{d.world} x {device.type}",
+        "epochs": cfg.epochs,
+        "seeds": list(cfg.seeds),
+        "start": {m: f"ImageNet weights {w.name}" if w else "from scratch" for m, w in weights.items()},
+    }
+
+
+def train_seed(
+    name: str,
+    seed: int,
+    splits: Splits,
+    cfg: BaselineConfig,
+    weights: Path | None,
+    prep: Preprocessing,
+    context: dict,
+    run_dir: Path,
+    device: torch.device,
+    d: Dist,
+    bar: Progress | None,
+    console: Console,
+) -> SeedRun:
+    """One (model, seed): fitted, tested on its best epoch, its outputs written (rank 0)."""
+    seed_dir = run_dir / name / f"seed-{seed}"
+    if d.main:
+        seed_dir.mkdir(parents=True, exist_ok=True)
+    d.barrier()
+    trainer = Trainer(name, splits, cfg, seed, weights, device, d, seed_dir, bar, console)
+    try:
+        trainer.fit()
+        metrics, cm, scores = trainer.test()
+    finally:
+        trainer.close()
+    hist = trainer.history
+    images = sum(h["train_images"] for h in hist)
+    seconds = sum(h["train_seconds"] for h in hist)
+    metrics.update(
+        model=name,
+        seed=seed,
+        best_epoch=trainer.best_epoch,
+        best_val_macro_f1=trainer.best_f1,
+        epochs_run=len(hist),
+        train_images_per_s=images / seconds if seconds else 0.0,
+        params=trainer.params,
+        chance=context["chance"],
+        images=context["images"],
+        device=context["device"],
+        overfitting=overfitting(hist, trainer.best_epoch),
+        preprocessing=prep.as_dict(),
+        config=cfg.as_dict(),
+    )
+    if d.main:
+        write_outputs(seed_dir, metrics, cm, hist, splits.names)
+        np.save(seed_dir / "test_scores.npy", scores.astype(np.float32))
+    return SeedRun(seed, metrics, scores, hist)
+
+
+def report_runs(
+    run_dir: Path, runs: dict[str, list[SeedRun]], splits: Splits, cfg: BaselineConfig, context: dict
+) -> BaselineResult:
+    """Rank 0: each model over its seeds, then the side-by-side report."""
+    summary = summarize(runs, splits.names, splits.test.labels)
+    for name in cfg.models:
+        write_model_summary(run_dir / name, summary.models[name], *summary.ensemble[name], splits)
+    report = write_report(run_dir, summary, splits.names, context)
+    return BaselineResult(run_dir=run_dir, report=report, models=summary.models, comparison=summary.sentence)
+
+
+def _rank_result(run_dir: Path, runs: dict[str, list[SeedRun]]) -> BaselineResult:
+    """Other ranks write nothing: their result names rank 0's report."""
+    models = {m: r[0].metrics for m, r in runs.items()}
+    return BaselineResult(run_dir=run_dir, report=run_dir / "report.md", models=models, comparison=None)
 
 
 def write_outputs(seed_dir: Path, metrics: dict, cm: np.ndarray, history: list[dict], names: list[str]) -> None:
