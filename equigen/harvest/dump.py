@@ -193,7 +193,7 @@ def ingest_dump(
     resume_after = counts.lines
     batch: list[tuple[ReleaseGroup, int]] = []
     with open_dump(path) as (stream, counting):
-        for n, line in enumerate(read_lines(stream), 1):
+        for n, line in enumerate(read_lines(stream, MAX_LINE_BYTES), 1):
             if n <= resume_after:
                 continue
             counts.lines = n
