@@ -28,7 +28,7 @@ from equigen.core.errors import EquigenError, first_line
 from equigen.core.mbids import is_mbid
 from equigen.core.records import ReleaseGroup
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Label
-from equigen.harvest.musicbrainz import MalformedItem, keep, parse_release_group
+from equigen.harvest.musicbrainz import MalformedItem, keep, parse_release_group, wanted_type
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,17 @@ def parse_dump_line(
         raw = json.loads(line)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise NotJson("not a JSON line") from None
-    if isinstance(raw, dict) and not is_mbid(raw.get("id")):
-        raise BadMbid(f"release-group id {str(raw.get('id'))[:40]!r} is not an MBID")
+    if isinstance(raw, dict):
+        if not is_mbid(raw.get("id")):
+            raise BadMbid(f"release-group id {str(raw.get('id'))[:40]!r} is not an MBID")
+        primary, secondary = raw.get("primary-type"), raw.get("secondary-types") or []
+        if (
+            isinstance(primary, str | None)
+            and isinstance(secondary, list)
+            and all(isinstance(s, str) for s in secondary)
+            and not wanted_type(primary, secondary, skipped_secondary)
+        ):
+            return None  # most of a dump is singles, EPs, compilations: dropped before tags are read and labelled
     group = parse_release_group(raw, label)
     return group if keep(group, tuple(skipped_secondary)) else None
 
