@@ -126,7 +126,9 @@ def test_parse_dump_line_is_the_search_parser():
     assert parse_dump_line(live, tax.label, DEFAULT_SKIPPED_SECONDARY) is None
     assert parse_dump_line(live, tax.label, ()) is not None  # --include-secondary live
     with pytest.raises(MalformedItem):
-        parse_dump_line(b'{"id": "' + GOOD_MBID.encode() + b'", "tags": {}}', tax.label, ())
+        parse_dump_line(b'{"id": "' + GOOD_MBID.encode() + b'", "primary-type": "Album", "tags": {}}', tax.label, ())
+    # not an album: dropped by the type filter before its tags are read, as the search path would drop it
+    assert parse_dump_line(b'{"id": "' + GOOD_MBID.encode() + b'", "primary-type": "Single"}', tax.label, ()) is None
 
 
 # --- seeded order -------------------------------------------------------------------------------------
