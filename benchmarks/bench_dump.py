@@ -227,10 +227,14 @@ def main() -> None:
         # Re-measure the ingest alone (e.g. on a quieter machine): the end-to-end rows of the last full run stay,
         # marked with that run's date and load.
         earlier = json.loads((RESULTS / "bench_dump.json").read_text())
-        when = f"from the full run of {earlier['date']} (machine {earlier.get('machine_busy_before') or 0:.0%} busy)"
+        e2e = earlier["details"].get("end_to_end", {})
+        when = e2e.get("measured") or (
+            f"from the full run of {earlier['date']} (machine {earlier.get('machine_busy_before') or 0:.0%} busy)"
+        )
         for old in earlier["rows"][1:]:
-            rows.append({**old, "notes": "; ".join(x for x in (old.get("notes"), when) if x)})
-        details["end_to_end"] = {**earlier["details"].get("end_to_end", {}), "measured": when}
+            notes = old.get("notes") or ""
+            rows.append({**old, "notes": notes if when in notes else "; ".join(x for x in (notes, when) if x)})
+        details["end_to_end"] = {**e2e, "measured": when}
     write_results("bench_dump", rows, args, details)
 
 
