@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import tarfile
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -241,3 +248,56 @@ def test_cli_simulate_writes_a_dump_and_fetch_refuses_bad_dump_options(tmp_path)
         run_cli("fetch", "--data-dir", d, "--from-dump", str(out), "--skip-discovery"), "--skip-discovery"
     )
     assert not Path(d).exists()  # a rejected fetch creates nothing
+
+
+@pytest.mark.slow
+def test_kill_minus_9_then_resume_equals_an_uninterrupted_fetch_from_a_dump(tmp_path):
+    wc = WorldConfig.small(seed=3, n_artists=90, n_various=10)
+    common = ["--per-genre", "12", "--concurrency", "2", "--genre", "Rock", "--genre", "Jazz", "--seed", "4"]
+    dump = tmp_path / "release-group.tar.xz"
+
+    def fetch(folder: Path, url: str) -> list[str]:
+        args = ["fetch", "--data-dir", str(folder), "--musicbrainz-url", url, "--coverart-url", url]
+        return [*args, "--from-dump", str(dump), *common]
+
+    # The run that is killed: slow images so the kill lands mid-download.
+    with simulator_in_thread(world_config=wc, sim_config=SimConfig(latency_ms=60)) as sim:
+        write_dump(sim.world, dump)
+        killed = tmp_path / "killed"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "equigen.cli", *fetch(killed, sim.url)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline, tried = time.time() + 120, 0
+        while time.time() < deadline and proc.poll() is None and tried < 5:
+            time.sleep(0.2)
+            try:
+                with closing(sqlite3.connect(killed / "catalog.sqlite", timeout=1)) as con:
+                    tried = con.execute("SELECT COUNT(*) FROM covers WHERE status != 'pending'").fetchone()[0]
+            except sqlite3.OperationalError:  # not created yet, or busy
+                continue
+        assert proc.poll() is None and tried >= 5, "fetch finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        resumed = run_cli(*fetch(killed, sim.url))
+        assert resumed.returncode == 0, resumed.stderr
+        assert "musicbrainz" not in {e.service for e in sim.log}
+    with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim2:
+        clean = tmp_path / "clean"
+        done = run_cli(*fetch(clean, sim2.url))
+        assert done.returncode == 0, done.stderr
+
+    def snapshot(folder: Path):
+        with closing(sqlite3.connect(folder / "catalog.sqlite")) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return [
+                con.execute(sql).fetchall()
+                for sql in (
+                    "SELECT mbid, genre, label_votes, label_confidence, tags FROM release_groups ORDER BY mbid",
+                    "SELECT mbid, status, sha256, phash, path FROM covers ORDER BY mbid",
+                    "SELECT mbid, promoted FROM dump_candidates ORDER BY mbid",
+                )
+            ]
+
+    assert snapshot(killed) == snapshot(clean)
