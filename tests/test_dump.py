@@ -7,12 +7,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from contextlib import closing
 from pathlib import Path
 
@@ -82,6 +84,23 @@ def test_real_lines_plain_and_packed_give_the_search_paths_labels(tmp_path, pack
         "1b89b429-d527-3a49-9d71-977c6e6611cb": "Metal",  # KromleK
         "416bb5e5-c7d1-3977-8fd7-7c9daf6c2be6": "Rock",  # Fleetwood Mac, Rumours
     }
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_progress_follows_the_bytes_read(tmp_path, monkeypatch, packed):
+    monkeypatch.setattr(dump_module, "BATCH_LINES", 1)
+    # Lines that do not compress away (random ids and titles), so the tarball is read in many chunks.
+    rng = random.Random(1)
+    noise = b"".join(
+        json.dumps({"id": str(uuid.UUID(int=rng.getrandbits(128))), "title": rng.randbytes(48).hex()}).encode() + b"\n"
+        for _ in range(4000)
+    )
+    path = _tar_xz(FIXTURE.read_bytes() + noise, tmp_path / "rg.tar.xz") if packed else FIXTURE
+    seen = []
+    _ingest(tmp_path, path, on_progress=lambda done, total: seen.append((done, total)))
+    total = path.stat().st_size
+    assert seen[-1] == (total, total) and all(t == total for _, t in seen)
+    assert seen == sorted(seen) and 0 < seen[0][0] < total  # it moves as the file is read, not only at the end
 
 
 def test_a_tarball_without_the_member_or_a_truncated_one_is_one_error(tmp_path):

@@ -111,8 +111,19 @@ class _CountingReader:
         return data
 
 
+class _PlainPosition:
+    """bytes_read of a plain file read directly: its position."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+
+    @property
+    def bytes_read(self) -> int:
+        return self.raw.tell()
+
+
 @contextmanager
-def open_dump(path: Path) -> Iterator[tuple[BinaryIO, _CountingReader]]:
+def open_dump(path: Path) -> Iterator[tuple[BinaryIO, _CountingReader | _PlainPosition]]:
     """The release-group lines of `path` as a binary stream, and the reader counting the file's bytes.
 
     A `.tar.xz` (recognised by its xz magic, whatever its name) is read as a stream (`r|xz`: no seeking,
@@ -126,7 +137,7 @@ def open_dump(path: Path) -> Iterator[tuple[BinaryIO, _CountingReader]]:
         counting = _CountingReader(raw)
         if raw.read(len(_XZ_MAGIC)) != _XZ_MAGIC:
             raw.seek(0)
-            yield raw, counting  # type: ignore[misc]
+            yield raw, _PlainPosition(raw)  # type: ignore[misc]
             return
         raw.seek(0)
         try:
