@@ -21,7 +21,7 @@ from equigen.core.config import load_settings
 from equigen.core.options import BalanceOptions, SplitOptions  # noqa: E402
 from equigen.curate.balance import run_balance
 from equigen.curate.dedup import run_dedup
-from equigen.harvest.fetch import run_fetch
+from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.publish.split import run_split
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
@@ -48,7 +48,7 @@ def main() -> None:
     with simulator_in_thread(world_config=wc, sim_config=SimConfig(log_requests=False)) as sim:
         s = load_settings(data_dir=work, musicbrainz_url=sim.url, coverart_url=sim.url, thumbnail=250)
         t = time.monotonic()
-        run_fetch(s, per_genre=a.per_genre, console=console)
+        run_fetch(s, FetchOptions(per_genre=a.per_genre), console=console)
         times["fetch"] = time.monotonic() - t
     t = time.monotonic()
     run_dedup(s, console=console)

@@ -8,7 +8,7 @@ URLs: the Cover Art Archive ones, {base}/release-group/<mbid>/front-500, each an
 307 -> 302 -> image (3 HTTP requests per cover); both tools fetch the same covers (art ok, not
 flaky, resolved to a genre: ~9,300).
 
-- ours: `run_fetch(settings, discover=False)` on a catalog holding those release groups (inserted
+- ours: `run_fetch(settings, FetchOptions(discover=False))` on a catalog holding those release groups (inserted
   beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time, split over
   one download process per core (each its own event loop); the parent records. --one-loop-too also runs
@@ -60,12 +60,12 @@ a = json.loads(sys.argv[1])
 from rich.console import Console
 from equigen.core.config import load_settings
 import equigen.harvest.downloader
-from equigen.harvest.fetch import run_fetch
+from equigen.harvest.fetch import FetchOptions, run_fetch
 if a.get("threads"):  # every download on one event loop, validated in 2 threads (no download processes)
     equigen.harvest.downloader.DOWNLOAD_PROCESSES_MIN_COVERS = 1 << 62
 settings = load_settings(data_dir=a["data_dir"], musicbrainz_url=a["url"], coverart_url=a["url"],
                          concurrency=a["concurrency"], per_host=a["concurrency"])
-stats = run_fetch(settings, discover=False, console=Console(stderr=True, quiet=True))
+stats = run_fetch(settings, FetchOptions(discover=False), console=Console(stderr=True, quiet=True))
 print(json.dumps({"downloaded": stats.downloaded, "ok": stats.ok, "failed": stats.failed,
                   "bytes": stats.bytes,
                   "by_status": stats.by_status, "busy_s": stats.download_seconds, "fetch_wall_s": stats.wall_seconds,

@@ -182,6 +182,16 @@ def fetch(
         "--manifest",
         help="Rebuild a published dataset: fetch exactly the items of this manifest.parquet (sha256 checked).",
     ),
+    from_dump: Path | None = typer.Option(
+        None,
+        "--from-dump",
+        help="Discover from this MusicBrainz JSON dump instead of searching: release-group.tar.xz (streamed, never extracted) or its extracted mbdump/release-group; no MusicBrainz request.",
+    ),
+    dump_seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="With --from-dump: the seed of the order each genre's dump candidates are tried in [default 0].",
+    ),
     oversample: float | None = typer.Option(None, "--oversample", hidden=True),
 ) -> None:
     """Harvest release groups (MusicBrainz search by genre tag) and their front covers (Cover Art Archive) until every genre can be balanced.
@@ -209,23 +219,26 @@ def fetch(
     if manifest is not None:
         from equigen.harvest.rebuild import run_rebuild
 
+        if from_dump is not None:
+            raise EquigenError("--manifest rebuilds a published dataset: it cannot go with --from-dump")
         run_rebuild(settings, manifest, console=console)
         return
-    from equigen.harvest.fetch import run_fetch
+    from equigen.harvest.fetch import FetchOptions, run_fetch
 
-    run_fetch(
-        settings,
+    options = FetchOptions(
         per_genre=per_genre,
         margin=margin,
         artist_cap=artist_cap,
         min_confidence=min_confidence,
         threshold=threshold,
-        genres=genres,
-        include_secondary=include_types,
+        genres=tuple(genres or ()),
+        include_secondary=tuple(include_types or ()),
         discover=not skip_discovery,
         download=not skip_download,
-        console=console,
+        from_dump=from_dump,
+        seed=dump_seed,
     )
+    run_fetch(settings, options, console=console)
 
 
 @app.command()
@@ -507,14 +520,31 @@ def simulate(
         min=0,
         help="MusicBrainz requests per client per second before 503s [default 1, as the real service; 0 = none, for fetch --mb-interval 0].",
     ),
+    write_dump: Path | None = typer.Option(
+        None,
+        "--write-dump",
+        help="Write the world as a MusicBrainz JSON dump to this file and exit instead of serving: a name ending in .tar.xz gets release-group.tar.xz's layout (mbdump/release-group), any other the plain lines.",
+    ),
 ) -> None:
     """Serve the MusicBrainz ws/2 + Cover Art Archive simulator over a seeded synthetic world (Ctrl-C stops).
 
     Tags come from MusicBrainz's genre vocabulary (thin votes, spelling variants, non-genre tags) and
     tag search is tokenized as on the real service (tag:"metal" also finds "death metal").
     """
-    from equigen.simulator import serve_forever
+    from equigen.simulator import serve_forever, write_world_dump
 
+    if write_dump is not None:
+        lines = write_world_dump(
+            write_dump,
+            seed=seed,
+            thin_genres=tuple(thin) if thin else None,
+            thin_artists=thin_artists,
+            n_artists=artists,
+            reissue_fraction=reissues,
+            art_coverage=art_coverage,
+        )
+        out.print(f"wrote {lines} release groups (seed {seed}) to {write_dump}", highlight=False)
+        return
     serve_forever(
         port=port,
         seed=seed,

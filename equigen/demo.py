@@ -41,7 +41,7 @@ def run_demo(
     from equigen.baseline import BaselineConfig, run_baseline
     from equigen.curate.balance import run_balance
     from equigen.curate.dedup import run_dedup
-    from equigen.harvest.fetch import run_fetch
+    from equigen.harvest.fetch import FetchOptions, run_fetch
     from equigen.publish.split import run_split
     from equigen.publish.verify import run_verify
     from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
@@ -78,7 +78,7 @@ def run_demo(
         console.print(f"simulator (MusicBrainz + Cover Art Archive look-alike) at {sim.url}")
         settings = load_settings(data_dir=data_dir, musicbrainz_url=sim.url, coverart_url=sim.url, thumbnail=250)
         stage("fetch")
-        run_fetch(settings, per_genre=per_genre, console=console)
+        run_fetch(settings, FetchOptions(per_genre=per_genre), console=console)
         done("fetch")
     stage("dedup")
     run_dedup(settings, console=console)

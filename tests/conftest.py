@@ -8,7 +8,7 @@ import pytest
 from helpers import HARVEST_PER_GENRE, HARVEST_SEED, copy_harvest, quiet_console
 
 from equigen.core.config import load_settings
-from equigen.harvest.fetch import run_fetch
+from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 
@@ -25,7 +25,7 @@ def harvest_sim():
 def _harvest(harvest_sim, tmp_path_factory):
     data_dir: Path = tmp_path_factory.mktemp("harvest")
     settings = load_settings(data_dir=data_dir, musicbrainz_url=harvest_sim.url, coverart_url=harvest_sim.url)
-    stats = run_fetch(settings, per_genre=HARVEST_PER_GENRE, console=quiet_console())
+    stats = run_fetch(settings, FetchOptions(per_genre=HARVEST_PER_GENRE), console=quiet_console())
     return settings, stats
 
 

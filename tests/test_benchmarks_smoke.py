@@ -24,6 +24,7 @@ SCRIPTS = {
     "bench_loader": ["torchvision"],
     "bench_dedup_quality": ["imagededup"],
     "bench_download": [],  # img2dataset lives in its own venv: checked below
+    "bench_dump": [],  # its anchor (a bare tarfile + json pass) needs nothing
 }
 
 

@@ -23,7 +23,7 @@ from equigen.core.config import load_settings
 from equigen.core.images import phash_hex
 from equigen.core.options import BalanceOptions
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, load_taxonomy, normalize_tag, parse_taxonomy
-from equigen.harvest.fetch import run_fetch
+from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 EXPECTED_STATUS = {
@@ -141,7 +141,7 @@ def test_exhaustive_discovery_matches_ground_truth(tmp_path, small_taxonomy):
     wc = WorldConfig.small(seed=5, n_artists=60, n_various=10, taxonomy_path=str(small_taxonomy), broken_fraction=0.004)
     with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
         settings = _settings(sim.url, tmp_path / "d", taxonomy_path=small_taxonomy)
-        stats = run_fetch(settings, per_genre=100_000, console=quiet_console())
+        stats = run_fetch(settings, FetchOptions(per_genre=100_000), console=quiet_console())
         world = sim.world
         mb_log = sim.musicbrainz_log()
     # MusicBrainz tokenizes tag names: a search for "heavy metal" also finds "Heavy-Metal" and "heavy metal rock".
@@ -350,7 +350,7 @@ def test_one_fetch_then_balance_succeeds_where_the_world_has_the_albums(tmp_path
     wc = WorldConfig.small(seed=4, art_coverage=0.5, thin_genres=("New Age",), thin_artists=3)
     with simulator_in_thread(world_config=wc, sim_config=SimConfig()) as sim:
         settings = _settings(sim.url, tmp_path / "d")
-        stats = run_fetch(settings, per_genre=per_genre, genres=genres, console=quiet_console())
+        stats = run_fetch(settings, FetchOptions(per_genre=per_genre, genres=genres), console=quiet_console())
         truth = sim.world.truth(artist_cap=2)["genres"]
         requests = len(sim.musicbrainz_log())
     assert truth["New Age"]["usable_capped"] < per_genre <= min(truth[g]["usable_capped"] for g in genres[:3])
@@ -423,18 +423,18 @@ def test_discovery_only_then_download_only_then_fetch_adds_nothing(tmp_path):
     genres = ["Rock", "Jazz"]
     with simulator_in_thread(world_config=WorldConfig.small(seed=3), sim_config=SimConfig(rate_limit=0)) as sim:
         settings = _settings(sim.url, tmp_path / "d", mb_interval=0.0)
-        found = run_fetch(settings, per_genre=10, genres=genres, download=False, console=quiet_console())
+        found = run_fetch(settings, FetchOptions(per_genre=10, genres=genres, download=False), console=quiet_console())
         assert found.downloaded == 0 and found.shortfalls == {} and found.new_release_groups > 0
         with Catalog(settings.catalog_path) as cat:
             covers = cat.covers_frame(status=None)
             pending = int(((covers["status"] == "pending") & covers["genre"].isin(genres)).sum())
-        got = run_fetch(settings, per_genre=10, genres=genres, discover=False, console=quiet_console())
+        got = run_fetch(settings, FetchOptions(per_genre=10, genres=genres, discover=False), console=quiet_console())
         assert got.mb_requests == 0 and got.downloaded == pending > 0  # every discovered cover, no search
         # Discovery alone cannot know which albums have art: a full fetch tops up what download-only left short
         # (Jazz in this world), then the same command again finds nothing to do.
-        full = run_fetch(settings, per_genre=10, genres=genres, console=quiet_console())
+        full = run_fetch(settings, FetchOptions(per_genre=10, genres=genres), console=quiet_console())
         assert all(full.usable[g] >= 11 for g in genres), full.usable
-        again = run_fetch(settings, per_genre=10, genres=genres, console=quiet_console())
+        again = run_fetch(settings, FetchOptions(per_genre=10, genres=genres), console=quiet_console())
     assert (again.downloaded, again.mb_requests, again.rounds) == (0, 0, 0)
 
 
@@ -507,7 +507,9 @@ def test_a_genre_whose_tags_run_out_under_the_target_is_called_tight(tmp_path):
         per_genre = max(1, available - 1)  # reachable, but not with a 50 % margin
         console = Console(record=True, width=400, file=io.StringIO())
         stats = run_fetch(
-            _settings(sim.url, tmp_path / "d"), per_genre=per_genre, margin=0.5, genres=["New Age"], console=console
+            _settings(sim.url, tmp_path / "d"),
+            FetchOptions(per_genre=per_genre, margin=0.5, genres=["New Age"]),
+            console=console,
         )
     assert stats.shortfalls == {}
     assert per_genre <= stats.usable["New Age"] < math.ceil(per_genre * 1.5)

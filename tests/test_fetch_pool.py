@@ -12,7 +12,7 @@ from helpers import quiet_console
 import equigen.harvest.downloader as downloader
 from equigen.core.catalog import Catalog, ReleaseGroup
 from equigen.core.config import load_settings
-from equigen.harvest.fetch import run_fetch
+from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 
@@ -36,7 +36,7 @@ def _download_only(sim, data_dir):
     settings = load_settings(data_dir=data_dir, musicbrainz_url=sim.url, coverart_url=sim.url, max_attempts=4)
     with Catalog(settings.catalog_path) as cat:
         cat.add_release_groups(groups, found_via="test")
-    stats = run_fetch(settings, discover=False, console=quiet_console())
+    stats = run_fetch(settings, FetchOptions(discover=False), console=quiet_console())
     with Catalog(settings.catalog_path) as cat:
         frame = cat.covers_frame(status=None).set_index("mbid").sort_index()
     return stats, frame

@@ -22,7 +22,7 @@ from equigen.core.errors import EquigenError
 from equigen.core.lock import data_folder_lock
 from equigen.core.taxonomy import load_taxonomy
 from equigen.harvest.coverart import download_cover
-from equigen.harvest.fetch import run_fetch
+from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.harvest.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
 
 MBID = "0f8c8b4e-2d5a-4b2b-9a57-6e4f1f7a1c01"
@@ -151,7 +151,9 @@ def test_a_server_repeating_its_pages_does_not_keep_fetch_paging(tmp_path):
         runner, url = await serve({"/ws/2/release-group": search, "/release-group/{mbid}/{which}": answer(status=404)})
         try:
             settings = load_settings(data_dir=tmp_path / "d", musicbrainz_url=url, coverart_url=url, mb_interval=0.0)
-            return await asyncio.to_thread(run_fetch, settings, per_genre=5, genres=["Jazz"], console=quiet_console())
+            return await asyncio.to_thread(
+                run_fetch, settings, FetchOptions(per_genre=5, genres=["Jazz"]), console=quiet_console()
+            )
         finally:
             await runner.cleanup()
 

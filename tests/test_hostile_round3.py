@@ -408,7 +408,7 @@ def test_TAX1_markup_in_a_genre_name_is_printed_and_written_as_text():
 def test_TAX2_the_catalog_remembers_its_taxonomy(harvested, tmp_path):
     from equigen.curate.balance import run_balance
     from equigen.curate.dedup import run_dedup
-    from equigen.harvest.fetch import run_fetch
+    from equigen.harvest.fetch import FetchOptions, run_fetch
 
     settings = copy_harvest(harvested, tmp_path / "data")
     custom = tmp_path / "custom.toml"
@@ -416,7 +416,7 @@ def test_TAX2_the_catalog_remembers_its_taxonomy(harvested, tmp_path):
     import dataclasses
 
     with_custom = dataclasses.replace(settings, taxonomy_path=custom)
-    run_fetch(with_custom, per_genre=12, discover=False, download=False, console=quiet_console())
+    run_fetch(with_custom, FetchOptions(per_genre=12, discover=False, download=False), console=quiet_console())
     with Catalog(settings.catalog_path) as cat:
         assert "Hip Hop" in cat.taxonomy().genres  # no --taxonomy: the one it was harvested with
         with pytest.raises(EquigenError, match="harvested with another taxonomy"):
@@ -511,7 +511,7 @@ def test_HANG1_a_download_process_that_stops_answering_stops_the_run(harvest_sim
     import equigen.harvest.downloader as downloader
     from equigen.core.config import load_settings
     from equigen.core.records import ReleaseGroup
-    from equigen.harvest.fetch import run_fetch
+    from equigen.harvest.fetch import FetchOptions, run_fetch
 
     monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1)
     world = harvest_sim.world
@@ -539,7 +539,7 @@ def test_HANG1_a_download_process_that_stops_answering_stops_the_run(harvest_sim
     threading.Thread(target=hang_them, daemon=True).start()
     started = time.monotonic()
     with pytest.raises(EquigenError, match="without answering .* \\(hung\\)"):
-        run_fetch(settings, discover=False, console=quiet_console())
+        run_fetch(settings, FetchOptions(discover=False), console=quiet_console())
     assert stopped and time.monotonic() - started < 120
     for pid in stopped:  # the watchdog killed one; stop() killed the rest
         with pytest.raises(ProcessLookupError):

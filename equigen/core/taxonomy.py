@@ -14,6 +14,7 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -32,6 +33,12 @@ _AND_TOKENS = frozenset({"&", "and", "n", "'n'", "'n", "n'", "+n+"})
 
 
 def normalize_tag(name: str) -> str:
+    """The matching key of a tag or genre name (see _normalize_tag); cached: a dump of millions of release groups
+    repeats a few thousand tag names."""
+    return _normalize_cached(name) if isinstance(name, str) else _normalize_tag(name)
+
+
+def _normalize_tag(name: str) -> str:
     """The matching key of a tag or genre name.
 
     NFKC + casefold; accents dropped ("reggaetón" = "reggaeton", "forró" = "forro": users type both);
@@ -54,6 +61,9 @@ def normalize_tag(name: str) -> str:
     if len(tokens) > 1 and tokens[-1] == "music":
         tokens = tokens[:-1]
     return " ".join(tokens)
+
+
+_normalize_cached = lru_cache(maxsize=1 << 16)(_normalize_tag)
 
 
 def plurals(key: str) -> tuple[str, ...]:

@@ -16,8 +16,10 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import aiohttp
 import pandas as pd
@@ -42,7 +44,8 @@ from equigen.harvest.downloader import (
     download_catalog_covers,
     progress_display,
 )
-from equigen.harvest.musicbrainz import DEFAULT_SKIPPED_SECONDARY, MusicBrainzClient
+from equigen.harvest.dump import MAX_LINE_BYTES, DumpCounts, ingest_dump
+from equigen.harvest.musicbrainz import DEFAULT_SKIPPED_SECONDARY, PAGE_SIZE, MusicBrainzClient
 from equigen.harvest.planning import (
     MAX_SEARCH_OFFSET,
     TRIED_STATUSES,
@@ -75,6 +78,7 @@ class FetchStats:
     malformed: int = 0  # search results skipped as not usable release groups
     repeated_searches: int = 0  # searches stopped because a page brought nothing the search had not returned
     rounds: int = 0
+    dump: dict = field(default_factory=dict)  # fetch --from-dump: harvest/dump.py's DumpCounts of the dump
     by_status: dict = field(default_factory=dict)
     usable: dict = field(default_factory=dict)  # genre -> covers balance can use (see planning.usable_table)
     duplicates: dict = field(default_factory=dict)  # genre -> ok covers dedup will drop (stored, not counted)
@@ -123,39 +127,59 @@ class Goal:
         return math.ceil(self.per_genre * (1 + self.margin))
 
 
-def run_fetch(
-    settings: Settings,
-    *,
-    per_genre: int = DEFAULT_PER_GENRE,
-    margin: float = DEFAULT_MARGIN,
-    artist_cap: int | None = None,
-    min_confidence: float = 0.0,
-    threshold: int | None = None,
-    genres: Sequence[str] | None = None,
-    include_secondary: Sequence[str] | None = None,
-    discover: bool = True,
-    download: bool = True,
-    console: Console | None = None,
-) -> FetchStats:
-    """Fetch with the data folder locked (see lock.py): one writer per folder. Arguments are checked first, so a
-    rejected one creates no folder and no lock."""
-    check_fetch_options(per_genre, margin, artist_cap, min_confidence, threshold)
-    if discover:
+@dataclass(frozen=True)
+class FetchOptions:
+    """Everything `equigen fetch` is asked to do, checked once, here: the CLI builds it, `run_fetch` takes it whole."""
+
+    per_genre: int = DEFAULT_PER_GENRE
+    margin: float = DEFAULT_MARGIN
+    artist_cap: int | None = None
+    min_confidence: float = 0.0
+    threshold: int | None = None  # None: dedup's default radius
+    genres: tuple[str, ...] = ()  # empty: every genre of the taxonomy
+    include_secondary: tuple[str, ...] = ()  # secondary types kept although skipped by default
+    discover: bool = True  # False: only download the covers already in the catalog
+    download: bool = True  # False: only discover
+    from_dump: Path | None = None  # discover from this MusicBrainz JSON dump instead of searching
+    seed: int | None = None  # the order a dump's candidates are taken in (only with from_dump)
+
+    def __post_init__(self) -> None:
+        for name in ("genres", "include_secondary"):  # lists from the CLI: frozen means tuples
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+        check_fetch_options(self.per_genre, self.margin, self.artist_cap, self.min_confidence, self.threshold)
+        if self.seed is not None:
+            if self.from_dump is None:
+                raise EquigenError("--seed orders the candidates of a dump: give it with --from-dump")
+            check_number("--seed", self.seed, 0, 2**32 - 1, integer=True)
+        if self.from_dump is not None and not self.discover:
+            raise EquigenError("--from-dump discovers from a dump: it cannot go with --skip-discovery")
+
+    @property
+    def goal(self) -> Goal:
+        threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        return Goal(self.per_genre, self.margin, self.artist_cap, self.min_confidence, threshold)
+
+    @property
+    def skipped_secondary(self) -> tuple[str, ...]:
+        kept = {x.lower() for x in self.include_secondary}
+        return tuple(s for s in DEFAULT_SKIPPED_SECONDARY if s not in kept)
+
+    @property
+    def searches(self) -> bool:
+        """Whether this fetch asks MusicBrainz (a search); a dump needs no request to it."""
+        return self.discover and self.from_dump is None
+
+
+def run_fetch(settings: Settings, options: FetchOptions | None = None, *, console: Console | None = None) -> FetchStats:
+    """Fetch with the data folder locked (see lock.py): one writer per folder. The options were checked when they
+    were built and the dump is looked for first, so a rejected fetch creates no folder and no lock."""
+    options = options or FetchOptions()
+    if options.searches:
         settings.for_musicbrainz()
+    if options.from_dump is not None and not Path(options.from_dump).is_file():
+        raise EquigenError(f"--from-dump {options.from_dump}: no such file")
     with data_folder_lock(settings.data_dir, "fetch"):
-        return _run_fetch_unlocked(
-            settings,
-            per_genre=per_genre,
-            margin=margin,
-            artist_cap=artist_cap,
-            min_confidence=min_confidence,
-            threshold=threshold,
-            genres=genres,
-            include_secondary=include_secondary,
-            discover=discover,
-            download=download,
-            console=console,
-        )
+        return _run_fetch_unlocked(settings, options, console or Console(stderr=True))
 
 
 def check_fetch_options(
@@ -168,136 +192,128 @@ def check_fetch_options(
         check_number("--threshold (bits)", threshold, 0, 64, integer=True)
 
 
-def _run_fetch_unlocked(
-    settings: Settings,
-    *,
-    per_genre: int,
-    margin: float,
-    artist_cap: int | None,
-    min_confidence: float,
-    threshold: int | None,
-    genres: Sequence[str] | None,
-    include_secondary: Sequence[str] | None,
-    discover: bool,
-    download: bool,
-    console: Console | None,
-) -> FetchStats:
-    """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its tags run out.
+def _run_fetch_unlocked(settings: Settings, options: FetchOptions, console: Console) -> FetchStats:
+    """Harvest until every genre holds enough usable covers for `balance --per-genre N`, or its candidates run out.
 
     Usable: what `dedup --threshold T` then `balance` will find (planning.usable_table): ok, one per exact or
     near-duplicate cluster, labelled (confidence >= min_confidence), within the artist cap balance applies;
     the target adds `margin` as a small safety. `discover=False` only downloads the covers already in the
     catalog (all of them).
     """
-    console = console or Console(stderr=True)
-    if discover:
-        settings = settings.for_musicbrainz()
-    check_fetch_options(per_genre, margin, artist_cap, min_confidence, threshold)
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    goal = Goal(per_genre, margin, artist_cap, min_confidence, threshold)
+    goal = options.goal
     taxonomy = fetch_taxonomy(settings)
-    targets = _target_genres(taxonomy, genres)
+    targets = _target_genres(taxonomy, options.genres)
     ensure_writable(settings.data_dir)
-    skipped = tuple(s for s in DEFAULT_SKIPPED_SECONDARY if s not in {x.lower() for x in include_secondary or ()})
     with Catalog(settings.catalog_path) as catalog:
         _relabel_if_taxonomy_changed(catalog, taxonomy, console)
         # dedup, balance and split label with what the catalog was harvested with
         catalog.remember_taxonomy(taxonomy if settings.taxonomy_path is not None else None)
         catalog.ensure_discovery_rows((g, t) for g in targets for t in taxonomy.search_names(g))
         started = time.monotonic()
-        if discover:
-            stats = asyncio.run(
-                harvest(
-                    settings,
-                    catalog,
-                    taxonomy,
-                    genres=targets,
-                    goal=goal,
-                    skipped=skipped,
-                    download=download,
-                    console=console,
-                )
-            )
+        if options.discover:
+            stats = asyncio.run(harvest(settings, catalog, taxonomy, genres=targets, options=options, console=console))
         else:
             stats = FetchStats()
             stats.add_downloads(
                 asyncio.run(download_catalog_covers(settings, catalog, genres=targets, console=console))
             )
         stats.wall_seconds = time.monotonic() - started
-        _final_counts(catalog, targets, goal, stats, discover and download)
-        catalog.set_meta(
-            "last_fetch",
-            json.dumps(
-                {
-                    "per_genre": per_genre,
-                    "margin": margin,
-                    "artist_cap": goal.cap,
-                    "min_confidence": min_confidence,
-                    "threshold": threshold,
-                    "genres": list(targets),
-                    "mb_requests": stats.mb_requests,
-                    "rounds": stats.rounds,
-                    "malformed": stats.malformed,
-                    "downloaded": stats.downloaded,
-                    "stored": stats.stored,
-                    "published": stats.published,
-                    "usable": stats.usable,
-                    "duplicates": stats.duplicates,
-                    "over_cap": stats.over_cap,
-                    "wall_seconds": round(stats.wall_seconds, 2),
-                    "covers_per_second": round(stats.covers_per_second, 1),
-                    "shortfalls": stats.shortfalls,
-                    "tight": stats.tight,
-                }
-            ),
-        )
-        console.print(summary_table(catalog, taxonomy, stats, goal if discover else None))
+        _final_counts(catalog, targets, goal, stats, options.discover and options.download)
+        _remember_last_fetch(catalog, options, targets, stats)
+        console.print(summary_table(catalog, taxonomy, stats, goal if options.discover else None))
+        _print_outcome(console, options, stats)
+    return stats
+
+
+def _remember_last_fetch(catalog: Catalog, options: FetchOptions, targets: tuple[str, ...], stats: FetchStats) -> None:
+    goal = options.goal
+    catalog.set_meta(
+        "last_fetch",
+        json.dumps(
+            {
+                "per_genre": goal.per_genre,
+                "margin": goal.margin,
+                "artist_cap": goal.cap,
+                "min_confidence": goal.min_confidence,
+                "threshold": goal.threshold,
+                "genres": list(targets),
+                "from_dump": str(options.from_dump) if options.from_dump is not None else None,
+                "mb_requests": stats.mb_requests,
+                "rounds": stats.rounds,
+                "malformed": stats.malformed,
+                "dump": stats.dump,
+                "downloaded": stats.downloaded,
+                "stored": stats.stored,
+                "published": stats.published,
+                "usable": stats.usable,
+                "duplicates": stats.duplicates,
+                "over_cap": stats.over_cap,
+                "wall_seconds": round(stats.wall_seconds, 2),
+                "covers_per_second": round(stats.covers_per_second, 1),
+                "shortfalls": stats.shortfalls,
+                "tight": stats.tight,
+            }
+        ),
+    )
+
+
+def _print_outcome(console: Console, options: FetchOptions, stats: FetchStats) -> None:
+    """The lines under the summary table: requests and downloads, then what balance will find, then each short genre."""
+    goal = options.goal
+    console.print(
+        f"wall {stats.wall_seconds:.1f} s | MusicBrainz requests {stats.mb_requests} | "
+        f"covers downloaded {stats.downloaded} ({stats.covers_per_second:.1f}/s, {stats.bytes / 1e6:.1f} MB) | "
+        f"new release groups {stats.new_release_groups}"
+        + (f" | malformed results skipped {stats.malformed}" if stats.malformed else "")
+        + (f" | searches stopped for repeating pages {stats.repeated_searches}" if stats.repeated_searches else ""),
+        highlight=False,
+    )
+    if stats.dump:
+        d = stats.dump
         console.print(
-            f"wall {stats.wall_seconds:.1f} s | MusicBrainz requests {stats.mb_requests} | "
-            f"covers downloaded {stats.downloaded} ({stats.covers_per_second:.1f}/s, {stats.bytes / 1e6:.1f} MB) | "
-            f"new release groups {stats.new_release_groups}"
-            + (f" | malformed results skipped {stats.malformed}" if stats.malformed else "")
-            + (f" | searches stopped for repeating pages {stats.repeated_searches}" if stats.repeated_searches else ""),
+            f"dump: {d['lines']} lines, {d['candidates']} labelled album candidates, {d['filtered']} other types, "
+            f"{d['unlabelled']} unlabelled or ambiguous; skipped {d['not_json']} not JSON, {d['bad_mbid']} bad MBIDs, "
+            f"{d['malformed']} malformed, {d['too_long']} over {MAX_LINE_BYTES:,} bytes",
             highlight=False,
         )
-        if discover and not download:
-            console.print("discovery only (--skip-download): run fetch again without it to download the covers")
-        elif discover:
-            console.print(
-                f"covers stored {stats.stored} for {stats.published} to publish: "
-                f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds); "
-                f"{sum(stats.duplicates.values())} of them duplicates (exact or near: pHash within {threshold}) "
-                f"and {sum(stats.over_cap.values())} over the artist cap of {goal.cap}, not counted as usable",
-                highlight=False,
-            )
-            for genre, missing in stats.shortfalls.items():
-                failed = stats.failed_by_genre.get(genre, 0)
-                advice = (
-                    f"{failed} downloads failed: re-run the same command to retry them"
-                    if failed
-                    else "balance with a lower --per-genre or --allow-short"
-                )
-                searched = (
-                    f"searches stopped after {stats.dry[genre]} tried covers in a row brought no ok one"
-                    if genre in stats.dry
-                    else "every tag searched"
-                )
-                console.print(
-                    f"[yellow]short:[/] {escape(genre)}: {searched}, "
-                    f"{stats.usable.get(genre, 0)} usable covers "
-                    f"for --per-genre {per_genre} (short by {missing}); {advice}",
-                    highlight=False,
-                )
-            for genre, usable in stats.tight.items():
-                # Usable already counts what dedup and the artist cap take; only what fetch cannot know (a larger
-                # --threshold for dedup, covers added later) could still take the genre under --per-genre.
-                console.print(
-                    f"[yellow]tight:[/] {escape(genre)}: every tag searched, {usable} usable covers, under the "
-                    f"target of {goal.target} (--per-genre {per_genre} plus --margin): balance will reach "
-                    f"--per-genre if dedup runs with --threshold {threshold} or less and no cover is added",
-                    highlight=False,
-                )
-    return stats
+    if options.discover and not options.download:
+        console.print("discovery only (--skip-download): run fetch again without it to download the covers")
+        return
+    if not options.discover:
+        return
+    spent = "every candidate of the dump tried" if options.from_dump is not None else "every tag searched"
+    console.print(
+        f"covers stored {stats.stored} for {stats.published} to publish: "
+        f"{stats.stored_per_published:.2f} stored per published cover ({stats.rounds} rounds); "
+        f"{sum(stats.duplicates.values())} of them duplicates (exact or near: pHash within {goal.threshold}) "
+        f"and {sum(stats.over_cap.values())} over the artist cap of {goal.cap}, not counted as usable",
+        highlight=False,
+    )
+    for genre, missing in stats.shortfalls.items():
+        failed = stats.failed_by_genre.get(genre, 0)
+        advice = (
+            f"{failed} downloads failed: re-run the same command to retry them"
+            if failed
+            else "balance with a lower --per-genre or --allow-short"
+        )
+        if genre in stats.dry:
+            searched = f"searches stopped after {stats.dry[genre]} tried covers in a row brought no ok one"
+        else:
+            searched = spent
+        console.print(
+            f"[yellow]short:[/] {escape(genre)}: {searched}, {stats.usable.get(genre, 0)} usable covers "
+            f"for --per-genre {goal.per_genre} (short by {missing}); {advice}",
+            highlight=False,
+        )
+    for genre, usable in stats.tight.items():
+        # Usable already counts what dedup and the artist cap take; only what fetch cannot know (a larger
+        # --threshold for dedup, covers added later) could still take the genre under --per-genre.
+        console.print(
+            f"[yellow]tight:[/] {escape(genre)}: {spent}, {usable} usable covers, under the "
+            f"target of {goal.target} (--per-genre {goal.per_genre} plus --margin): balance will reach "
+            f"--per-genre if dedup runs with --threshold {goal.threshold} or less and no cover is added",
+            highlight=False,
+        )
 
 
 def fetch_taxonomy(settings: Settings) -> Taxonomy:
@@ -361,141 +377,182 @@ async def harvest(
     taxonomy: Taxonomy,
     *,
     genres: tuple[str, ...],
-    goal: Goal,
-    skipped: tuple[str, ...] = DEFAULT_SKIPPED_SECONDARY,
-    download: bool = True,
+    options: FetchOptions,
     console: Console,
 ) -> FetchStats:
     """Rounds of (plan -> discover while short -> download the chosen covers) until no genre of `genres`
-    needs more for `goal`. `skipped`: secondary types (live, compilation, ...) left out of discovery;
-    `download=False` only discovers.
+    needs more for the options' goal. Discovery searches MusicBrainz, or with `from_dump` takes each genre's
+    candidates of the dump in their seeded order (no MusicBrainz request); `download=False` only discovers.
 
     Each round's quota and chosen covers are stored before anything is fetched for them, and every
     decision is read back from the catalog, so a killed run resumes the same round and ends exactly
     where an uninterrupted run ends. Only a run that starts after a finished one (or with another
     goal) gives failed covers another chance.
     """
-    targets = genres
-    key = json.dumps(
-        {
-            "goal": [goal.target, goal.cap, goal.min_confidence, goal.threshold],
-            "genres": list(targets),
-            "skipped": list(skipped),
-            "taxonomy": taxonomy.fingerprint(),
-        }
-    )
-    round_no, quota, stored_key, finished = catalog.load_plan()
-    same_run = stored_key == key and catalog.get_meta("fetch_complete") != key
-    resuming = same_run and not finished and bool(quota)
-    if not same_run:
-        catalog.reopen_unfinished()
-    catalog.set_meta("fetch_complete", "")
-    discovery = _Discovery(catalog, taxonomy, targets, skipped)
     stats = FetchStats()
-    timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
     with progress_display(console) as progress:
+        if options.from_dump is not None:
+            stats.dump = asdict(_ingest(catalog, taxonomy, options, progress))
+        key = _plan_key(catalog, taxonomy, genres, options)
+        round_no, quota, stored_key, finished = catalog.load_plan()
+        same_run = stored_key == key and catalog.get_meta("fetch_complete") != key
+        resuming = same_run and not finished and bool(quota)
+        if not same_run:
+            catalog.reopen_unfinished()
+        catalog.set_meta("fetch_complete", "")
+        plan = _RoundPlan(key, genres, options.goal, options.download, round_no, quota, resuming)
         async with (
-            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=2)) as mb_session,
-            cover_downloads(settings, catalog, progress, expected=0, show=download) as downloader,
+            _discovery(settings, catalog, taxonomy, genres, options) as discovery,
+            cover_downloads(settings, catalog, progress, expected=0, show=options.download) as downloader,
         ):
-            mb = MusicBrainzClient(mb_session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
             try:
-                await _rounds(
-                    catalog,
-                    discovery,
-                    mb,
-                    downloader,
-                    progress,
-                    stats,
-                    key=key,
-                    targets=targets,
-                    goal=goal,
-                    download=download,
-                    round_no=round_no,
-                    quota=quota,
-                    resuming=resuming,
-                )
+                await _rounds(catalog, discovery, downloader, progress, stats, plan)
             finally:
-                stats.mb_requests = mb.requests
-        stats.repeated_searches = discovery.repeats
+                stats.mb_requests = discovery.requests
+                stats.repeated_searches = discovery.repeats
     stats.add_downloads(downloader.stats)
     return stats
 
 
-async def _rounds(
-    catalog: Catalog,
-    discovery: _Discovery,
-    mb: MusicBrainzClient,
-    downloader: CoverDownloader,
-    progress: Progress,
-    stats: FetchStats,
-    *,
-    key: str,
-    targets: tuple[str, ...],
-    goal: Goal,
-    download: bool,
-    round_no: int,
-    quota: dict,
-    resuming: bool,
-) -> None:
+def _ingest(catalog: Catalog, taxonomy: Taxonomy, options: FetchOptions, progress: Progress) -> DumpCounts:
+    """The dump's candidates into the catalog (once per dump, seed, filter and taxonomy), a bar over its bytes."""
+    assert options.from_dump is not None
+    bar = progress.add_task(escape(f"dump {Path(options.from_dump).name}"), total=None, info="reading")
+
+    def show(done: int, total: int) -> None:
+        progress.update(bar, completed=done, total=total)
+
+    counts = ingest_dump(
+        catalog,
+        Path(options.from_dump),
+        label=taxonomy.label,
+        skipped_secondary=options.skipped_secondary,
+        seed=options.seed or 0,
+        taxonomy_fingerprint=taxonomy.fingerprint(),
+        on_progress=show,
+    )
+    progress.update(bar, info=f"{counts.candidates} candidates, {counts.skipped} lines skipped")
+    return counts
+
+
+def _plan_key(catalog: Catalog, taxonomy: Taxonomy, targets: tuple[str, ...], options: FetchOptions) -> str:
+    """What a stored round plan belongs to: a resumed run continues it only when every part is the same."""
+    goal = options.goal
+    return json.dumps(
+        {
+            "goal": [goal.target, goal.cap, goal.min_confidence, goal.threshold],
+            "genres": list(targets),
+            "skipped": list(options.skipped_secondary),
+            "taxonomy": taxonomy.fingerprint(),
+            "source": catalog.dump_state().get("key") if options.from_dump is not None else "search",
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _RoundPlan:
+    """Where the round loop starts: the plan key, the goal and the stored round (a killed run resumes it)."""
+
+    key: str
+    targets: tuple[str, ...]
+    goal: Goal
+    download: bool
+    round_no: int
+    quota: dict
+    resuming: bool
+
+
+@dataclass
+class _RoundState:
+    """What the catalog says before a round: its rows, one clustering, usable covers and spent genres."""
+
+    rows: pd.DataFrame
+    canonical: pd.Series
+    usable: dict
+    exhausted: set
+    dry: dict
+
+
+def _read_round_state(catalog: Catalog, discovery, plan: _RoundPlan, round_no: int) -> _RoundState:
+    goal, targets = plan.goal, plan.targets
+    rows = catalog.planning_rows(targets)
+    # One clustering per round, as `equigen dedup` would cluster the catalog now (every cover here is final).
+    canonical = canonical_mask(rows, goal.threshold)
+    table = usable_table(rows, targets, goal.cap, goal.min_confidence, goal.threshold, canonical=canonical)
+    usable = dict(zip(table["genre"], table["usable"].astype(int)))
+    # Exhausted: every source spent (stored in the catalog) and no untried candidate an artist slot admits.
+    probe = RoundSelector.start(
+        rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence, goal.threshold, canonical
+    )
+    exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
+    dry = dry_genres(rows, targets)  # a service that answers for ever with albums without art stops here
+    return _RoundState(rows, canonical, usable, exhausted | set(dry), dry)
+
+
+def _next_quota(state: _RoundState, plan: _RoundPlan) -> dict:
+    """Each genre's attempts this round (planning.plan_round); tried: a final answer about the art (a failed
+    download says nothing about it)."""
+    rows = state.rows
+    tried = rows[rows["planned_round"].notna() & rows["status"].isin(TRIED_STATUSES)].groupby("genre").size()
+    return plan_round(
+        [GenreProgress(g, state.usable[g], int(tried.get(g, 0)), g in state.exhausted) for g in plan.targets],
+        plan.goal.target,
+    )
+
+
+async def _rounds(catalog: Catalog, discovery, downloader: CoverDownloader, progress, stats, plan: _RoundPlan) -> None:
     """The round loop of `harvest` (its docstring says how a killed run resumes)."""
+    goal, targets, round_no, quota, resuming = plan.goal, plan.targets, plan.round_no, plan.quota, plan.resuming
     bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
     while True:
-        rows = catalog.planning_rows(targets)
-        # One clustering per round, as `equigen dedup` would cluster the catalog now (every cover here is final).
-        canonical = canonical_mask(rows, goal.threshold)
-        table = usable_table(rows, targets, goal.cap, goal.min_confidence, goal.threshold, canonical=canonical)
-        usable = dict(zip(table["genre"], table["usable"].astype(int)))
-        # Exhausted: every tag searched (stored in the catalog) and no untried candidate an artist slot admits.
-        probe = RoundSelector.start(
-            rows, round_no + 1, {g: 1 for g in targets}, goal.cap, goal.min_confidence, goal.threshold, canonical
-        )
-        stats.exhausted = {g for g in discovery.spent_genres() if probe.untried(g) == 0}
-        stats.dry = dry_genres(rows, targets)  # a service that answers for ever with albums without art stops here
-        stats.exhausted |= set(stats.dry)
-        for g in targets:
-            progress.update(
-                bars[g],
-                completed=min(usable[g], goal.target),
-                info="short: tags spent" if g in stats.exhausted and usable[g] < goal.target else "",
-            )
+        state = _read_round_state(catalog, discovery, plan, round_no)
+        stats.exhausted, stats.dry = state.exhausted, state.dry
+        _show_usable(progress, bars, state, goal.target)
         if not resuming:
-            # Tried: a final answer about the art. A failed download says nothing about it.
-            tried = rows[rows["planned_round"].notna() & rows["status"].isin(TRIED_STATUSES)].groupby("genre").size()
-            quota = plan_round(
-                [GenreProgress(g, usable[g], int(tried.get(g, 0)), g in stats.exhausted) for g in targets], goal.target
-            )
+            quota = _next_quota(state, plan)
             if not any(quota.values()):
-                catalog.set_meta("fetch_complete", key)
-                break
+                catalog.set_meta("fetch_complete", plan.key)
+                return
             round_no += 1
-            catalog.start_round(round_no, quota, key)
+            catalog.start_round(round_no, quota, plan.key)
         resuming = False
         stats.rounds += 1
         logger.info("fetch round %d: quota %s", round_no, {g: n for g, n in quota.items() if n})
         selector = RoundSelector.start(
-            rows, round_no, quota, goal.cap, goal.min_confidence, goal.threshold, canonical
+            state.rows, round_no, quota, goal.cap, goal.min_confidence, goal.threshold, state.canonical
         )  # resuming: the selector clusters again without this round's covers
-        if download:
-            downloader.enqueue(catalog.planned_pending(round_no))
-        _choose(selector, catalog, downloader if download else None, round_no)
-        for genre in targets:
-            while selector.short(genre):
-                downloader.raise_if_broken()
-                page = await discovery.next_page(mb, genre, progress, bars[genre])
-                if page is None:
-                    break
-                stats.malformed += page.malformed
-                stats.new_release_groups += len(page.new)
-                selector.add(page.new)
-                _choose(selector, catalog, downloader if download else None, round_no)
-        if not download:
+        queue = downloader if plan.download else None
+        if queue is not None:
+            queue.enqueue(catalog.planned_pending(round_no))
+        _choose(selector, catalog, queue, round_no)
+        await _discover_while_short(selector, catalog, discovery, downloader, queue, progress, bars, stats, round_no)
+        if queue is None:
             # Discovery only: the chosen covers stay untried candidates, and the next run plans afresh.
             catalog.reopen_unfinished()
             catalog.finish_round(round_no)
-            break
+            return
         await downloader.drain()
         catalog.finish_round(round_no)
+
+
+def _show_usable(progress: Progress, bars: dict, state: _RoundState, target: int) -> None:
+    for g, bar in bars.items():
+        short = g in state.exhausted and state.usable[g] < target
+        progress.update(bar, completed=min(state.usable[g], target), info="short: candidates spent" if short else "")
+
+
+async def _discover_while_short(selector, catalog, discovery, downloader, queue, progress, bars, stats, round_no):
+    """Pages of new candidates for each genre the selector still lacks covers for, chosen as they come."""
+    for genre in list(selector.quota):
+        while selector.short(genre):
+            downloader.raise_if_broken()
+            page = await discovery.next_page(genre, progress, bars[genre])
+            if page is None:
+                break
+            stats.malformed += page.malformed
+            stats.new_release_groups += len(page.new)
+            selector.add(page.new)
+            _choose(selector, catalog, queue, round_no)
 
 
 def _choose(selector: RoundSelector, catalog: Catalog, downloader: CoverDownloader | None, round_no: int) -> None:
@@ -523,11 +580,45 @@ class _Candidate:
     label_confidence: float | None
 
 
+@asynccontextmanager
+async def _discovery(
+    settings: Settings, catalog: Catalog, taxonomy: Taxonomy, targets: tuple[str, ...], options: FetchOptions
+) -> AsyncIterator[_Discovery | _DumpDiscovery]:
+    """Where new candidates come from: the dump's (no session to MusicBrainz at all), or tag searches."""
+    if options.from_dump is not None:
+        yield _DumpDiscovery(catalog, targets)
+        return
+    timeout = aiohttp.ClientTimeout(total=settings.timeout, sock_connect=min(10.0, settings.timeout))
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=2)) as session:
+        mb = MusicBrainzClient(session, settings.musicbrainz_url, settings.user_agent, settings.mb_interval)
+        yield _Discovery(catalog, taxonomy, targets, options.skipped_secondary, mb)
+
+
+class _DumpDiscovery:
+    """A dump's candidates as discovery: each page is the genre's next PAGE_SIZE candidates in seeded order."""
+
+    requests = 0  # to MusicBrainz: none
+    repeats = 0
+
+    def __init__(self, catalog: Catalog, targets: tuple[str, ...]) -> None:
+        self.catalog, self.targets = catalog, targets
+
+    def spent_genres(self) -> set[str]:
+        return {g for g, n in self.catalog.dump_remaining(self.targets).items() if n == 0}
+
+    async def next_page(self, genre: str, progress, bar) -> _Page | None:
+        progress.update(bar, info="dump candidates")
+        new = self.catalog.promote_dump_candidates(genre, PAGE_SIZE, f"{genre}/dump")
+        if not new:
+            return None
+        return _Page([_Candidate(g.mbid, g.genre, g.artist_mbid, seq, g.label_confidence) for g, seq in new], 0)
+
+
 class _Discovery:
     """Tag searches for short genres: which tag next (planning.next_search), paging, storing each page."""
 
-    def __init__(self, catalog: Catalog, taxonomy: Taxonomy, targets, skipped) -> None:
-        self.catalog, self.taxonomy, self.targets, self.skipped = catalog, taxonomy, targets, skipped
+    def __init__(self, catalog: Catalog, taxonomy: Taxonomy, targets, skipped, mb: MusicBrainzClient) -> None:
+        self.catalog, self.taxonomy, self.targets, self.skipped, self.mb = catalog, taxonomy, targets, skipped, mb
         progress = catalog.discovery_progress()
         self.cursors: dict[tuple[str, str], Cursor] = {
             (r.genre, r.tag): Cursor(int(r.next_offset), None if pd.isna(r.total) else int(r.total), bool(r.exhausted))
@@ -557,7 +648,11 @@ class _Discovery:
     def exhausted_searches(self) -> list[str]:
         return [t for (_, t), c in self.cursors.items() if c.exhausted and c.total is not None]
 
-    async def next_page(self, mb: MusicBrainzClient, genre: str, progress, bar) -> _Page | None:
+    @property
+    def requests(self) -> int:
+        return self.mb.requests
+
+    async def next_page(self, genre: str, progress, bar) -> _Page | None:
         tags = self.taxonomy.search_names(genre)
         cursors = {t: self.cursors.get((genre, t), Cursor()) for t in tags}
         done = self.exhausted_searches()
@@ -566,7 +661,7 @@ class _Discovery:
             return None
         cursor = cursors[tag]
         progress.update(bar, info=escape(f"search {tag!r} @ {cursor.next_offset}"))
-        page = await mb.search_tag(tag, cursor.next_offset, self.taxonomy.label, self.skipped)
+        page = await self.mb.search_tag(tag, cursor.next_offset, self.taxonomy.label, self.skipped)
         offset = cursor.next_offset + page.returned
         exhausted = page.returned == 0 or offset >= page.count or offset >= MAX_SEARCH_OFFSET
         earlier = self.returned.setdefault((genre, tag), set())

@@ -85,7 +85,8 @@ def _text(value, limit: int = MAX_TEXT) -> str | None:
     """A capped string field; lone surrogates (not storable as UTF-8) become U+FFFD."""
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         return None
-    return _SURROGATES.sub("\ufffd", str(value)[:limit])
+    text = str(value)[:limit]
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 def _tags(raw_tags) -> tuple[tuple[str, int], ...]:
@@ -145,10 +146,13 @@ def parse_release_group(raw: dict, label: Callable[[Iterable[tuple[str, int]]], 
 
 
 def keep(group: ReleaseGroup, skipped_secondary: Sequence[str]) -> bool:
+    return wanted_type(group.primary_type, group.secondary_types, skipped_secondary)
+
+
+def wanted_type(primary_type: str | None, secondary_types: Iterable[str], skipped_secondary: Iterable[str]) -> bool:
+    """The type filter: an album with none of the skipped secondary types (compilation, live, ...)."""
     skipped = {s.lower() for s in skipped_secondary}
-    return (group.primary_type or "").lower() == "album" and not any(
-        s.lower() in skipped for s in group.secondary_types
-    )
+    return (primary_type or "").lower() == "album" and not any(s.lower() in skipped for s in secondary_types)
 
 
 class MusicBrainzClient:

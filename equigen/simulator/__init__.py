@@ -1,5 +1,6 @@
 """A faithful offline simulator of MusicBrainz ws/2 and the Cover Art Archive over a seeded synthetic world."""
 
+from equigen.simulator.dump import write_dump, write_world_dump
 from equigen.simulator.server import (
     LogEntry,
     SimConfig,
@@ -22,4 +23,6 @@ __all__ = [
     "serve_forever",
     "simulator_in_thread",
     "start_simulator",
+    "write_dump",
+    "write_world_dump",
 ]
