@@ -1,6 +1,6 @@
 """One cover, start to finish (download, validate, hash, store), and the download processes that run many.
 
-`fetch_cover` is what every download runs, in the parent (small runs, downloads beside discovery) or in a
+`download_and_store_cover` is what every download runs, in the parent (small runs, downloads beside discovery) or in a
 download process. Large download-only runs (a manifest rebuild, a resumed fetch) start one download process
 per core (`process_main`): each runs its own event loop and HTTP session on the MBIDs its parent sends and
 answers with results, so HTTP parsing, JPEG decoding and file writes run on every core and no image bytes
@@ -27,7 +27,7 @@ from equigen.core.config import Settings
 from equigen.core.images import BadImage, inspect_image
 from equigen.core.records import CoverResult
 from equigen.core.storage import store_image
-from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
+from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, get_cover_bytes, is_local_url
 
 THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
 
@@ -70,12 +70,12 @@ def new_session(job: CoverJob, connections: int, per_host: int) -> aiohttp.Clien
     return aiohttp.ClientSession(timeout=timeout, connector=connector)
 
 
-async def fetch_cover(
+async def download_and_store_cover(
     session: aiohttp.ClientSession, validator: Executor, job: CoverJob, mbid: str
 ) -> tuple[CoverResult, int]:
     """Download one front cover, then validate, hash and store it in `validator`: (result, attempts)."""
     url = cover_url(job.coverart_url, mbid, job.thumbnail)
-    outcome = await download_cover(
+    outcome = await get_cover_bytes(
         session,
         url,
         headers={"User-Agent": job.user_agent},
@@ -218,7 +218,7 @@ async def _serve(conn: Connection, job: CoverJob, connections: int, per_host: in
                     mbid = await queue.get()
                     try:
                         try:
-                            result, attempts = await fetch_cover(session, validator, job, mbid)
+                            result, attempts = await download_and_store_cover(session, validator, job, mbid)
                         except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
                             _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
                             continue

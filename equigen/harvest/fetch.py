@@ -36,7 +36,7 @@ from equigen.core.lock import data_folder_lock
 from equigen.core.storage import ensure_writable
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 from equigen.harvest.downloader import (
-    CoverDownloader,
+    ConcurrentCoverDownloads,
     DownloadStats,
     cover_downloads,
     download_catalog_covers,
@@ -426,7 +426,7 @@ async def _rounds(
     catalog: Catalog,
     discovery: _Discovery,
     mb: MusicBrainzClient,
-    downloader: CoverDownloader,
+    downloader: ConcurrentCoverDownloads,
     progress: Progress,
     stats: FetchStats,
     *,
@@ -498,7 +498,9 @@ async def _rounds(
         catalog.finish_round(round_no)
 
 
-def _choose(selector: RoundSelector, catalog: Catalog, downloader: CoverDownloader | None, round_no: int) -> None:
+def _choose(
+    selector: RoundSelector, catalog: Catalog, downloader: ConcurrentCoverDownloads | None, round_no: int
+) -> None:
     """Store the covers the selector admits now as planned for this round, then queue them (stored first:
     a killed run resumes with the same choice)."""
     chosen = selector.choose()
