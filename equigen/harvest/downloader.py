@@ -31,7 +31,13 @@ from equigen.core.catalog import Catalog
 from equigen.core.config import Settings
 from equigen.core.errors import EquigenError
 from equigen.core.records import CoverResult
-from equigen.harvest.download_workers import CoverJob, download_and_store_cover, new_session, process_main
+from equigen.harvest.download_workers import (
+    CoverJob,
+    download_and_store_cover,
+    new_session,
+    one_blas_thread,
+    process_main,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +282,8 @@ class _OnThisLoop(_Backend):
         self.downloader = downloader
         self.session = new_session(self.job, self.connections, self.per_host)
         self.validator = ThreadPoolExecutor(max_workers=2)
+        self.blas_limit = one_blas_thread()  # undone in stop(): discovery's planning keeps its BLAS threads after
+        self.blas_limit.__enter__()
         self.workers = [asyncio.create_task(self.worker()) for _ in range(self.connections)]
 
     def submit(self, mbids: list[str]) -> None:
@@ -305,6 +313,7 @@ class _OnThisLoop(_Backend):
         await asyncio.gather(*self.workers, return_exceptions=True)
         await self.session.close()
         self.validator.shutdown(wait=True)
+        self.blas_limit.__exit__(None, None, None)
 
 
 @dataclass
@@ -387,9 +396,10 @@ class _DownloadProcesses(_Backend):
 
     def _handle(self, child: _Child, message: tuple) -> None:
         kind = message[0]
-        if kind == "result":
-            child.outstanding -= 1
-            self.downloader.record(message[1], message[2])
+        if kind == "results":
+            for result, attempts in message[1]:
+                child.outstanding -= 1
+                self.downloader.record(result, attempts)
         elif kind == "log":
             logging.getLogger(message[1]).log(message[2], "%s", message[3])
         elif kind == "fatal":
