@@ -5,7 +5,8 @@ download process. Large download-only runs (a manifest rebuild, a resumed fetch)
 per core (`process_main`): each runs its own event loop and HTTP session on the MBIDs its parent sends and
 answers with results, so HTTP parsing, JPEG decoding and file writes run on every core and no image bytes
 cross a process boundary (benchmarks/bench_download.py: 1.2-1.45x the covers/s of every download on one
-event loop). The parent records results (downloader.py).
+event loop). In a download process a cover is validated on the loop's own thread, its pHash on one BLAS
+thread, and the results of one loop turn travel as one message. The parent records results (downloader.py).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def validate_and_store(
     data: bytes | None,
     max_side: int | None = None,
 ) -> CoverResult:
-    """Validate and hash downloaded bytes and store them (runs in a validation thread).
+    """Validate and hash downloaded bytes and store them (in a validation thread, or a download process's loop).
 
     max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
     """
