@@ -85,7 +85,7 @@ async def download_and_store_cover(
 ) -> tuple[CoverResult, int]:
     """Download one front cover, then validate, hash and store it: (result, attempts). In `validator` (threads
     beside a loop that has other work), or, with None, on this thread (a download process: its cores are
-    already busy: a thread measured no faster, and spares no hand-off per cover)."""
+    already busy: a thread measured no faster, and inline there is no hand-off per cover)."""
     url = cover_url(job.coverart_url, mbid, job.thumbnail)
     outcome = await get_cover_bytes(
         session,
