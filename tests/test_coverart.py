@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from equigen.core.errors import EquigenError
-from equigen.harvest.coverart import MAX_REDIRECTS, cover_url, download_cover
+from equigen.harvest.coverart import MAX_REDIRECTS, cover_url, get_cover_bytes
 from equigen.simulator import SimConfig, WorldConfig, simulator_in_thread
 
 UA = {"User-Agent": "equigen/test ( tests@example.org )"}
@@ -25,7 +25,7 @@ def trap_sim():
 def _download(sim, mbid: str, max_bytes: int = 10_000_000, attempts: int = 3):
     async def go():
         async with aiohttp.ClientSession() as session:
-            return await download_cover(
+            return await get_cover_bytes(
                 session,
                 cover_url(sim.url, mbid, 500),
                 headers=UA,
@@ -115,7 +115,7 @@ def test_malformed_redirect_target_fails_that_cover_not_the_run():
         port = site._server.sockets[0].getsockname()[1]
         try:
             async with aiohttp.ClientSession() as session:
-                return await download_cover(
+                return await get_cover_bytes(
                     session, f"http://127.0.0.1:{port}/release-group/x/front-500", headers=UA, max_bytes=1000
                 )
         finally:

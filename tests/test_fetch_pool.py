@@ -113,3 +113,20 @@ def test_a_catalog_that_cannot_be_written_stops_the_run_not_hangs_it(tmp_path, m
         monkeypatch.setattr(Catalog, "record_covers", locked)
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             _download_only(sim, tmp_path / "data")
+
+
+def test_validation_hashes_on_one_blas_thread_and_gives_the_threads_back():
+    """Download processes hash covers with one BLAS thread (OpenBLAS's spinning helpers took the other core's
+    CPU); the limit ends with its context, so the parent's later work keeps its threads."""
+    from threadpoolctl import threadpool_info
+
+    from equigen.harvest.download_workers import one_blas_thread
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "NumPy's BLAS is visible to threadpoolctl"
+    with one_blas_thread():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before

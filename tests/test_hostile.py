@@ -21,7 +21,7 @@ from equigen.core.config import load_settings
 from equigen.core.errors import EquigenError
 from equigen.core.lock import data_folder_lock
 from equigen.core.taxonomy import load_taxonomy
-from equigen.harvest.coverart import download_cover
+from equigen.harvest.coverart import get_cover_bytes
 from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.harvest.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
 
@@ -57,7 +57,7 @@ async def serve(routes: dict):
 
 def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_passes():
     bomb = gzip_bomb(256 << 20)  # 256 MiB inflated, ~250 KB on the wire
-    jpeg = bytes(range(256)) * 64  # any bytes: download_cover does not decode images
+    jpeg = bytes(range(256)) * 64  # any bytes: get_cover_bytes does not decode images
 
     async def main():
         runner, url = await serve(
@@ -69,10 +69,10 @@ def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_pas
         try:
             async with aiohttp.ClientSession() as session:
                 tracemalloc.start()
-                bombed = await download_cover(session, f"{url}/bomb", headers={}, max_bytes=10_000_000)
+                bombed = await get_cover_bytes(session, f"{url}/bomb", headers={}, max_bytes=10_000_000)
                 peak = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
-                genuine = await download_cover(session, f"{url}/gz", headers={}, max_bytes=10_000_000)
+                genuine = await get_cover_bytes(session, f"{url}/gz", headers={}, max_bytes=10_000_000)
         finally:
             await runner.cleanup()
         return bombed, peak, genuine
@@ -234,13 +234,13 @@ def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GlobalOnlyResolver())) as guarded,
                 aiohttp.ClientSession() as plain,
             ):
-                by_name = await download_cover(
+                by_name = await get_cover_bytes(
                     guarded, f"http://localhost:{port}/hop", headers={}, max_bytes=10_000, allow_private=False
                 )
-                by_address = await download_cover(
+                by_address = await get_cover_bytes(
                     plain, f"{url}/hop", headers={}, max_bytes=10_000, allow_private=False
                 )
-                local_archive = await download_cover(plain, f"{url}/hop", headers={}, max_bytes=10_000)
+                local_archive = await get_cover_bytes(plain, f"{url}/hop", headers={}, max_bytes=10_000)
         finally:
             await runner.cleanup()
         return by_name, by_address, local_archive

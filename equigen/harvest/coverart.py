@@ -1,6 +1,6 @@
 """Cover Art Archive client for one cover: aiohttp, redirects (http(s) only, global addresses), retries, size caps.
 
-`download_cover` answers one cover's fate as a CoverResult-ready Outcome; the caller validates,
+`get_cover_bytes` answers one cover's fate as a CoverResult-ready Outcome; the caller validates,
 hashes and stores the bytes (images.py, storage.py) and records the result (catalog.py). How many covers
 download at once (the bounded concurrency, download processes) is downloader.py's job, not this module's.
 """
@@ -92,7 +92,7 @@ def cover_url(coverart_url: str, mbid: str, thumbnail: int) -> str:
     return f"{coverart_url.rstrip('/')}/release-group/{require_mbid(mbid)}/front-{thumbnail}"
 
 
-async def download_cover(
+async def get_cover_bytes(
     session: aiohttp.ClientSession,
     url: str,
     *,

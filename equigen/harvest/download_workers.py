@@ -1,11 +1,12 @@
 """One cover, start to finish (download, validate, hash, store), and the download processes that run many.
 
-`fetch_cover` is what every download runs, in the parent (small runs, downloads beside discovery) or in a
+`download_and_store_cover` is what every download runs, in the parent (small runs, downloads beside discovery) or in a
 download process. Large download-only runs (a manifest rebuild, a resumed fetch) start one download process
 per core (`process_main`): each runs its own event loop and HTTP session on the MBIDs its parent sends and
 answers with results, so HTTP parsing, JPEG decoding and file writes run on every core and no image bytes
 cross a process boundary (benchmarks/bench_download.py: 1.2-1.45x the covers/s of every download on one
-event loop). The parent records results (downloader.py).
+event loop). In a download process a cover is validated on the loop's own thread, its pHash on one BLAS
+thread, and the results of one loop turn travel as one message. The parent records results (downloader.py).
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import pickle
 import signal
 import threading
 import traceback
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
+from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiohttp
+from threadpoolctl import threadpool_limits
 
 from equigen.core.config import Settings
 from equigen.core.images import BadImage, inspect_image
 from equigen.core.records import CoverResult
 from equigen.core.storage import store_image
-from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, download_cover, is_local_url
+from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, get_cover_bytes, is_local_url
 
 THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
 
@@ -61,6 +64,13 @@ class CoverJob:
         )
 
 
+def one_blas_thread() -> threadpool_limits:
+    """Validation's pHash matrix products on one BLAS thread (a context manager). OpenBLAS would split each
+    tiny product over every core and spin-wait for the others: on 2 busy cores that cost 280 instead of 85 µs
+    of CPU per cover, taken from the other download process."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def new_session(job: CoverJob, connections: int, per_host: int) -> aiohttp.ClientSession:
     """An HTTP session for cover downloads. Redirects may only leave the global internet when the configured
     archive is itself local (simulator, mirror)."""
@@ -70,12 +80,14 @@ def new_session(job: CoverJob, connections: int, per_host: int) -> aiohttp.Clien
     return aiohttp.ClientSession(timeout=timeout, connector=connector)
 
 
-async def fetch_cover(
-    session: aiohttp.ClientSession, validator: Executor, job: CoverJob, mbid: str
+async def download_and_store_cover(
+    session: aiohttp.ClientSession, validator: Executor | None, job: CoverJob, mbid: str
 ) -> tuple[CoverResult, int]:
-    """Download one front cover, then validate, hash and store it in `validator`: (result, attempts)."""
+    """Download one front cover, then validate, hash and store it: (result, attempts). In `validator` (threads
+    beside a loop that has other work), or, with None, on this thread (a download process: its cores are
+    already busy: a thread measured no faster, and inline there is no hand-off per cover)."""
     url = cover_url(job.coverart_url, mbid, job.thumbnail)
-    outcome = await download_cover(
+    outcome = await get_cover_bytes(
         session,
         url,
         headers={"User-Agent": job.user_agent},
@@ -85,18 +97,11 @@ async def fetch_cover(
     )
     if outcome.status != "ok":
         return CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url), outcome.attempts
-    result = await asyncio.get_running_loop().run_in_executor(
-        validator,
-        validate_and_store,
-        job.data_dir,
-        job.max_pixels,
-        job.min_side,
-        mbid,
-        url,
-        outcome.http_status,
-        outcome.data,
-        THUMBNAIL_SLACK * job.thumbnail,
-    )
+    args = (job.data_dir, job.max_pixels, job.min_side, mbid, url, outcome.http_status, outcome.data)
+    max_side = THUMBNAIL_SLACK * job.thumbnail
+    if validator is None:
+        return validate_and_store(*args, max_side), outcome.attempts
+    result = await asyncio.get_running_loop().run_in_executor(validator, validate_and_store, *args, max_side)
     return result, outcome.attempts
 
 
@@ -110,7 +115,7 @@ def validate_and_store(
     data: bytes | None,
     max_side: int | None = None,
 ) -> CoverResult:
-    """Validate and hash downloaded bytes and store them (runs in a validation thread).
+    """Validate and hash downloaded bytes and store them (in a validation thread, or a download process's loop).
 
     max_side: a thumbnail far larger than the size asked for is not what the archive serves there.
     """
@@ -139,7 +144,7 @@ def validate_and_store(
 # --- a download process ---------------------------------------------------------------------------------------
 # Parent -> process: a list of MBIDs to download, or None: stop now (what is in flight is dropped, as a
 # cancelled download in the parent would be: the catalog still says pending, the next run fetches it).
-# Process -> parent: ("result", CoverResult, attempts) | ("log", name, levelno, message)
+# Process -> parent: ("results", [(CoverResult, attempts), ...]) | ("log", name, levelno, message)
 #                    | ("fatal", mbid, errno, message, filename)  an OSError storing: disk full, folder gone
 #                    | ("crash", message)  any other error: a bug, reported with its traceback
 
@@ -174,7 +179,8 @@ def process_main(conn: Connection, job: CoverJob, connections: int, per_host: in
     root.setLevel(log_level)
     root.propagate = False
     try:
-        asyncio.run(_serve(conn, job, connections, per_host))
+        with one_blas_thread():
+            asyncio.run(_serve(conn, job, connections, per_host))
     except Exception as exc:  # reported to the parent, which raises it
         _report_crash(conn, exc)
 
@@ -209,28 +215,56 @@ async def _serve(conn: Connection, job: CoverJob, connections: int, per_host: in
             loop.remove_reader(conn.fileno())
             stop.set()
 
-    # One validation thread: libjpeg-turbo, sha256 and the file write release the GIL, so the loop goes on.
-    with ThreadPoolExecutor(max_workers=1) as validator:
-        async with new_session(job, connections, per_host) as session:
+    outbox = _Outbox(conn, loop, stop)
+    # Validation runs on this loop's thread (validator None): every core already runs a download process.
+    async with new_session(job, connections, per_host) as session:
 
-            async def worker() -> None:
-                while True:
-                    mbid = await queue.get()
+        async def worker() -> None:
+            while True:
+                mbid = await queue.get()
+                try:
                     try:
-                        try:
-                            result, attempts = await fetch_cover(session, validator, job, mbid)
-                        except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
-                            _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
-                            continue
-                        _send(conn, ("result", result, attempts))
-                    except Exception as exc:  # a bug, or the parent gone: tell it (if it is there) and stop
-                        _report_crash(conn, exc)
-                        stop.set()
-                        return
+                        result, attempts = await download_and_store_cover(session, None, job, mbid)
+                    except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
+                        outbox.flush()  # the results before it are recorded first
+                        _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
+                        continue
+                    outbox.add(result, attempts)
+                except Exception as exc:  # a bug, or the parent gone: tell it (if it is there) and stop
+                    with suppress(OSError, ValueError):
+                        outbox.flush()
+                    _report_crash(conn, exc)
+                    stop.set()
+                    return
 
-            loop.add_reader(conn.fileno(), receive)
-            workers = [asyncio.create_task(worker()) for _ in range(connections)]
-            await stop.wait()
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        loop.add_reader(conn.fileno(), receive)
+        workers = [asyncio.create_task(worker()) for _ in range(connections)]
+        await stop.wait()
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+class _Outbox:
+    """Results finished in one turn of the event loop go to the parent as one message: one pickle, one pipe
+    write and one wake-up of the parent for several covers, sent before the loop next waits for I/O."""
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
+        self.conn, self.loop, self.stop = conn, loop, stop
+        self.results: list[tuple[CoverResult, int]] = []
+
+    def add(self, result: CoverResult, attempts: int) -> None:
+        if not self.results:
+            self.loop.call_soon(self._flush_or_stop)
+        self.results.append((result, attempts))
+
+    def flush(self) -> None:
+        if self.results:
+            results, self.results = self.results, []
+            _send(self.conn, ("results", results))
+
+    def _flush_or_stop(self) -> None:
+        try:
+            self.flush()
+        except (OSError, ValueError):  # the parent is gone: nobody to download for
+            self.stop.set()

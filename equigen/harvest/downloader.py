@@ -1,7 +1,9 @@
 """Concurrent cover downloads into the catalog: fetch's rounds and a manifest rebuild share this engine.
 
-Each cover: downloaded, validated, hashed and stored (download_workers.fetch_cover), its result recorded in
-the catalog in small batches (catalog.py). Results are recorded after the image file is in place: a kill
+The three layers of a download: coverart.get_cover_bytes GETs one cover's bytes (redirects, retries, caps);
+download_workers.download_and_store_cover does that, then validates, hashes and stores the cover;
+ConcurrentCoverDownloads (here) runs many of those at once and records their results in the catalog in
+small batches (catalog.py). Results are recorded after the image file is in place: a kill
 loses at most the last batch's bookkeeping, and those covers are simply downloaded again (same bytes, same
 path). Where the downloads run: as tasks on this process's event loop (small runs, and downloads beside
 discovery, which paces them at a search page a second), or, for a large download-only run, in one download
@@ -29,7 +31,13 @@ from equigen.core.catalog import Catalog
 from equigen.core.config import Settings
 from equigen.core.errors import EquigenError
 from equigen.core.records import CoverResult
-from equigen.harvest.download_workers import CoverJob, fetch_cover, new_session, process_main
+from equigen.harvest.download_workers import (
+    CoverJob,
+    download_and_store_cover,
+    new_session,
+    one_blas_thread,
+    process_main,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +81,11 @@ def progress_display(console: Console) -> Progress:
 @asynccontextmanager
 async def cover_downloads(
     settings: Settings, catalog: Catalog, progress: Progress, *, expected: int, show: bool = True
-) -> AsyncIterator[CoverDownloader]:
+) -> AsyncIterator[ConcurrentCoverDownloads]:
     """A started downloader for about `expected` covers; stopped on exit, its recorded results flushed.
     `expected` >= DOWNLOAD_PROCESSES_MIN_COVERS downloads in download processes (download_process_count)."""
     task = progress.add_task("covers", total=0, info="", visible=show)
-    downloader = CoverDownloader(catalog, DownloadStats(), progress, task, settings.coverart_url)
+    downloader = ConcurrentCoverDownloads(catalog, DownloadStats(), progress, task, settings.coverart_url)
     job = CoverJob.of(settings)
     processes = download_process_count(expected, settings.concurrency, settings.per_host)
     if processes:
@@ -121,7 +129,7 @@ def download_process_count(expected: int, connections: int, per_host: int) -> in
     return count
 
 
-class CoverDownloader:
+class ConcurrentCoverDownloads:
     """Covers queued by MBID, downloaded concurrently by a backend; results reach the catalog in batches."""
 
     def __init__(self, catalog: Catalog, stats: DownloadStats, progress: Progress, task, coverart_url: str):
@@ -251,9 +259,9 @@ class CoverDownloader:
 
 
 class _Backend:
-    """Where the downloads run. Results go to CoverDownloader.record (or .fail), on the event loop."""
+    """Where the downloads run. Results go to ConcurrentCoverDownloads.record (or .fail), on the event loop."""
 
-    def start(self, downloader: CoverDownloader) -> None: ...
+    def start(self, downloader: ConcurrentCoverDownloads) -> None: ...
     def submit(self, mbids: list[str]) -> None: ...
     def check(self) -> None:
         """Raise a download's unexpected error, if one happened."""
@@ -270,10 +278,12 @@ class _OnThisLoop(_Backend):
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.workers: list[asyncio.Task] = []
 
-    def start(self, downloader: CoverDownloader) -> None:
+    def start(self, downloader: ConcurrentCoverDownloads) -> None:
         self.downloader = downloader
         self.session = new_session(self.job, self.connections, self.per_host)
         self.validator = ThreadPoolExecutor(max_workers=2)
+        self.blas_limit = one_blas_thread()  # undone in stop(): discovery's planning keeps its BLAS threads after
+        self.blas_limit.__enter__()
         self.workers = [asyncio.create_task(self.worker()) for _ in range(self.connections)]
 
     def submit(self, mbids: list[str]) -> None:
@@ -286,7 +296,7 @@ class _OnThisLoop(_Backend):
             if self.downloader.fatal is not None:
                 continue  # the run is stopping: leave the rest pending for the next run
             try:
-                result, attempts = await fetch_cover(self.session, self.validator, self.job, mbid)
+                result, attempts = await download_and_store_cover(self.session, self.validator, self.job, mbid)
             except OSError as exc:  # disk full, the folder gone: stop every download, keep what is recorded
                 self.downloader.fail(exc)
                 continue
@@ -303,6 +313,7 @@ class _OnThisLoop(_Backend):
         await asyncio.gather(*self.workers, return_exceptions=True)
         await self.session.close()
         self.validator.shutdown(wait=True)
+        self.blas_limit.__exit__(None, None, None)
 
 
 @dataclass
@@ -327,7 +338,7 @@ class _DownloadProcesses(_Backend):
         self.children: list[_Child] = []
         self.stopping = False
 
-    def start(self, downloader: CoverDownloader) -> None:
+    def start(self, downloader: ConcurrentCoverDownloads) -> None:
         self.downloader = downloader
         loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("forkserver")
@@ -385,9 +396,10 @@ class _DownloadProcesses(_Backend):
 
     def _handle(self, child: _Child, message: tuple) -> None:
         kind = message[0]
-        if kind == "result":
-            child.outstanding -= 1
-            self.downloader.record(message[1], message[2])
+        if kind == "results":
+            for result, attempts in message[1]:
+                child.outstanding -= 1
+                self.downloader.record(result, attempts)
         elif kind == "log":
             logging.getLogger(message[1]).log(message[2], "%s", message[3])
         elif kind == "fatal":

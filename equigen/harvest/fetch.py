@@ -38,7 +38,7 @@ from equigen.core.lock import data_folder_lock
 from equigen.core.storage import ensure_writable
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 from equigen.harvest.downloader import (
-    CoverDownloader,
+    ConcurrentCoverDownloads,
     DownloadStats,
     cover_downloads,
     download_catalog_covers,
@@ -500,7 +500,9 @@ def _next_quota(state: _RoundState, plan: _RoundPlan) -> dict:
     )
 
 
-async def _rounds(catalog: Catalog, discovery, downloader: CoverDownloader, progress, stats, plan: _RoundPlan) -> None:
+async def _rounds(
+    catalog: Catalog, discovery, downloader: ConcurrentCoverDownloads, progress, stats, plan: _RoundPlan
+) -> None:
     """The round loop of `harvest` (its docstring says how a killed run resumes)."""
     goal, targets, round_no, quota, resuming = plan.goal, plan.targets, plan.round_no, plan.quota, plan.resuming
     bars = {g: progress.add_task(escape(f"usable {g}"), total=goal.target, info="") for g in targets}
@@ -555,7 +557,9 @@ async def _discover_while_short(selector, catalog, discovery, downloader, queue,
             _choose(selector, catalog, queue, round_no)
 
 
-def _choose(selector: RoundSelector, catalog: Catalog, downloader: CoverDownloader | None, round_no: int) -> None:
+def _choose(
+    selector: RoundSelector, catalog: Catalog, downloader: ConcurrentCoverDownloads | None, round_no: int
+) -> None:
     """Store the covers the selector admits now as planned for this round, then queue them (stored first:
     a killed run resumes with the same choice)."""
     chosen = selector.choose()
