@@ -506,6 +506,7 @@ class Trainer:
 
     def test(self) -> tuple[dict, np.ndarray, np.ndarray]:
         """Best-epoch weights on the test split: metrics, confusion matrix and the softmax scores (n x K)."""
+        self.close()  # training's and validation's workers go before the test's start: peak memory is one loader's
         self.model.load_state_dict(self.best_state)
         cfg, d = self.cfg, self.d
         loader, _ = eval_loader(

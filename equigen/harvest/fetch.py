@@ -35,6 +35,7 @@ from equigen.core.dedup_rules import DEFAULT_THRESHOLD
 from equigen.core.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE
 from equigen.core.errors import EquigenError, check_number
 from equigen.core.lock import data_folder_lock
+from equigen.core.options import check_seed, check_threshold
 from equigen.core.storage import ensure_writable
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 from equigen.harvest.downloader import (
@@ -150,7 +151,7 @@ class FetchOptions:
         if self.seed is not None:
             if self.from_dump is None:
                 raise EquigenError("--seed orders the candidates of a dump: give it with --from-dump")
-            check_number("--seed", self.seed, 0, 2**32 - 1, integer=True)
+            check_seed(self.seed)
         if self.from_dump is not None and not self.discover:
             raise EquigenError("--from-dump discovers from a dump: it cannot go with --skip-discovery")
 
@@ -189,7 +190,7 @@ def check_fetch_options(
     check_balance_options(per_genre, artist_cap, min_confidence)
     check_number("--margin (a fraction: 0.05 = 5 %)", margin, 0.0, 10.0)
     if threshold is not None:
-        check_number("--threshold (bits)", threshold, 0, 64, integer=True)
+        check_threshold(threshold)
 
 
 def _run_fetch_unlocked(settings: Settings, options: FetchOptions, console: Console) -> FetchStats:

@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from equigen.core.errors import EquigenError, check_number
+from equigen.core.errors import EquigenError
+from equigen.core.options import check_seed
 from equigen.core.taxonomy import normalize_tag
 from equigen.simulator.server import release_group_json
 from equigen.simulator.world import ReleaseGroup, World, WorldConfig, musicbrainz_genre_keys
@@ -105,6 +106,6 @@ def _write_tar_xz(world: World, out) -> int:
 def write_world_dump(path: Path | str, seed: int = 0, **knobs) -> int:
     """Build the world `equigen simulate` would serve (knobs: WorldConfig fields, None = default) and write its
     dump to `path`. Returns the number of lines."""
-    check_number("--seed", seed, 0, 2**32 - 1, integer=True)
+    check_seed(seed)
     world = World.build(WorldConfig(seed=seed, **{k: v for k, v in knobs.items() if v is not None}))
     return write_dump(world, path)

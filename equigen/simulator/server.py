@@ -35,6 +35,7 @@ from aiohttp import web
 
 from equigen.core.errors import EquigenError, check_number, first_line
 from equigen.core.mbids import is_mbid
+from equigen.core.options import check_seed
 from equigen.core.search_analysis import mb_tokens, phrase_in
 from equigen.simulator.world import PRIMARY_TYPE_IDS, SECONDARY_TYPE_IDS, ReleaseGroup, World, WorldConfig
 
@@ -796,7 +797,7 @@ def serve_forever(port: int = 8080, seed: int = 0, host: str = "127.0.0.1", real
     """Serve until Ctrl-C (the `equigen simulate` command). Knobs are WorldConfig/SimConfig fields;
     `realistic` starts from SimConfig.realistic()'s timing."""
     check_number("--port", port, 0, 65535, integer=True)
-    check_number("--seed", seed, 0, 2**32 - 1, integer=True)
+    check_seed(seed)
     world_knobs, sim_knobs = _split_knobs(knobs)
     sim_config = SimConfig.realistic(**sim_knobs) if realistic else SimConfig(**sim_knobs)
 
