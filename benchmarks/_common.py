@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -298,3 +299,38 @@ def simulator_process(knobs: list[str], wait_s: float = 300.0) -> tuple[subproce
             time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"simulator did not start: {proc.stdout.read() if proc.stdout else ''}")
+
+
+class TreeSampler:
+    """Peak main-process RSS and peak summed PSS of a process and its children, every 0.2 s."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak_rss = self.peak_pss = self.peak_tree_rss = 0
+        self.children = 0
+        self.done = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import psutil
+
+        while not self.done:
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                rss = pss = 0
+                for p in procs:
+                    try:
+                        full = p.memory_full_info()
+                        rss += full.rss
+                        pss += full.pss
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        pass
+                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+                self.peak_pss, self.peak_tree_rss = max(self.peak_pss, pss), max(self.peak_tree_rss, rss)
+                self.children = max(self.children, len(procs) - 1)
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.2)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -57,41 +56,6 @@ def write_dataset(root: Path, n_train: int, covers: list[bytes], genres: list[st
     return total
 
 
-class TreeSampler:
-    """Peak main-process RSS and peak summed PSS of a process and its children, every 0.2 s."""
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.proc = psutil.Process(pid)
-        self.peak_rss = self.peak_pss = self.peak_tree_rss = 0
-        self.children = 0
-        self.done = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        import psutil
-
-        while not self.done:
-            try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-                rss = pss = 0
-                for p in procs:
-                    try:
-                        full = p.memory_full_info()
-                        rss += full.rss
-                        pss += full.pss
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
-                        pass
-                self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
-                self.peak_pss, self.peak_tree_rss = max(self.peak_pss, pss), max(self.peak_tree_rss, rss)
-                self.children = max(self.children, len(procs) - 1)
-            except psutil.NoSuchProcess:
-                return
-            time.sleep(0.2)
-
-
 def train_once(dataset: Path, runs: Path, args) -> dict:
     cmd = [sys.executable, "-m", "equigen.cli", "baseline", "--dataset", str(dataset), "--runs-dir", str(runs),
            "--name", "rss", "--models", args.model, "--epochs", "1", "--seeds", "0", "--no-pretrained",
@@ -100,7 +64,7 @@ def train_once(dataset: Path, runs: Path, args) -> dict:
     shutil.rmtree(runs, ignore_errors=True)
     t = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=C.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = TreeSampler(proc.pid)
+    sampler = C.TreeSampler(proc.pid)
     out, _ = proc.communicate()
     sampler.done = True
     if proc.returncode != 0:

@@ -204,6 +204,34 @@ def test_a_killed_ingest_resumes_to_what_an_uninterrupted_one_stores(tmp_path, m
     assert again == whole  # a finished ingest is not read again (no progress call, no kill)
 
 
+def test_parse_workers_store_what_one_process_stores_in_file_order(tmp_path, monkeypatch):
+    """A large dump is parsed in worker processes: the same counts, candidates and ranks as parsing here, with
+    hostile lines among them, and a kill between batches resumes as in one process."""
+    monkeypatch.setattr(dump_module, "BATCH_LINES", 150)  # several chunks in flight at once
+    with simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig()) as sim:
+        lines = list(dump_lines(sim.world))
+    lines[10:10] = [b"not json\n", b'{"id": "nope"}\n', b"[1, 2]\n", b"x" * (dump_module.MAX_LINE_BYTES + 5) + b"\n"]
+    path = _tar_xz(b"".join(lines), tmp_path / "release-group.tar.xz")
+    here, reference = _ingest(tmp_path, path, name="here.sqlite", workers=1)
+    pooled, catalog = _ingest(tmp_path, path, name="pooled.sqlite", workers=2)
+    assert pooled == here and here.skipped == 4 and here.candidates > 100
+    expected = _candidates(reference)  # promotes them: read once
+    assert _candidates(catalog) == expected
+    calls = []
+
+    def kill_after_two_batches(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _ingest(tmp_path, path, name="killed.sqlite", workers=2, on_progress=kill_after_two_batches)
+    with Catalog(tmp_path / "killed.sqlite") as killed:
+        assert killed.dump_state()["counts"]["lines"] == 300
+    resumed, again = _ingest(tmp_path, path, name="killed.sqlite", workers=2)
+    assert resumed == here and _candidates(again) == expected
+
+
 # --- end to end against the simulator -------------------------------------------------------------
 
 
