@@ -268,22 +268,7 @@ class Catalog:
             " artist_mbid, artist_name, tags, genre, found_via, discovered_at, label_votes, label_confidence, seq)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
-                (
-                    g.mbid,
-                    g.title,
-                    g.primary_type,
-                    json.dumps(list(g.secondary_types)),
-                    g.first_release_date,
-                    g.artist_mbid,
-                    g.artist_name,
-                    json.dumps([list(t) for t in g.tags]),
-                    g.genre,
-                    found_via,
-                    now,
-                    g.label_votes,
-                    g.label_confidence,
-                    seq + i,
-                )
+                (g.mbid, *_stored_fields(g), g.genre, found_via, now, g.label_votes, g.label_confidence, seq + i)
                 for i, g in enumerate(groups, 1)
             ],
         )
@@ -364,23 +349,7 @@ class Catalog:
                 "INSERT OR IGNORE INTO dump_candidates(mbid, genre, rank, title, primary_type, secondary_types,"
                 " first_release_date, artist_mbid, artist_name, tags, label_votes, label_confidence)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        g.mbid,
-                        g.genre,
-                        rank,
-                        g.title,
-                        g.primary_type,
-                        json.dumps(list(g.secondary_types)),
-                        g.first_release_date,
-                        g.artist_mbid,
-                        g.artist_name,
-                        json.dumps([list(t) for t in g.tags]),
-                        g.label_votes,
-                        g.label_confidence,
-                    )
-                    for g, rank in rows
-                ],
+                [(g.mbid, g.genre, rank, *_stored_fields(g), g.label_votes, g.label_confidence) for g, rank in rows],
             )
             self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('dump_ingest', ?)", (state,))
 
@@ -592,3 +561,17 @@ class Catalog:
             " LEFT JOIN clusters k USING (mbid) ORDER BY s.mbid",
             self.conn,
         )
+
+
+def _stored_fields(g: ReleaseGroup) -> tuple:
+    """A release group's descriptive columns as both release_groups and dump_candidates store them, in the order
+    (title, primary_type, secondary_types, first_release_date, artist_mbid, artist_name, tags)."""
+    return (
+        g.title,
+        g.primary_type,
+        json.dumps(list(g.secondary_types)),
+        g.first_release_date,
+        g.artist_mbid,
+        g.artist_name,
+        json.dumps([list(t) for t in g.tags]),
+    )
