@@ -71,6 +71,18 @@ def _candidates(catalog: Catalog) -> dict[str, str]:
     return out
 
 
+def _interrupt_at_call(n: int):
+    """A progress callback that raises KeyboardInterrupt (as Ctrl-C would) on its n-th call: after n batches."""
+    calls = []
+
+    def progress(done, total):
+        calls.append(done)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 # --- real lines, plain and tar.xz -------------------------------------------------------------------
 
 
@@ -186,13 +198,7 @@ def test_a_killed_ingest_resumes_to_what_an_uninterrupted_one_stores(tmp_path, m
         path = tmp_path / "release-group.tar.xz"
         write_dump(sim.world, path)
     whole, reference = _ingest(tmp_path, path, name="whole.sqlite")
-    calls = []
-
-    def kill_after_two_batches(done, total):
-        calls.append(done)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
+    kill_after_two_batches = _interrupt_at_call(2)
     with pytest.raises(KeyboardInterrupt):
         _ingest(tmp_path, path, name="killed.sqlite", on_progress=kill_after_two_batches)
     with Catalog(tmp_path / "killed.sqlite") as killed:
@@ -217,13 +223,7 @@ def test_parse_workers_store_what_one_process_stores_in_file_order(tmp_path, mon
     assert pooled == here and here.skipped == 4 and here.candidates > 100
     expected = _candidates(reference)  # promotes them: read once
     assert _candidates(catalog) == expected
-    calls = []
-
-    def kill_after_two_batches(done, total):
-        calls.append(done)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
+    kill_after_two_batches = _interrupt_at_call(2)
     with pytest.raises(KeyboardInterrupt):
         _ingest(tmp_path, path, name="killed.sqlite", workers=2, on_progress=kill_after_two_batches)
     with Catalog(tmp_path / "killed.sqlite") as killed:
