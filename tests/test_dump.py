@@ -232,6 +232,26 @@ def test_parse_workers_store_what_one_process_stores_in_file_order(tmp_path, mon
     assert resumed == here and _candidates(again) == expected
 
 
+def test_a_parse_process_killed_is_one_error_and_the_ingest_resumes(tmp_path, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(dump_module, "BATCH_LINES", 100)
+    with simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig()) as sim:
+        path = tmp_path / "release-group"
+        path.write_bytes(b"".join(dump_lines(sim.world)))
+    here, reference = _ingest(tmp_path, path, name="here.sqlite", workers=1)
+
+    def kill_a_parse_process(done, total):
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+
+    with pytest.raises(EquigenError, match="parse process died") as err:
+        _ingest(tmp_path, path, name="broken.sqlite", workers=2, on_progress=kill_a_parse_process)
+    assert "\n" not in str(err.value)
+    resumed, catalog = _ingest(tmp_path, path, name="broken.sqlite", workers=2)
+    assert resumed == here and _candidates(catalog) == _candidates(reference)
+
+
 # --- end to end against the simulator -------------------------------------------------------------
 
 

@@ -16,10 +16,12 @@ import json
 import logging
 import lzma
 import os
+import signal
 import tarfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -270,12 +272,20 @@ def parse_chunk(
     return found, batch, why
 
 
+def _result(end: int, future) -> tuple[int, tuple]:
+    try:
+        return end, future.result()
+    except BrokenProcessPool as exc:  # killed (out of memory?) or failed to start: nothing of the chunk stored
+        raise EquigenError(f"a dump parse process died ({first_line(exc)[:200]}); run fetch again to resume") from None
+
+
 _worker_args: tuple = ()
 
 
 def _init_worker(*args) -> None:
     global _worker_args
     _worker_args = args
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reader's to handle: it stops the pool
 
 
 def _parse_in_worker(first: int, chunk: list) -> tuple[DumpCounts, list, list[str]]:
@@ -301,11 +311,9 @@ def _parser(workers: int, label, skipped_secondary: tuple[str, ...], seed: int):
             for end, lines in chunks:
                 pending.append((end, pool.submit(_parse_in_worker, end - len(lines) + 1, lines)))
                 if len(pending) >= 2 * workers:
-                    end0, future = pending.popleft()
-                    yield end0, future.result()
+                    yield _result(*pending.popleft())
             while pending:
-                end0, future = pending.popleft()
-                yield end0, future.result()
+                yield _result(*pending.popleft())
 
         yield parse
 
