@@ -14,9 +14,21 @@ from rich.console import Console
 from equigen.core.errors import EXIT_USER_ERROR
 from equigen.core.schema import METADATA_COLUMNS
 from equigen.publish.shards import iter_batches, shard_files
+from equigen.simulator import SimConfig
 
 HARVEST_SEED = 11
 HARVEST_PER_GENRE = 12
+
+# MusicBrainz pacing in tests: 20 requests/s, and the simulator enforces that rate (503 + Retry-After beyond it),
+# so the client's pacing is still what keeps a run out of trouble. The real rule, 1 request/s with default
+# settings against a 1/s simulator, is tested once: test_fetch's test_default_settings_pace_musicbrainz_at_1_per_s.
+TEST_MB_RATE = 20
+TEST_MB_INTERVAL = 1 / TEST_MB_RATE
+
+
+def paced_simulator(**knobs) -> SimConfig:
+    """The simulator's settings for tests: MusicBrainz limited to TEST_MB_RATE requests per second."""
+    return SimConfig(rate_limit=TEST_MB_RATE, **knobs)
 
 
 def quiet_console() -> Console:
