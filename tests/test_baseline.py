@@ -264,6 +264,14 @@ def test_sgd_with_batch_cap(tiny_dataset, tmp_path):
     history = json.loads((result.run_dir / "resnet18" / "seed-0" / "history.json").read_text())
     assert [h["train_images"] for h in history] == [16] * len(history)
     assert result.models["resnet18"]["config"]["optimizer"] == "sgd"
+    # One seed: the model's confusion matrix is its seed's, so the seed's plot is reused, not drawn again.
+    model_dir = result.run_dir / "resnet18"
+    assert (model_dir / "confusion_matrix.csv").read_text() == (
+        model_dir / "seed-0" / "confusion_matrix.csv"
+    ).read_text()
+    assert (model_dir / "confusion_matrix.png").read_bytes() == (
+        model_dir / "seed-0" / "confusion_matrix.png"
+    ).read_bytes()
 
 
 @pytest.mark.slow

@@ -57,6 +57,13 @@ def write_confusion_csv(path: Path, cm: np.ndarray, names: list[str]) -> None:
     pd.DataFrame(cm, index=names, columns=names).to_csv(path, index_label="true\\predicted")
 
 
+def read_confusion_csv(path: Path) -> np.ndarray:
+    """The counts write_confusion_csv wrote (an empty matrix if the file is missing)."""
+    if not path.is_file():
+        return np.zeros((0, 0), dtype=np.int64)
+    return pd.read_csv(path, index_col=0).to_numpy()
+
+
 def plot_confusion(path: Path, cm: np.ndarray, names: list[str], title: str) -> None:
     """Row-normalised matrix (each row is the recall spread of one true genre), values annotated."""
     n = len(names)
