@@ -223,7 +223,7 @@ def fetch(
             raise EquigenError("--manifest rebuilds a published dataset: it cannot go with --from-dump")
         run_rebuild(settings, manifest, console=console)
         return
-    from equigen.harvest.fetch import FetchOptions, run_fetch
+    from equigen.core.options import FetchOptions
 
     options = FetchOptions(
         per_genre=per_genre,
@@ -238,6 +238,8 @@ def fetch(
         from_dump=from_dump,
         seed=dump_seed,
     )
+    from equigen.harvest.fetch import run_fetch  # heavy (aiohttp, pandas): after the options are checked
+
     run_fetch(settings, options, console=console)
 
 
@@ -248,9 +250,11 @@ def dedup(
 ) -> None:
     """Find exact (sha256) and near (pHash) duplicate covers, cluster them, pick one canonical cover per cluster."""
     from equigen.core.options import DedupOptions
-    from equigen.curate.dedup import run_dedup
 
-    run_dedup(_settings(data_dir=data_dir), DedupOptions(threshold=threshold), console=console)
+    options, settings = DedupOptions(threshold=threshold), _settings(data_dir=data_dir)
+    from equigen.curate.dedup import run_dedup  # heavy modules only once the options are checked
+
+    run_dedup(settings, options, console=console)
 
 
 @app.command()
@@ -268,10 +272,14 @@ def balance(
 ) -> None:
     """Choose exactly N canonical, unambiguous covers per genre, seeded and artist-capped."""
     from equigen.core.options import BalanceOptions
+
+    options, settings = (
+        BalanceOptions(per_genre, seed, artist_cap, allow_short, min_confidence),
+        _settings(data_dir=data_dir),
+    )
     from equigen.curate.balance import run_balance
 
-    options = BalanceOptions(per_genre, seed, artist_cap, allow_short, min_confidence)
-    run_balance(_settings(data_dir=data_dir), options, console=console)
+    run_balance(settings, options, console=console)
 
 
 @app.command()
@@ -290,10 +298,12 @@ def split(
 ) -> None:
     """Split the balanced selection by artist and duplicate-cluster groups, stratified by genre; write the dataset."""
     from equigen.core.options import SplitOptions
-    from equigen.publish.split import run_split
 
     options = SplitOptions(_parse_ratios(ratios), seed, shard_rows, samples_per_split)
-    run_split(_settings(data_dir=data_dir), options, console=console)
+    settings = _settings(data_dir=data_dir)
+    from equigen.publish.split import run_split
+
+    run_split(settings, options, console=console)
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -315,9 +325,11 @@ def verify(
 ) -> None:
     """Audit a dataset folder, trusting nothing stored: counts, artist and near-duplicate leakage, decoding, checksums, schema."""
     from equigen.core.options import VerifyOptions
+
+    options = VerifyOptions(radius=radius)
     from equigen.publish.verify import run_verify
 
-    ok = run_verify(dataset_dir, VerifyOptions(radius=radius), console=console)
+    ok = run_verify(dataset_dir, options, console=console)
     if not ok:
         raise typer.Exit(EXIT_PROBLEMS)
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from equigen.core.defaults import MAX_PER_GENRE
-from equigen.core.errors import check_number
+from equigen.core.defaults import default_artist_cap
 from equigen.core.records import require_columns
 from equigen.core.taxonomy import NO_GENRE
 
@@ -28,19 +26,6 @@ class BalanceResult:
 
     def short_genres(self) -> list[str]:
         return short_genres(self.table)
-
-
-def check_balance_options(per_genre: int, artist_cap: int | None, min_confidence: float) -> None:
-    """The numbers balance takes (and fetch, which counts what balance will keep), checked before anything runs."""
-    check_number("--per-genre", per_genre, 1, MAX_PER_GENRE, integer=True)
-    if artist_cap is not None:
-        check_number("--artist-cap", artist_cap, 1, MAX_PER_GENRE, integer=True)
-    check_number("--min-confidence", min_confidence, 0.0, 1.0)
-
-
-def default_artist_cap(per_genre: int) -> int:
-    """About 1 % of a genre, at least 2 covers per artist."""
-    return max(2, math.ceil(per_genre / 100))
 
 
 def short_genres(table: pd.DataFrame) -> list[str]:

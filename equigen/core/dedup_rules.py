@@ -23,15 +23,6 @@ from scipy.sparse.csgraph import connected_components
 from equigen.core.records import require_columns
 from equigen.core.taxonomy import NO_GENRE
 
-# Max pHash Hamming distance at which two covers count as near-duplicates. Measured with
-# benchmarks/dedup_threshold.py (default simulator world, every cover at 500 px, pairs inside
-# planted groups of re-encoded/resized/bordered/brightened copies as truth; pHash distances are
-# always even). Seed 0, 7381 covers, 243 true pairs: threshold 8 -> precision 1.000, recall 0.992;
-# 10 -> precision 0.988, recall 1.000; 12 -> 0.924, 1.000; 14 -> 0.453. Seed 1: 10 -> 0.983, 1.000.
-# 10 is the smallest threshold that catches every planted copy (2 % borders need it); a missed
-# copy would leak across splits, a false pair only drops one cover.
-DEFAULT_THRESHOLD = 10
-
 _MAX_CHUNK_BITS = 22  # bucket tables have 2**bits entries
 _BLOCK = 1 << 22  # candidate pairs verified per block (bounds memory)
 # Relative costs, fitted to timings at 150k and 1M: per probed item per pattern, per candidate pair.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -28,14 +27,11 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from equigen.core.balance_rules import check_balance_options, default_artist_cap
 from equigen.core.catalog import Catalog
 from equigen.core.config import Settings
-from equigen.core.dedup_rules import DEFAULT_THRESHOLD
-from equigen.core.defaults import DEFAULT_MARGIN, DEFAULT_PER_GENRE
-from equigen.core.errors import EquigenError, check_number
+from equigen.core.errors import EquigenError
 from equigen.core.lock import data_folder_lock
-from equigen.core.options import check_seed, check_threshold
+from equigen.core.options import FetchOptions, Goal
 from equigen.core.storage import ensure_writable
 from equigen.core.taxonomy import AMBIGUOUS, UNLABELLED, Taxonomy, load_taxonomy, normalize_tag
 from equigen.harvest.downloader import (
@@ -46,7 +42,7 @@ from equigen.harvest.downloader import (
     progress_display,
 )
 from equigen.harvest.dump import MAX_LINE_BYTES, DumpCounts, ingest_dump
-from equigen.harvest.musicbrainz import DEFAULT_SKIPPED_SECONDARY, PAGE_SIZE, MusicBrainzClient
+from equigen.harvest.musicbrainz import PAGE_SIZE, MusicBrainzClient
 from equigen.harvest.planning import (
     MAX_SEARCH_OFFSET,
     TRIED_STATUSES,
@@ -106,71 +102,6 @@ class FetchStats:
         return self.stored / self.published if self.published else 0.0
 
 
-@dataclass(frozen=True)
-class Goal:
-    """What `balance` will ask of the harvest: fetch stops when every genre can meet it."""
-
-    per_genre: int
-    # Extra usable covers: fetch counts what dedup + balance will keep (duplicate clusters, artist cap, confidence:
-    # planning.usable_table), so this is only a safety for what it cannot know -- a `dedup --threshold` above
-    # `threshold`, or a later fetch of other genres bringing a larger copy of a cover, canonical in its genre.
-    margin: float = DEFAULT_MARGIN
-    artist_cap: int | None = None  # None: balance's default for per_genre
-    min_confidence: float = 0.0
-    threshold: int = DEFAULT_THRESHOLD  # the pHash radius `equigen dedup --threshold` will cluster with
-
-    @property
-    def cap(self) -> int:
-        return default_artist_cap(self.per_genre) if self.artist_cap is None else self.artist_cap
-
-    @property
-    def target(self) -> int:
-        return math.ceil(self.per_genre * (1 + self.margin))
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    """Everything `equigen fetch` is asked to do, checked once, here: the CLI builds it, `run_fetch` takes it whole."""
-
-    per_genre: int = DEFAULT_PER_GENRE
-    margin: float = DEFAULT_MARGIN
-    artist_cap: int | None = None
-    min_confidence: float = 0.0
-    threshold: int | None = None  # None: dedup's default radius
-    genres: tuple[str, ...] = ()  # empty: every genre of the taxonomy
-    include_secondary: tuple[str, ...] = ()  # secondary types kept although skipped by default
-    discover: bool = True  # False: only download the covers already in the catalog
-    download: bool = True  # False: only discover
-    from_dump: Path | None = None  # discover from this MusicBrainz JSON dump instead of searching
-    seed: int | None = None  # the order a dump's candidates are taken in (only with from_dump)
-
-    def __post_init__(self) -> None:
-        for name in ("genres", "include_secondary"):  # lists from the CLI: frozen means tuples
-            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
-        check_fetch_options(self.per_genre, self.margin, self.artist_cap, self.min_confidence, self.threshold)
-        if self.seed is not None:
-            if self.from_dump is None:
-                raise EquigenError("--seed orders the candidates of a dump: give it with --from-dump")
-            check_seed(self.seed)
-        if self.from_dump is not None and not self.discover:
-            raise EquigenError("--from-dump discovers from a dump: it cannot go with --skip-discovery")
-
-    @property
-    def goal(self) -> Goal:
-        threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
-        return Goal(self.per_genre, self.margin, self.artist_cap, self.min_confidence, threshold)
-
-    @property
-    def skipped_secondary(self) -> tuple[str, ...]:
-        kept = {x.lower() for x in self.include_secondary}
-        return tuple(s for s in DEFAULT_SKIPPED_SECONDARY if s not in kept)
-
-    @property
-    def searches(self) -> bool:
-        """Whether this fetch asks MusicBrainz (a search); a dump needs no request to it."""
-        return self.discover and self.from_dump is None
-
-
 def run_fetch(settings: Settings, options: FetchOptions | None = None, *, console: Console | None = None) -> FetchStats:
     """Fetch with the data folder locked (see lock.py): one writer per folder. The options were checked when they
     were built and the dump is looked for first, so a rejected fetch creates no folder and no lock."""
@@ -181,16 +112,6 @@ def run_fetch(settings: Settings, options: FetchOptions | None = None, *, consol
         raise EquigenError(f"--from-dump {options.from_dump}: no such file")
     with data_folder_lock(settings.data_dir, "fetch"):
         return _run_fetch_unlocked(settings, options, console or Console(stderr=True))
-
-
-def check_fetch_options(
-    per_genre: int, margin: float, artist_cap: int | None, min_confidence: float, threshold: int | None
-) -> None:
-    """fetch's numbers, checked before anything is touched (balance checks the same ones with the same bounds)."""
-    check_balance_options(per_genre, artist_cap, min_confidence)
-    check_number("--margin (a fraction: 0.05 = 5 %)", margin, 0.0, 10.0)
-    if threshold is not None:
-        check_threshold(threshold)
 
 
 def _run_fetch_unlocked(settings: Settings, options: FetchOptions, console: Console) -> FetchStats:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from equigen.core.defaults import DEFAULT_SKIPPED_SECONDARY
 from equigen.core.errors import EquigenError, first_line
 from equigen.core.mbids import require_mbid
 from equigen.core.records import ReleaseGroup
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 100  # the most MusicBrainz search returns per request
 MAX_ANSWER_BYTES = 16_000_000  # decoded bytes of one JSON answer (a full search page is ~0.3 MB)
 RETRY_STATUSES = {429, 500, 502, 503, 504}  # 429 from a proxy in front of the service is handled like 503
-DEFAULT_SKIPPED_SECONDARY = ("compilation", "live", "soundtrack")
 
 
 class RateLimiter:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from equigen.core.balance_rules import usable_counts
-from equigen.core.dedup_rules import DEDUP_COLUMNS, DEFAULT_THRESHOLD, dedup_rows
+from equigen.core.dedup_rules import DEDUP_COLUMNS, dedup_rows
+from equigen.core.defaults import DEFAULT_THRESHOLD
 from equigen.core.records import require_columns
 from equigen.core.search_analysis import mb_tokens, phrase_in
 from equigen.core.taxonomy import normalize_tag

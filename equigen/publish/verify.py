@@ -20,8 +20,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from equigen.core.dedup_rules import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs
-from equigen.core.defaults import SPLITS
+from equigen.core.dedup_rules import hashes_from_hex, near_pairs
+from equigen.core.defaults import DEFAULT_THRESHOLD, SPLITS
 from equigen.core.errors import EquigenError, inert
 from equigen.core.images import BadImage, inspect_image
 from equigen.core.options import VerifyOptions
