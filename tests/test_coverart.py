@@ -123,3 +123,56 @@ def test_malformed_redirect_target_fails_that_cover_not_the_run():
 
     out = asyncio.run(go())
     assert out.status == "failed" and "malformed URL" in out.error and out.attempts == 1
+
+
+def test_a_cover_session_sends_its_user_agent_on_every_hop_keeps_no_cookies_and_resolves_like_urljoin(tmp_path):
+    """The download session carries the User-Agent itself (no header passed per request) and no cookie jar; a
+    relative Location with a query and an escaped space resolves to the URL urljoin gives."""
+    from urllib.parse import urljoin
+
+    from aiohttp import web
+
+    from equigen.harvest.download_workers import CoverJob, new_session
+
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def hop(status: int, location: str, cookie: bool = False):
+        async def handler(request):
+            seen.append((request.path_qs, request.headers.get("User-Agent"), request.headers.get("Cookie")))
+            response = web.Response(status=status, headers={"Location": location})
+            if cookie:
+                response.set_cookie("session", "abc")
+            return response
+
+        return handler
+
+    async def image(request):
+        seen.append((request.path_qs, request.headers.get("User-Agent"), request.headers.get("Cookie")))
+        return web.Response(body=b"cover bytes", content_type="image/jpeg")
+
+    async def go():
+        app = web.Application()
+        app.router.add_get("/release-group/x/front-500", hop(307, "../../img/a%20b?size=500", cookie=True))
+        app.router.add_get("/img/a b", hop(302, "/final/c.jpg"))
+        app.router.add_get("/final/c.jpg", image)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        # localhost, not an IP literal: aiohttp's default cookie jar would keep this cookie
+        base = f"http://localhost:{site._server.sockets[0].getsockname()[1]}"
+        job = CoverJob(base, 500, UA["User-Agent"], tmp_path, 1000, 10**6, 1, 1, 10.0)
+        try:
+            async with new_session(job, 2, 2) as session:
+                return base, await get_cover_bytes(session, f"{base}/release-group/x/front-500", max_bytes=1000)
+        finally:
+            await runner.cleanup()
+
+    base, out = asyncio.run(go())
+    assert out.status == "ok" and out.data == b"cover bytes"
+    assert out.final_url == urljoin(
+        urljoin(f"{base}/release-group/x/front-500", "../../img/a%20b?size=500"), "/final/c.jpg"
+    )
+    assert [path for path, _, _ in seen] == ["/release-group/x/front-500", "/img/a%20b?size=500", "/final/c.jpg"]
+    assert all(agent == UA["User-Agent"] for _, agent, _ in seen)
+    assert all(cookie is None for _, _, cookie in seen)  # the first hop's cookie is not sent back

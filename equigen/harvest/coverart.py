@@ -12,11 +12,13 @@ import ipaddress
 import logging
 import random
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urlparse
 
 import aiohttp
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 from equigen.core.mbids import require_mbid
 
@@ -81,9 +83,9 @@ def is_local_url(url: str) -> bool:
         return False
 
 
-def _private_literal(url: str) -> bool:
+def _private_literal(url: URL) -> bool:
     try:
-        return not ipaddress.ip_address(urlparse(url).hostname or "").is_global
+        return not ipaddress.ip_address(url.raw_host or "").is_global
     except ValueError:
         return False  # a host name: the resolver decides
 
@@ -96,7 +98,7 @@ async def get_cover_bytes(
     session: aiohttp.ClientSession,
     url: str,
     *,
-    headers: dict,
+    headers: Mapping[str, str] | None = None,
     max_bytes: int,
     max_attempts: int = 4,
     backoff: float = 0.5,
@@ -105,7 +107,8 @@ async def get_cover_bytes(
     """GET `url` following at most MAX_REDIRECTS http(s) redirects; retry transient failures.
 
     allow_private=False refuses any hop to a non-global IP literal ("refused"); host names are
-    checked by the session's GlobalOnlyResolver.
+    checked by the session's GlobalOnlyResolver. headers: added to the session's own (a download process's
+    session carries the User-Agent, so its requests merge no headers).
     """
     last_error, last_status = "", None
     for attempt in range(1, max_attempts + 1):
@@ -138,31 +141,36 @@ async def get_cover_bytes(
 
 
 async def _get_following(
-    session, url: str, headers: dict, max_bytes: int, allow_private: bool = True
+    session, url: str, headers: Mapping[str, str] | None, max_bytes: int, allow_private: bool = True
 ) -> tuple[int, bytes | None, str]:
-    current = url
+    # One parsed URL per hop, handed to aiohttp as is: a string would be parsed again by every request, and
+    # urljoin + urlparse per redirect cost more than the yarl join (0.1 ms of CPU per cover on loopback).
+    try:
+        current = URL(url)
+    except ValueError:
+        raise Refused("failed", f"malformed URL {url[:100]}") from None
     for _ in range(MAX_REDIRECTS + 1):
         if not allow_private and _private_literal(current):
-            raise Refused("refused", f"refused a request to a non-global address: {current[:100]}")
+            raise Refused("refused", f"refused a request to a non-global address: {str(current)[:100]}")
         async with session.get(current, headers=headers, allow_redirects=False) as resp:
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.headers.get("Location")
                 if not location:
                     raise Refused("failed", f"redirect without Location from {current}", resp.status)
                 try:
-                    nxt = urljoin(current, location)
-                    scheme = urlparse(nxt).scheme
+                    nxt = current.join(URL(location))
+                    scheme = nxt.scheme
                 except ValueError:  # e.g. "http://[::1/x": not a URL
                     raise Refused("failed", f"redirect to a malformed URL from {current}", resp.status) from None
                 if scheme not in ("http", "https"):
-                    raise Refused("failed", f"refused redirect to non-http(s) URL {nxt[:80]}", resp.status)
+                    raise Refused("failed", f"refused redirect to non-http(s) URL {str(nxt)[:80]}", resp.status)
                 logger.debug("redirect %d %s -> %s", resp.status, current, nxt)
                 current = nxt
                 continue
             if resp.status in RETRYABLE_STATUS:
                 raise Retryable(f"HTTP {resp.status}", resp.status)
             if resp.status != 200:
-                return resp.status, None, current
+                return resp.status, None, str(current)
             length = resp.content_length
             if length is not None and length > max_bytes:
                 raise Refused("bad_image", f"body of {length} bytes exceeds the cap of {max_bytes}", 200)
@@ -173,7 +181,7 @@ async def _get_following(
                 data = await resp.read()
                 if len(data) != length:
                     raise Retryable(f"body cut short: {len(data)} of {length} bytes", 200)
-                return 200, data, current
+                return 200, data, str(current)
             # Unknown length, or compressed (aiohttp inflates it): count the *decoded* bytes as they come,
             # so a small gzip body that inflates to gigabytes stops at the cap.
             chunks, total = [], 0
@@ -182,5 +190,5 @@ async def _get_following(
                 if total > max_bytes:
                     raise Refused("bad_image", f"decoded body exceeds the cap of {max_bytes} bytes", 200)
                 chunks.append(chunk)
-            return 200, b"".join(chunks), current
+            return 200, b"".join(chunks), str(current)
     raise Refused("failed", f"more than {MAX_REDIRECTS} redirects from {url}", None)

@@ -73,11 +73,17 @@ def one_blas_thread() -> threadpool_limits:
 
 def new_session(job: CoverJob, connections: int, per_host: int) -> aiohttp.ClientSession:
     """An HTTP session for cover downloads. Redirects may only leave the global internet when the configured
-    archive is itself local (simulator, mirror)."""
+    archive is itself local (simulator, mirror). The User-Agent is the session's (no header merge per
+    request) and cookies are neither kept nor sent (the archive sets none; a jar is work on every hop)."""
     timeout = aiohttp.ClientTimeout(total=job.timeout, sock_connect=min(10.0, job.timeout))
     resolver = None if is_local_url(job.coverart_url) else GlobalOnlyResolver()
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=per_host, ttl_dns_cache=300, resolver=resolver)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector)
+    return aiohttp.ClientSession(
+        timeout=timeout,
+        connector=connector,
+        headers={"User-Agent": job.user_agent},
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 async def download_and_store_cover(
@@ -90,7 +96,6 @@ async def download_and_store_cover(
     outcome = await get_cover_bytes(
         session,
         url,
-        headers={"User-Agent": job.user_agent},
         max_bytes=job.max_bytes,
         max_attempts=job.max_attempts,
         allow_private=is_local_url(job.coverart_url),

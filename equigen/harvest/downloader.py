@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import time
 from collections import deque
@@ -47,6 +48,8 @@ FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row
 # A download-only run of at least this many covers starts download processes (one per core); smaller runs
 # download on this event loop (no process start-up for a handful of covers).
 DOWNLOAD_PROCESSES_MIN_COVERS = 256
+# What the forkserver imports once, so each download process starts with it loaded (aiohttp, NumPy, Pillow, ...)
+FORKSERVER_PRELOAD = ["equigen.harvest.download_workers"]
 
 
 @dataclass
@@ -110,6 +113,17 @@ async def download_catalog_covers(
             downloader.enqueue(mbids)
             await downloader.drain()
     return downloader.stats
+
+
+def start_forkserver_early() -> None:
+    """Start the forkserver that download processes fork from, and its preload's imports (~0.5 s of CPU), now,
+    on another core, while this process still reads the catalog: a download-only run calls this before it
+    opens the catalog, so its first download starts that much sooner. Idempotent; nothing without forkserver."""
+    try:
+        multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    except ValueError:  # no forkserver on this platform
+        return
+    multiprocessing.forkserver.ensure_running()
 
 
 def download_process_count(expected: int, connections: int, per_host: int) -> int:
@@ -343,7 +357,7 @@ class _DownloadProcesses(_Backend):
         loop = asyncio.get_running_loop()
         context = multiprocessing.get_context("forkserver")
         # forkserver, not fork: this process runs an event loop and threads (fork would copy held locks).
-        context.set_forkserver_preload(["equigen.harvest.download_workers"])
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # already running after start_forkserver_early
         level = logging.getLogger("equigen").getEffectiveLevel()
         for connections, per_host in zip(self.connections, self.per_host):
             if connections < 1:

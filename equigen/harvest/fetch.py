@@ -40,6 +40,7 @@ from equigen.harvest.downloader import (
     cover_downloads,
     download_catalog_covers,
     progress_display,
+    start_forkserver_early,
 )
 from equigen.harvest.dump import MAX_LINE_BYTES, DumpCounts, ingest_dump
 from equigen.harvest.musicbrainz import PAGE_SIZE, MusicBrainzClient
@@ -123,6 +124,8 @@ def _run_fetch_unlocked(settings: Settings, options: FetchOptions, console: Cons
     catalog (all of them).
     """
     goal = options.goal
+    if not options.discover:
+        start_forkserver_early()  # its imports overlap the catalog reads below
     taxonomy = fetch_taxonomy(settings)
     targets = _target_genres(taxonomy, options.genres)
     ensure_writable(settings.data_dir)

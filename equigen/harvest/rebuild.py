@@ -25,7 +25,7 @@ from equigen.core.manifest import MANIFEST_SOURCE, read_manifest
 from equigen.core.records import ReleaseGroup
 from equigen.core.storage import ensure_writable
 from equigen.core.taxonomy import Taxonomy, load_taxonomy
-from equigen.harvest.downloader import DownloadStats, download_catalog_covers
+from equigen.harvest.downloader import DownloadStats, download_catalog_covers, start_forkserver_early
 
 
 def manifest_release_groups(manifest: pd.DataFrame) -> list[ReleaseGroup]:
@@ -95,6 +95,7 @@ def run_rebuild(settings: Settings, manifest_path: Path, *, console: Console | N
 def _rebuild(
     settings: Settings, catalog: Catalog, taxonomy: Taxonomy, manifest_path: Path, console: Console
 ) -> DownloadStats:
+    start_forkserver_early()  # its imports overlap reading the manifest and the catalog
     manifest = read_manifest(manifest_path)
     thumbnail = manifest_thumbnail(manifest, settings.thumbnail)
     if thumbnail != settings.thumbnail:
