@@ -187,8 +187,9 @@ def plot_confident_errors(
         per_genre,
         figsize=(1.2 + per_genre * tile, 0.4 + len(names) * tile * 1.1),
         squeeze=False,
-        layout="constrained",
     )
+    # Fixed spacing: the constrained-layout solver over 60 axes took a third of the plot's ~3.7 s on 2 cores.
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.02, wspace=0.1, hspace=0.45)
     for g, (row, picked) in enumerate(zip(axes, rows)):
         for col, ax in enumerate(row):
             ax.set_xticks([])
