@@ -32,7 +32,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from equigen.core.dedup_rules import DEFAULT_THRESHOLD, hashes_from_hex, near_pairs  # noqa: E402
+from equigen.core.dedup_rules import hashes_from_hex, near_pairs  # noqa: E402
+from equigen.core.defaults import DEFAULT_THRESHOLD  # noqa: E402
 from equigen.core.images import inspect_image  # noqa: E402
 
 NAME = "bench_dedup_quality"

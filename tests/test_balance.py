@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from equigen.core.balance_rules import default_artist_cap, select_balanced, short_genres, usable_counts
+from equigen.core.balance_rules import select_balanced, short_genres, usable_counts
+from equigen.core.defaults import default_artist_cap
 
 GENRES = ["Rock", "Jazz", "Folk"]
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from equigen.core.balance_rules import select_balanced
-from equigen.core.dedup_rules import DEFAULT_THRESHOLD, dedup_rows
+from equigen.core.dedup_rules import dedup_rows
+from equigen.core.defaults import DEFAULT_THRESHOLD
 from equigen.harvest.planning import (
     MIN_YIELD,
     Cursor,

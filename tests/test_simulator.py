@@ -23,7 +23,7 @@ import pytest
 import requests
 from PIL import Image
 
-from equigen.core.dedup_rules import DEFAULT_THRESHOLD
+from equigen.core.defaults import DEFAULT_THRESHOLD
 from equigen.core.errors import EquigenError
 from equigen.core.mbids import VARIOUS_ARTISTS, is_mbid
 from equigen.core.search_analysis import mb_tokens, phrase_in
