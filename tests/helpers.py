@@ -64,3 +64,39 @@ def read_metadata(dataset_dir: Path) -> pd.DataFrame:
             for batch in iter_batches(path, METADATA_COLUMNS):
                 frames.append(batch.to_pandas().assign(split=split))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*METADATA_COLUMNS, "split"])
+
+
+# The two HTTP clients of cover downloads: aiohttp on an event loop (coverart.get_cover_bytes) and libcurl in a
+# download process (curl_covers.CurlCovers). Tests of the download policy run against both.
+COVER_ENGINES = ("aiohttp", "curl")
+TEST_UA = "equigen/test ( tests@example.org )"
+
+
+async def get_cover(
+    engine: str,
+    url: str,
+    *,
+    max_bytes: int = 10_000_000,
+    attempts: int = 3,
+    backoff: float = 0.01,
+    allow_private: bool = True,
+    user_agent: str = TEST_UA,
+):
+    """One cover's Outcome through `engine`, awaitable beside a test's own aiohttp server (curl runs in a thread).
+    allow_private=False is what a global archive gets: no hop to a non-global address."""
+    import asyncio
+
+    import aiohttp
+
+    from equigen.harvest.coverart import GlobalOnlyResolver, get_cover_bytes
+    from equigen.harvest.curl_covers import fetch_all
+
+    if engine == "curl":
+        settings = dict(connections=2, per_host=2, user_agent=user_agent, max_bytes=max_bytes, timeout=10.0)
+        settings.update(max_attempts=attempts, backoff=backoff, allow_private=allow_private)
+        return (await asyncio.to_thread(fetch_all, [url], **settings))[0]
+    connector = aiohttp.TCPConnector(resolver=None if allow_private else GlobalOnlyResolver())
+    async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": user_agent}) as session:
+        return await get_cover_bytes(
+            session, url, max_bytes=max_bytes, max_attempts=attempts, backoff=backoff, allow_private=allow_private
+        )

@@ -14,14 +14,13 @@ import zlib
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import quiet_console
+from helpers import COVER_ENGINES, get_cover, quiet_console
 
 from equigen.core.catalog import Catalog
 from equigen.core.config import load_settings
 from equigen.core.errors import EquigenError
 from equigen.core.lock import data_folder_lock
 from equigen.core.taxonomy import load_taxonomy
-from equigen.harvest.coverart import get_cover_bytes
 from equigen.harvest.fetch import FetchOptions, run_fetch
 from equigen.harvest.musicbrainz import MAX_ANSWER_BYTES, MusicBrainzClient, parse_release_group
 
@@ -55,7 +54,8 @@ async def serve(routes: dict):
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
-def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_passes():
+@pytest.mark.parametrize("engine", COVER_ENGINES)
+def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_passes(engine):
     bomb = gzip_bomb(256 << 20)  # 256 MiB inflated, ~250 KB on the wire
     jpeg = bytes(range(256)) * 64  # any bytes: get_cover_bytes does not decode images
 
@@ -67,12 +67,11 @@ def test_gzip_bomb_cover_is_capped_by_decoded_bytes_and_a_genuine_gzip_cover_pas
             }
         )
         try:
-            async with aiohttp.ClientSession() as session:
-                tracemalloc.start()
-                bombed = await get_cover_bytes(session, f"{url}/bomb", headers={}, max_bytes=10_000_000)
-                peak = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
-                genuine = await get_cover_bytes(session, f"{url}/gz", headers={}, max_bytes=10_000_000)
+            tracemalloc.start()
+            bombed = await get_cover(engine, f"{url}/bomb", max_bytes=10_000_000)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            genuine = await get_cover(engine, f"{url}/gz", max_bytes=10_000_000)
         finally:
             await runner.cleanup()
         return bombed, peak, genuine
@@ -220,35 +219,35 @@ def test_a_lone_surrogate_in_a_title_is_stored_not_fatal(tmp_path):
     json.dumps(group.tags)  # storable as JSON, no surrogates left
 
 
-def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local():
-    from equigen.harvest.coverart import GlobalOnlyResolver, is_local_url
+@pytest.mark.parametrize("engine", COVER_ENGINES)
+def test_hops_to_non_global_addresses_are_refused_unless_the_archive_is_local(engine):
+    from equigen.harvest.coverart import is_local_url
+
+    seen = []
 
     async def image(request):
+        seen.append(request.path)
         return web.Response(body=b"\xff\xd8 not really a jpeg")
 
     async def main():
         runner, url = await serve({"/img": image, "/hop": answer(status=307, headers={"Location": "/img"})})
         port = url.rsplit(":", 1)[1]
         try:
-            async with (
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GlobalOnlyResolver())) as guarded,
-                aiohttp.ClientSession() as plain,
-            ):
-                by_name = await get_cover_bytes(
-                    guarded, f"http://localhost:{port}/hop", headers={}, max_bytes=10_000, allow_private=False
-                )
-                by_address = await get_cover_bytes(
-                    plain, f"{url}/hop", headers={}, max_bytes=10_000, allow_private=False
-                )
-                local_archive = await get_cover_bytes(plain, f"{url}/hop", headers={}, max_bytes=10_000)
+            # a host name that resolves to loopback: refused where it resolves, before any connection
+            by_name = await get_cover(engine, f"http://localhost:{port}/hop", max_bytes=10_000, allow_private=False)
+            served_by_name = list(seen)
+            # an IP literal: refused before the request
+            by_address = await get_cover(engine, f"{url}/hop", max_bytes=10_000, allow_private=False)
+            local_archive = await get_cover(engine, f"{url}/hop", max_bytes=10_000)
         finally:
             await runner.cleanup()
-        return by_name, by_address, local_archive
+        return by_name, served_by_name, by_address, local_archive
 
-    by_name, by_address, local_archive = asyncio.run(main())
+    by_name, served_by_name, by_address, local_archive = asyncio.run(main())
     assert by_name.status == "refused" and "no global address" in by_name.error and by_name.attempts == 1
+    assert served_by_name == [], "a refused host got a request"
     assert by_address.status == "refused" and by_address.attempts == 1
-    assert local_archive.status == "ok"
+    assert local_archive.status == "ok" and seen == ["/img"]
     assert (
         is_local_url("http://127.0.0.1:8765") and is_local_url("http://10.1.2.3") and is_local_url("http://localhost")
     )

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+REDIRECT_STATUS = {301, 302, 303, 307, 308}
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,50 @@ async def get_cover_bytes(
                 return Outcome("ok", attempt, 200, data=data, final_url=final_url)
             return Outcome("failed", attempt, status, final_url=final_url, error=f"HTTP {status}")
         if attempt < max_attempts:
-            delay = backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-            logger.info(
-                "cover %s: %s; retry %d of %d in %.1f s", url, last_error[:80], attempt, max_attempts - 1, delay
-            )
+            delay = retry_delay(backoff, attempt)
+            log_retry(url, last_error, attempt, max_attempts, delay)
             await asyncio.sleep(delay)
     return Outcome("failed", max_attempts, last_status, error=last_error[:300] or "failed")
+
+
+def retry_delay(backoff: float, attempt: int) -> float:
+    """Seconds before the attempt after `attempt`: exponential, jittered so that many covers failing together
+    do not all come back at once."""
+    return backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+
+
+def log_retry(url: str, error: str, attempt: int, max_attempts: int, delay: float) -> None:
+    logger.info("cover %s: %s; retry %d of %d in %.1f s", url, error[:80], attempt, max_attempts - 1, delay)
+
+
+def parse_url(url: str) -> URL:
+    try:
+        return URL(url)
+    except ValueError:
+        raise Refused("failed", f"malformed URL {url[:100]}") from None
+
+
+def check_hop(url: URL, allow_private: bool) -> None:
+    """Before each request: a hop to a non-global IP literal is refused unless the archive is local (host names
+    are checked where they resolve: GlobalOnlyResolver, or the libcurl engine's socket hook)."""
+    if not allow_private and _private_literal(url):
+        raise Refused("refused", f"refused a request to a non-global address: {str(url)[:100]}")
+
+
+def next_hop(current: URL, status: int, location: str | None) -> URL:
+    """Where a redirect answer sends us: the Location resolved against the current URL (as urljoin does),
+    http(s) only. A missing, malformed or non-http(s) target fails this cover (not retried)."""
+    if not location:
+        raise Refused("failed", f"redirect without Location from {current}", status)
+    try:
+        nxt = current.join(URL(location))
+        scheme = nxt.scheme
+    except ValueError:  # e.g. "http://[::1/x": not a URL
+        raise Refused("failed", f"redirect to a malformed URL from {current}", status) from None
+    if scheme not in ("http", "https"):
+        raise Refused("failed", f"refused redirect to non-http(s) URL {str(nxt)[:80]}", status)
+    logger.debug("redirect %d %s -> %s", status, current, nxt)
+    return nxt
 
 
 async def _get_following(
@@ -145,27 +184,12 @@ async def _get_following(
 ) -> tuple[int, bytes | None, str]:
     # One parsed URL per hop, handed to aiohttp as is: a string would be parsed again by every request, and
     # urljoin + urlparse per redirect cost more than the yarl join (0.1 ms of CPU per cover on loopback).
-    try:
-        current = URL(url)
-    except ValueError:
-        raise Refused("failed", f"malformed URL {url[:100]}") from None
+    current = parse_url(url)
     for _ in range(MAX_REDIRECTS + 1):
-        if not allow_private and _private_literal(current):
-            raise Refused("refused", f"refused a request to a non-global address: {str(current)[:100]}")
+        check_hop(current, allow_private)
         async with session.get(current, headers=headers, allow_redirects=False) as resp:
-            if resp.status in (301, 302, 303, 307, 308):
-                location = resp.headers.get("Location")
-                if not location:
-                    raise Refused("failed", f"redirect without Location from {current}", resp.status)
-                try:
-                    nxt = current.join(URL(location))
-                    scheme = nxt.scheme
-                except ValueError:  # e.g. "http://[::1/x": not a URL
-                    raise Refused("failed", f"redirect to a malformed URL from {current}", resp.status) from None
-                if scheme not in ("http", "https"):
-                    raise Refused("failed", f"refused redirect to non-http(s) URL {str(nxt)[:80]}", resp.status)
-                logger.debug("redirect %d %s -> %s", resp.status, current, nxt)
-                current = nxt
+            if resp.status in REDIRECT_STATUS:
+                current = next_hop(current, resp.status, resp.headers.get("Location"))
                 continue
             if resp.status in RETRYABLE_STATUS:
                 raise Retryable(f"HTTP {resp.status}", resp.status)
@@ -191,4 +215,8 @@ async def _get_following(
                     raise Refused("bad_image", f"decoded body exceeds the cap of {max_bytes} bytes", 200)
                 chunks.append(chunk)
             return 200, b"".join(chunks), str(current)
-    raise Refused("failed", f"more than {MAX_REDIRECTS} redirects from {url}", None)
+    raise too_many_redirects(url)
+
+
+def too_many_redirects(url: str) -> Refused:
+    return Refused("failed", f"more than {MAX_REDIRECTS} redirects from {url}", None)

@@ -1,12 +1,12 @@
 """One cover, start to finish (download, validate, hash, store), and the download processes that run many.
 
-`download_and_store_cover` is what every download runs, in the parent (small runs, downloads beside discovery) or in a
-download process. Large download-only runs (a manifest rebuild, a resumed fetch) start one download process
-per core (`process_main`): each runs its own event loop and HTTP session on the MBIDs its parent sends and
-answers with results, so HTTP parsing, JPEG decoding and file writes run on every core and no image bytes
-cross a process boundary (benchmarks/bench_download.py: 1.2-1.45x the covers/s of every download on one
-event loop). In a download process a cover is validated on the loop's own thread, its pHash on one BLAS
-thread, and the results of one loop turn travel as one message. The parent records results (downloader.py).
+`download_and_store_cover` is what a download on the parent's event loop runs (small runs, downloads beside
+discovery): aiohttp, then `validate_and_store`. Large download-only runs (a manifest rebuild, a resumed fetch)
+start one download process per core (`process_main`): each downloads the MBIDs its parent sends over libcurl
+(curl_covers.py, the same policy at half the CPU per cover), validates, hashes and stores each cover on arrival
+(`validate_and_store`, its pHash on one BLAS thread) and answers with results, so HTTP, JPEG decoding and file
+writes run on every core and no image bytes cross a process boundary. The covers finished in one pass travel as
+one message. The parent records results (downloader.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import signal
 import threading
 import traceback
 from concurrent.futures import Executor
-from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -31,6 +30,7 @@ from equigen.core.images import BadImage, inspect_image
 from equigen.core.records import CoverResult
 from equigen.core.storage import store_image
 from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, get_cover_bytes, is_local_url
+from equigen.harvest.curl_covers import CurlCovers
 
 THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
 
@@ -185,7 +185,7 @@ def process_main(conn: Connection, job: CoverJob, connections: int, per_host: in
     root.propagate = False
     try:
         with one_blas_thread():
-            asyncio.run(_serve(conn, job, connections, per_host))
+            _serve(conn, job, connections, per_host)
     except Exception as exc:  # reported to the parent, which raises it
         _report_crash(conn, exc)
 
@@ -203,73 +203,51 @@ def _report_crash(conn: Connection, error: BaseException) -> None:
         pass
 
 
-async def _serve(conn: Connection, job: CoverJob, connections: int, per_host: int) -> None:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    stop = asyncio.Event()
-
-    def receive() -> None:
-        try:
-            while conn.poll():
-                message = conn.recv()
-                if message is None:
-                    raise EOFError
-                for mbid in message:
-                    queue.put_nowait(mbid)
-        except (EOFError, OSError):
-            loop.remove_reader(conn.fileno())
-            stop.set()
-
-    outbox = _Outbox(conn, loop, stop)
-    # Validation runs on this loop's thread (validator None): every core already runs a download process.
-    async with new_session(job, connections, per_host) as session:
-
-        async def worker() -> None:
-            while True:
-                mbid = await queue.get()
+def _serve(conn: Connection, job: CoverJob, connections: int, per_host: int) -> None:
+    """Download what the parent sends until it says stop (None) or goes away; the covers finished in one pass
+    travel as one message. HTTP in libcurl (curl_covers.py); validation on this thread, between passes (every
+    core already runs a download process: a thread measured no faster, and inline there is no hand-off)."""
+    engine = CurlCovers(
+        connections=connections,
+        per_host=per_host,
+        user_agent=job.user_agent,
+        max_bytes=job.max_bytes,
+        timeout=job.timeout,
+        max_attempts=job.max_attempts,
+        allow_private=is_local_url(job.coverart_url),
+    )
+    pipe = conn.fileno()
+    max_side = THUMBNAIL_SLACK * job.thumbnail
+    try:
+        while True:
+            if engine.wait([pipe]):
                 try:
+                    while conn.poll():
+                        message = conn.recv()
+                        if message is None:
+                            return  # stop now: what is in flight stays pending in the catalog
+                        engine.add_many((mbid, cover_url(job.coverart_url, mbid, job.thumbnail)) for mbid in message)
+                except (EOFError, OSError):  # the parent is gone: nobody to download for
+                    return
+            results = []
+            for mbid, url, outcome in engine.run():
+                if outcome.status != "ok":
+                    result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
+                else:
+                    args = (job.data_dir, job.max_pixels, job.min_side, mbid, url, outcome.http_status, outcome.data)
                     try:
-                        result, attempts = await download_and_store_cover(session, None, job, mbid)
+                        result = validate_and_store(*args, max_side)
                     except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
-                        outbox.flush()  # the results before it are recorded first
+                        if results:  # the results before it are recorded first
+                            _send(conn, ("results", results))
+                            results = []
                         _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
                         continue
-                    outbox.add(result, attempts)
-                except Exception as exc:  # a bug, or the parent gone: tell it (if it is there) and stop
-                    with suppress(OSError, ValueError):
-                        outbox.flush()
-                    _report_crash(conn, exc)
-                    stop.set()
+                results.append((result, outcome.attempts))
+            if results:
+                try:
+                    _send(conn, ("results", results))
+                except (OSError, ValueError):  # the parent is gone
                     return
-
-        loop.add_reader(conn.fileno(), receive)
-        workers = [asyncio.create_task(worker()) for _ in range(connections)]
-        await stop.wait()
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-
-
-class _Outbox:
-    """Results finished in one turn of the event loop go to the parent as one message: one pickle, one pipe
-    write and one wake-up of the parent for several covers, sent before the loop next waits for I/O."""
-
-    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
-        self.conn, self.loop, self.stop = conn, loop, stop
-        self.results: list[tuple[CoverResult, int]] = []
-
-    def add(self, result: CoverResult, attempts: int) -> None:
-        if not self.results:
-            self.loop.call_soon(self._flush_or_stop)
-        self.results.append((result, attempts))
-
-    def flush(self) -> None:
-        if self.results:
-            results, self.results = self.results, []
-            _send(self.conn, ("results", results))
-
-    def _flush_or_stop(self) -> None:
-        try:
-            self.flush()
-        except (OSError, ValueError):  # the parent is gone: nobody to download for
-            self.stop.set()
+    finally:
+        engine.close()

@@ -7,7 +7,7 @@ small batches (catalog.py). Results are recorded after the image file is in plac
 loses at most the last batch's bookkeeping, and those covers are simply downloaded again (same bytes, same
 path). Where the downloads run: as tasks on this process's event loop (small runs, and downloads beside
 discovery, which paces them at a search page a second), or, for a large download-only run, in one download
-process per core, each with its own event loop (download_workers.process_main), this process handing out
+process per core, each with its own libcurl transfers (download_workers.process_main), this process handing out
 MBIDs and recording what comes back.
 """
 
