@@ -9,7 +9,9 @@ URLs: the Cover Art Archive ones, {base}/release-group/<mbid>/front-500, each an
 flaky, resolved to a genre: ~9,300).
 
 - ours: `run_fetch(settings, FetchOptions(discover=False))` on a catalog holding those release groups (inserted
-  beforehand, untimed), in a fresh process: download, validate (JPEG decode), sha256, pHash, store
+  beforehand, untimed, with the taxonomy fingerprint a discovering fetch leaves), in a fresh process that starts
+  the download processes' forkserver before its own imports, as `equigen fetch --skip-discovery` does: download
+  (libcurl in the download processes), validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time, split over
   one download process per core (each its own event loop); the parent records. --one-loop-too also runs
   every download on the parent's one event loop (validation in 2 threads).
@@ -57,6 +59,9 @@ OURS_SCRIPT = r"""
 import json, os, sys, time
 t0 = time.monotonic()
 a = json.loads(sys.argv[1])
+from equigen.harvest.forkserver import start_forkserver_early
+if not a.get("threads"):  # as `equigen fetch --skip-discovery` does, before importing its verb
+    start_forkserver_early()
 from rich.console import Console
 from equigen.core.config import load_settings
 import equigen.harvest.downloader
@@ -215,6 +220,8 @@ def run_ours(
         )
     with Catalog(data_dir / "catalog.sqlite") as cat:
         cat.add_release_groups(groups, found_via="benchmark")
+        # as the fetch that discovered them leaves it: labelled under this taxonomy (no relabelling pass)
+        cat.set_meta("taxonomy_fingerprint", world.taxonomy.fingerprint())
     arg = {"data_dir": str(data_dir), "url": url, "concurrency": concurrency, "threads": threads}
     arg = json.dumps(arg)
     res = timed_child([sys.executable, "-c", OURS_SCRIPT, arg], server_pid)

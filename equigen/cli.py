@@ -217,10 +217,11 @@ def fetch(
         taxonomy_path=taxonomy,
     )
     if manifest is not None:
-        from equigen.harvest.rebuild import run_rebuild
-
         if from_dump is not None:
             raise EquigenError("--manifest rebuilds a published dataset: it cannot go with --from-dump")
+        _start_download_processes_early()
+        from equigen.harvest.rebuild import run_rebuild
+
         run_rebuild(settings, manifest, console=console)
         return
     from equigen.core.options import FetchOptions
@@ -238,9 +239,18 @@ def fetch(
         from_dump=from_dump,
         seed=dump_seed,
     )
+    if skip_discovery and not skip_download:
+        _start_download_processes_early()
     from equigen.harvest.fetch import run_fetch  # heavy (aiohttp, pandas): after the options are checked
 
     run_fetch(settings, options, console=console)
+
+
+def _start_download_processes_early() -> None:
+    """A download-only run: the forkserver's imports run on another core while this one imports the verb."""
+    from equigen.harvest.forkserver import start_forkserver_early
+
+    start_forkserver_early()
 
 
 @app.command()

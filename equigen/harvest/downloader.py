@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from equigen.harvest.download_workers import (
     one_blas_thread,
     process_main,
 )
+from equigen.harvest.forkserver import FORKSERVER_PRELOAD
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ FAILED_IN_A_ROW_LIMIT = 64  # failed downloads (each after its retries) in a row
 # A download-only run of at least this many covers starts download processes (one per core); smaller runs
 # download on this event loop (no process start-up for a handful of covers).
 DOWNLOAD_PROCESSES_MIN_COVERS = 256
-# What the forkserver imports once, so each download process starts with it loaded (aiohttp, NumPy, Pillow, ...)
-FORKSERVER_PRELOAD = ["equigen.harvest.download_workers"]
 
 
 @dataclass
@@ -113,17 +111,6 @@ async def download_catalog_covers(
             downloader.enqueue(mbids)
             await downloader.drain()
     return downloader.stats
-
-
-def start_forkserver_early() -> None:
-    """Start the forkserver that download processes fork from, and its preload's imports (~0.5 s of CPU), now,
-    on another core, while this process still reads the catalog: a download-only run calls this before it
-    opens the catalog, so its first download starts that much sooner. Idempotent; nothing without forkserver."""
-    try:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
-    except ValueError:  # no forkserver on this platform
-        return
-    multiprocessing.forkserver.ensure_running()
 
 
 def download_process_count(expected: int, connections: int, per_host: int) -> int:

@@ -40,9 +40,9 @@ from equigen.harvest.downloader import (
     cover_downloads,
     download_catalog_covers,
     progress_display,
-    start_forkserver_early,
 )
 from equigen.harvest.dump import MAX_LINE_BYTES, DumpCounts, ingest_dump
+from equigen.harvest.forkserver import start_forkserver_early
 from equigen.harvest.musicbrainz import PAGE_SIZE, MusicBrainzClient
 from equigen.harvest.planning import (
     MAX_SEARCH_OFFSET,

@@ -25,7 +25,8 @@ from equigen.core.manifest import MANIFEST_SOURCE, read_manifest
 from equigen.core.records import ReleaseGroup
 from equigen.core.storage import ensure_writable
 from equigen.core.taxonomy import Taxonomy, load_taxonomy
-from equigen.harvest.downloader import DownloadStats, download_catalog_covers, start_forkserver_early
+from equigen.harvest.downloader import DownloadStats, download_catalog_covers
+from equigen.harvest.forkserver import start_forkserver_early
 
 
 def manifest_release_groups(manifest: pd.DataFrame) -> list[ReleaseGroup]:
