@@ -81,9 +81,11 @@ async def get_cover(
     backoff: float = 0.01,
     allow_private: bool = True,
     user_agent: str = TEST_UA,
+    timeout: float = 10.0,
 ):
     """One cover's Outcome through `engine`, awaitable beside a test's own aiohttp server (curl runs in a thread).
-    allow_private=False is what a global archive gets: no hop to a non-global address."""
+    allow_private=False is what a global archive gets: no hop to a non-global address. timeout: per request (hop),
+    as the download session's (download_workers.new_session) and a download process's."""
     import asyncio
 
     import aiohttp
@@ -92,11 +94,17 @@ async def get_cover(
     from equigen.harvest.curl_covers import fetch_all
 
     if engine == "curl":
-        settings = dict(connections=2, per_host=2, user_agent=user_agent, max_bytes=max_bytes, timeout=10.0)
+        settings = dict(connections=2, per_host=2, user_agent=user_agent, max_bytes=max_bytes, timeout=timeout)
         settings.update(max_attempts=attempts, backoff=backoff, allow_private=allow_private)
         return (await asyncio.to_thread(fetch_all, [url], **settings))[0]
     connector = aiohttp.TCPConnector(resolver=None if allow_private else GlobalOnlyResolver())
-    async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": user_agent}) as session:
+    session_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(10.0, timeout))
+    async with aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": user_agent},
+        timeout=session_timeout,
+        cookie_jar=aiohttp.DummyCookieJar(),  # as the download session
+    ) as session:
         return await get_cover_bytes(
             session, url, max_bytes=max_bytes, max_attempts=attempts, backoff=backoff, allow_private=allow_private
         )

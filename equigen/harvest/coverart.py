@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import random
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
+# Content-Encodings aiohttp inflates (br and zstd with their optional modules); libcurl fails on any other
+DECODED = {"gzip", "deflate", "br", "zstd"}
+# A host name as DNS and libcurl take it (libcurl refuses spaces and most punctuation: "Bad hostname")
+HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -65,12 +70,18 @@ class GlobalOnlyResolver(ThreadedResolver):
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
         results = await super().resolve(host, port, family)
-        allowed = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
+        allowed = [r for r in results if is_global_address(r["host"])]
         if not allowed:
             raise NotGlobalAddress(
                 f"{host[:80]} resolves to no global address ({results[0]['host'] if results else '-'})"
             )
         return allowed
+
+
+def is_global_address(address: str) -> bool:
+    """An IP address on the public internet: the only kind a hop may reach when the archive is not local (both
+    clients ask this, GlobalOnlyResolver for aiohttp and the socket hook for libcurl)."""
+    return ipaddress.ip_address(address).is_global
 
 
 def is_local_url(url: str) -> bool:
@@ -86,7 +97,7 @@ def is_local_url(url: str) -> bool:
 
 def _private_literal(url: URL) -> bool:
     try:
-        return not ipaddress.ip_address(url.raw_host or "").is_global
+        return not is_global_address(url.raw_host or "")
     except ValueError:
         return False  # a host name: the resolver decides
 
@@ -165,18 +176,59 @@ def check_hop(url: URL, allow_private: bool) -> None:
 
 def next_hop(current: URL, status: int, location: str | None) -> URL:
     """Where a redirect answer sends us: the Location resolved against the current URL (as urljoin does),
-    http(s) only. A missing, malformed or non-http(s) target fails this cover (not retried)."""
+    http(s) only, to a well-formed host, without credentials. A missing, malformed or non-http(s) target fails
+    this cover (not retried). Both clients hand over the raw Location header (libcurl's engine reads it from the
+    header lines), so that one function decides every hop for both."""
     if not location:
         raise Refused("failed", f"redirect without Location from {current}", status)
+    if not location.isascii() or "\t" in location:
+        location = _escape_raw(location)
     try:
         nxt = current.join(URL(location))
-        scheme = nxt.scheme
+        scheme, host = nxt.scheme, nxt.raw_host
     except ValueError:  # e.g. "http://[::1/x": not a URL
         raise Refused("failed", f"redirect to a malformed URL from {current}", status) from None
     if scheme not in ("http", "https"):
         raise Refused("failed", f"refused redirect to non-http(s) URL {str(nxt)[:80]}", status)
+    if not _well_formed_host(host):
+        raise Refused("failed", f"redirect to a malformed URL from {current}", status)
+    if nxt.raw_user is not None or nxt.raw_password is not None:
+        nxt = nxt.with_user(None)  # a redirect does not get to make us send credentials (libcurl drops them too)
     logger.debug("redirect %d %s -> %s", status, current, nxt)
     return nxt
+
+
+def _escape_raw(location: str) -> str:
+    """Bytes of a Location outside printable ASCII, percent-encoded as libcurl encodes them: aiohttp decodes
+    header bytes as UTF-8 (surrogates for the rest), and yarl would drop a byte that is not UTF-8 (and a tab),
+    silently asking for another file."""
+    raw = location.encode("utf-8", "surrogateescape")
+    return "".join(chr(byte) if 0x20 <= byte < 0x7F else f"%{byte:02X}" for byte in raw)
+
+
+def _well_formed_host(host: str | None) -> bool:
+    """A DNS name or a canonical IP address. Legacy numeric IPv4 forms (2130706433, 0177.0.0.1, 127.1, 0x7f.1)
+    are refused: aiohttp refuses the decimal ones at connect time (after a retry each), libcurl reads them all as
+    addresses; refused here, both answer the same, and no obfuscated address is requested."""
+    if not host:
+        return False
+    if ":" in host:  # IPv6 (yarl gives it without brackets)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+    if HOST_NAME.fullmatch(host) is None:
+        return False
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return True  # a name, not an address
+    try:
+        ipaddress.IPv4Address(host)  # dotted quad, no leading zeros
+    except ValueError:
+        return False
+    return True
 
 
 async def _get_following(
@@ -189,7 +241,10 @@ async def _get_following(
         check_hop(current, allow_private)
         async with session.get(current, headers=headers, allow_redirects=False) as resp:
             if resp.status in REDIRECT_STATUS:
-                current = next_hop(current, resp.status, resp.headers.get("Location"))
+                locations = resp.headers.getall("Location", ())
+                if len(locations) > 1:  # ambiguous: libcurl calls it a weird server reply (retried, no status)
+                    raise Retryable(f"redirect with {len(locations)} Location headers")
+                current = next_hop(current, resp.status, locations[0] if locations else None)
                 continue
             if resp.status in RETRYABLE_STATUS:
                 raise Retryable(f"HTTP {resp.status}", resp.status)
@@ -198,7 +253,10 @@ async def _get_following(
             length = resp.content_length
             if length is not None and length > max_bytes:
                 raise Refused("bad_image", f"body of {length} bytes exceeds the cap of {max_bytes}", 200)
-            encoded = resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+            encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+            encoded = encoding not in ("", "identity")
+            if encoded and encoding not in DECODED:  # aiohttp would hand on the bytes as they came: a bad answer
+                raise Retryable(f"unrecognized Content-Encoding {encoding[:40]!r}")
             if length is not None and not encoded:
                 # Declared size within the cap: one read, no per-chunk loop (aiohttp stops at the
                 # declared length; a connection closed early gives fewer bytes or a payload error).

@@ -15,7 +15,6 @@ then `run` moves every transfer on and returns the covers that are finished.
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import itertools
 import logging
 import select
@@ -34,6 +33,7 @@ from equigen.harvest.coverart import (
     Outcome,
     Refused,
     check_hop,
+    is_global_address,
     log_retry,
     next_hop,
     parse_url,
@@ -43,8 +43,14 @@ from equigen.harvest.coverart import (
 
 logger = logging.getLogger(__name__)
 
-# curl errors that no retry can change: the request itself is wrong
-NOT_RETRIED = {pycurl.E_UNSUPPORTED_PROTOCOL, pycurl.E_URL_MALFORMAT}
+# Bytes of a redirect's or an error's body read (and dropped) before the transfer is cut: aiohttp never reads
+# them; reading a short one keeps the connection for the next hop (the archive's are a few hundred bytes).
+UNREAD_BODY_LIMIT = 1 << 16
+
+# curl errors that no retry can change: the request itself is wrong. (Not E_UNSUPPORTED_PROTOCOL: next_hop lets
+# only http(s) through, so libcurl gives it for an answer that is not HTTP, which aiohttp retries as a bad status
+# line.)
+NOT_RETRIED = {pycurl.E_URL_MALFORMAT}
 
 
 class _Retry(Exception):
@@ -56,7 +62,22 @@ class _Retry(Exception):
 class _Transfer:
     """One cover's download: its attempts, and the hop in flight."""
 
-    __slots__ = ("key", "url", "current", "hops", "attempt", "chunks", "size", "too_big", "refused", "error", "status")
+    __slots__ = (
+        "key",
+        "url",
+        "current",
+        "hops",
+        "attempt",
+        "code",
+        "location",
+        "chunks",
+        "size",
+        "too_big",
+        "refused",
+        "reached",
+        "error",
+        "status",
+    )
 
     def __init__(self, key: str, url: str):
         self.key, self.url = key, url
@@ -97,19 +118,43 @@ class CurlCovers:
         handle = pycurl.Curl()
         handle.transfer = None
         handle.setopt(pycurl.NOSIGNAL, 1)  # no SIGALRM for DNS timeouts: this process has other work
-        handle.setopt(pycurl.PROXY, "")  # as aiohttp: no proxy from the environment
+        # as aiohttp: no proxy from the environment ("" explicitly disables the use of a proxy, even if there is an
+        # environment variable set for it: curl.se/libcurl/c/CURLOPT_PROXY.html)
+        handle.setopt(pycurl.PROXY, "")
         handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         handle.setopt(pycurl.FOLLOWLOCATION, 0)  # each hop is checked here (next_hop, check_hop)
         handle.setopt(pycurl.USERAGENT, user_agent)
         handle.setopt(pycurl.ACCEPT_ENCODING, "gzip, deflate")  # as aiohttp; the cap counts inflated bytes
         handle.setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))  # per hop, as aiohttp's total
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(min(10.0, timeout) * 1000)))
-        handle.setopt(pycurl.MAXFILESIZE_LARGE, self.max_bytes)  # a declared length over the cap: no body read
+        # A declared length over the cap: aborted before the body, once the headers are in (CURLE_FILESIZE_EXCEEDED);
+        # since 8.4.0 also a body that grows past it, since 8.20.0 counted after decompression
+        # (curl.se/libcurl/c/CURLOPT_MAXFILESIZE_LARGE.html). For any status: _failed reads which one it was.
+        handle.setopt(pycurl.MAXFILESIZE_LARGE, self.max_bytes)
         handle.setopt(pycurl.CAINFO, certifi.where())  # the wheel's libcurl knows no CA path of this system
+        handle.setopt(pycurl.HEADERFUNCTION, self._header_reader(handle))
         handle.setopt(pycurl.WRITEFUNCTION, self._writer(handle))
         if not self.allow_private:
             handle.setopt(pycurl.OPENSOCKETFUNCTION, self._global_sockets_only(handle))
         return handle
+
+    @staticmethod
+    def _header_reader(handle: pycurl.Curl):
+        """Each answer's status and Location, from its header lines: getinfo is refused while a transfer runs
+        (pycurl: "perform() is currently running"), so the body's writer could not tell a 200 from a 302, and
+        CURLINFO_REDIRECT_URL is left unset when a transfer is cut (a redirect whose body passes the cap)."""
+
+        def header(line: bytes):  # once per header line: kept to two cheap tests for the other lines
+            if line.startswith(b"HTTP/"):  # a status line starts each answer (a 100 Continue has its own)
+                parts = line.split(None, 2)
+                transfer = handle.transfer
+                transfer.code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+                transfer.location = None
+            elif line[:1] in b"Ll" and line[:9].lower() == b"location:":
+                handle.transfer.location = line[9:].strip()
+            return None
+
+        return header
 
     def _writer(self, handle: pycurl.Curl):
         cap = self.max_bytes
@@ -117,9 +162,13 @@ class CurlCovers:
         def write(chunk: bytes):
             transfer = handle.transfer
             transfer.size += len(chunk)
+            if transfer.code != 200:  # a redirect's or an error's body: dropped, and cut if it goes on
+                if transfer.size > UNREAD_BODY_LIMIT:
+                    return 0  # stops the transfer (CURLE_WRITE_ERROR); _failed acts on the status
+                return None
             if transfer.size > cap:  # decoded bytes: a small gzip body cannot inflate past the cap
                 transfer.too_big = True
-                return 0  # stops the transfer (CURLE_WRITE_ERROR)
+                return 0
             transfer.chunks.append(chunk)
             return None
 
@@ -128,18 +177,23 @@ class CurlCovers:
     def _global_sockets_only(self, handle: pycurl.Curl):
         """Every connection, to every hop, after DNS and before connecting: a non-global address is refused, so
         neither a redirect nor a DNS answer (rebinding included) points a request at 127.0.0.1, 10.x or
-        169.254.169.254 (what GlobalOnlyResolver does for aiohttp)."""
+        169.254.169.254 (what GlobalOnlyResolver does for aiohttp). libcurl calls this instead of socket(2) with
+        each resolved address; CURL_SOCKET_BAD refuses that one (curl.se/libcurl/c/CURLOPT_OPENSOCKETFUNCTION.html)
+        and libcurl tries the next."""
 
         def opensocket(purpose, address):
             host = address.addr[0].split("%", 1)[0] if isinstance(address.addr, tuple) else ""
             try:
-                allowed = ipaddress.ip_address(host).is_global
+                allowed = is_global_address(host)
             except ValueError:
                 allowed = False
+            transfer = handle.transfer
             if not allowed:
-                if handle.transfer is not None:
-                    handle.transfer.refused = host or "?"
+                if transfer is not None:
+                    transfer.refused = host or "?"
                 return pycurl.SOCKET_BAD
+            if transfer is not None:
+                transfer.reached = True  # a failure now is the connection's, retried as aiohttp retries it
             return socket.socket(address.family, address.socktype, address.protocol)
 
         return opensocket
@@ -219,7 +273,8 @@ class CurlCovers:
 
     def _request(self, handle: pycurl.Curl, transfer: _Transfer) -> None:
         check_hop(transfer.current, self.allow_private)
-        transfer.chunks, transfer.size, transfer.too_big, transfer.refused = [], 0, False, None
+        transfer.chunks, transfer.size, transfer.too_big, transfer.refused, transfer.reached = [], 0, False, None, False
+        transfer.code, transfer.location = 0, None
         handle.transfer = transfer
         handle.setopt(pycurl.URL, str(transfer.current))
         self.multi.add_handle(handle)
@@ -228,15 +283,18 @@ class CurlCovers:
     def _answered(self, handle: pycurl.Curl) -> None:
         self.multi.remove_handle(handle)
         self.active -= 1
-        transfer = handle.transfer
-        status = handle.getinfo(pycurl.RESPONSE_CODE)
+        self._decide(handle, handle.transfer, handle.getinfo(pycurl.RESPONSE_CODE))
+
+    def _decide(self, handle: pycurl.Curl, transfer: _Transfer, status: int) -> None:
+        """What an answer's status means, as _get_following decides it for aiohttp."""
         try:
             if status in REDIRECT_STATUS:
                 transfer.hops += 1
                 if transfer.hops > MAX_REDIRECTS:
                     raise too_many_redirects(transfer.url)
-                # curl's REDIRECT_URL is the Location resolved against this hop (None when there is none)
-                transfer.current = next_hop(transfer.current, status, handle.getinfo(pycurl.REDIRECT_URL))
+                location = transfer.location  # raw bytes: no answer can make a decode fail; next_hop judges them
+                location = None if location is None else location.decode("utf-8", "surrogateescape")
+                transfer.current = next_hop(transfer.current, status, location)
                 self._request(handle, transfer)
                 return
             if status in RETRYABLE_STATUS:
@@ -260,6 +318,11 @@ class CurlCovers:
         self.multi.remove_handle(handle)
         self.active -= 1
         transfer = handle.transfer
+        if transfer.code not in (0, 200) and errno in (pycurl.E_WRITE_ERROR, pycurl.E_FILESIZE_EXCEEDED):
+            # a redirect's or an error's body cut (too long, or declared over the cap): its headers are all in
+            # (libcurl checks a declared length once they are), and aiohttp acts on the status without the body
+            self._decide(handle, transfer, transfer.code)
+            return
         if transfer.too_big:
             outcome = Outcome(
                 "bad_image", transfer.attempt, 200, error=f"decoded body exceeds the cap of {self.max_bytes} bytes"
@@ -271,7 +334,7 @@ class CurlCovers:
             outcome = Outcome(
                 "bad_image", transfer.attempt, 200, error=f"{size} exceeds the cap of {self.max_bytes} bytes"
             )
-        elif transfer.refused is not None:
+        elif transfer.refused is not None and not transfer.reached:
             host = (transfer.current.raw_host or "")[:80]
             error = f"{host} resolves to no global address ({transfer.refused})"
             logger.info("refused %s: %s", transfer.current, error)

@@ -29,7 +29,7 @@ from equigen.core.config import Settings
 from equigen.core.images import BadImage, inspect_image
 from equigen.core.records import CoverResult
 from equigen.core.storage import store_image
-from equigen.harvest.coverart import GlobalOnlyResolver, cover_url, get_cover_bytes, is_local_url
+from equigen.harvest.coverart import GlobalOnlyResolver, Outcome, cover_url, get_cover_bytes, is_local_url
 from equigen.harvest.curl_covers import CurlCovers
 
 THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
@@ -220,6 +220,8 @@ def _serve(conn: Connection, job: CoverJob, connections: int, per_host: int) -> 
     max_side = THUMBNAIL_SLACK * job.thumbnail
     try:
         while True:
+            # Blocks until a socket of curl's or the pipe is ready, or a timer of curl's or a retry is due (at most
+            # 1 s): an idle process sleeps here and takes no CPU.
             if engine.wait([pipe]):
                 try:
                     while conn.poll():
@@ -229,25 +231,36 @@ def _serve(conn: Connection, job: CoverJob, connections: int, per_host: int) -> 
                         engine.add_many((mbid, cover_url(job.coverart_url, mbid, job.thumbnail)) for mbid in message)
                 except (EOFError, OSError):  # the parent is gone: nobody to download for
                     return
-            results = []
-            for mbid, url, outcome in engine.run():
-                if outcome.status != "ok":
-                    result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
-                else:
-                    args = (job.data_dir, job.max_pixels, job.min_side, mbid, url, outcome.http_status, outcome.data)
-                    try:
-                        result = validate_and_store(*args, max_side)
-                    except OSError as exc:  # storing failed: the parent stops the run, keeping what is recorded
-                        if results:  # the results before it are recorded first
-                            _send(conn, ("results", results))
-                            results = []
-                        _send(conn, ("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
-                        continue
-                results.append((result, outcome.attempts))
-            if results:
-                try:
-                    _send(conn, ("results", results))
-                except (OSError, ValueError):  # the parent is gone
-                    return
+            messages = answer_finished(job, engine.run(), max_side)
+            try:
+                for message in messages:
+                    _send(conn, message)
+            except (OSError, ValueError):  # the parent is gone
+                return
     finally:
         engine.close()
+
+
+def answer_finished(job: CoverJob, finished: list[tuple[str, str, Outcome]], max_side: int) -> list[tuple]:
+    """The messages for the covers one pass finished, each validated, hashed and stored: their results in one
+    message, and an OSError storing one (disk full, folder gone) as ("fatal", ...) after a message with the
+    results before it, so that the parent records those before it stops the run."""
+    messages: list[tuple] = []
+    results = []
+    for mbid, url, outcome in finished:
+        if outcome.status != "ok":
+            result = CoverResult(mbid, outcome.status, outcome.http_status, outcome.error, source_url=url)
+        else:
+            args = (job.data_dir, job.max_pixels, job.min_side, mbid, url, outcome.http_status, outcome.data)
+            try:
+                result = validate_and_store(*args, max_side)
+            except OSError as exc:
+                if results:
+                    messages.append(("results", results))
+                    results = []
+                messages.append(("fatal", mbid, exc.errno, exc.strerror or str(exc), exc.filename))
+                continue
+        results.append((result, outcome.attempts))
+    if results:
+        messages.append(("results", results))
+    return messages
