@@ -7,7 +7,7 @@ import os
 import sqlite3
 
 import pytest
-from helpers import quiet_console
+from helpers import quiet_console, run_cli
 
 import equigen.harvest.downloader as downloader
 from equigen.core.catalog import Catalog, ReleaseGroup
@@ -40,6 +40,35 @@ def _download_only(sim, data_dir):
     with Catalog(settings.catalog_path) as cat:
         frame = cat.covers_frame(status=None).set_index("mbid").sort_index()
     return stats, frame
+
+
+def test_fetch_skip_discovery_on_the_command_line_downloads_in_processes(tmp_path):
+    """The command a user runs for a download-only run: its forkserver started before the verb's imports, one
+    libcurl download process per core, every cover decided and recorded, the same covers as on one event loop."""
+    with simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig(flaky_failures=0)) as sim:
+        world = sim.world
+        groups = [
+            ReleaseGroup(rg.mbid, rg.title, rg.primary_type, rg.secondary_types, rg.first_release_date,
+                         rg.artist.mbid, rg.artist.name, rg.tags, rg.genre)
+            for rg in world.release_groups if rg.findable and rg.genre in world.taxonomy.tags
+        ][:300]  # fmt: skip
+        assert len(groups) >= downloader.DOWNLOAD_PROCESSES_MIN_COVERS
+        data_dir = tmp_path / "data"
+        with Catalog(data_dir / "catalog.sqlite") as cat:
+            cat.add_release_groups(groups, found_via="test")
+        result = run_cli(
+            "-v", "fetch", "--skip-discovery", "--data-dir", str(data_dir), "--musicbrainz-url", sim.url,
+            "--coverart-url", sim.url, timeout=300,
+        )  # fmt: skip
+        expected = {rg.mbid: "ok" if rg.art == "ok" else None for rg in world.release_groups}
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "downloading in 2 processes" in result.stdout + result.stderr or os.cpu_count() != 2
+    with Catalog(data_dir / "catalog.sqlite") as cat:
+        frame = cat.covers_frame(status=None)
+    assert len(frame) == len(groups) and "pending" not in set(frame["status"])
+    ok = frame[frame["status"] == "ok"]
+    assert len(ok) > 200 and all(expected[m] == "ok" for m in ok["mbid"])
+    assert all((data_dir / path).is_file() for path in ok["path"])
 
 
 def _spy_backends(monkeypatch) -> list[int]:
