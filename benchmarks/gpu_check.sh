@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_check.sh --dry-run   # anywhere, on the CPU at toy size (~1 min): checks the script itself
 #
 # Needs Python with torch + torchvision and the project's runtime dependencies importable (simplejpeg,
-# pycurl, certifi, aiohttp, pyarrow, pandas, typer, rich, matplotlib, scikit-learn, scipy, requests); extra
+# aiohttp, pyarrow, pandas, typer, rich, matplotlib, scikit-learn, scipy, requests); extra
 # arguments go to benchmarks/gpu_check.py (e.g. --per-genre 300, --skip nvjpeg). Figures (gpu_check.json,
 # gpu_check.log, build.log, train.log) go to $OUT if set, else benchmarks/work/gpu_check/.
 set -uo pipefail
@@ -17,7 +17,7 @@ command -v "$PY" >/dev/null || PY=python
 "$PY" - <<'EOF' || { echo "gpu_check: missing imports (above): install them first" >&2; exit 2; }
 import importlib, sys
 missing = []
-for m in ("torch", "torchvision", "simplejpeg", "pycurl", "certifi", "aiohttp", "pyarrow", "pandas", "typer", "rich", "matplotlib",
+for m in ("torch", "torchvision", "simplejpeg", "aiohttp", "pyarrow", "pandas", "typer", "rich", "matplotlib",
           "sklearn", "scipy", "requests", "PIL", "numpy", "equigen.cli", "equigen.baseline.train"):
     try:
         importlib.import_module(m)

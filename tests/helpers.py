@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def read_metadata(dataset_dir: Path) -> pd.DataFrame:
 
 # The two HTTP clients of cover downloads: aiohttp on an event loop (coverart.get_cover_bytes) and libcurl in a
 # download process (curl_covers.CurlCovers). Tests of the download policy run against both.
-COVER_ENGINES = ("aiohttp", "curl")
+COVER_ENGINES = ("aiohttp", "curl") if importlib.util.find_spec("pycurl") is not None else ("aiohttp",)
 TEST_UA = "equigen/test ( tests@example.org )"
 
 

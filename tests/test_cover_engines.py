@@ -24,7 +24,9 @@ import pytest
 from aiohttp import web
 from helpers import COVER_ENGINES, TEST_UA, get_cover
 
-from equigen.harvest import coverart, curl_covers
+pytest.importorskip("pycurl", reason="pycurl is not installed here (no wheel for this platform)")
+
+from equigen.harvest import coverart, curl_covers  # noqa: E402
 from equigen.harvest.coverart import MAX_REDIRECTS, Outcome
 from equigen.harvest.download_workers import CoverJob, _serve, answer_finished
 

@@ -125,7 +125,6 @@ def test_a_cover_session_sends_its_user_agent_on_every_hop_keeps_no_cookies_and_
 
     from aiohttp import web
 
-    from equigen.harvest.curl_covers import fetch_all
     from equigen.harvest.download_workers import CoverJob, new_session
 
     seen: list[tuple[str, str | None, str | None]] = []
@@ -159,6 +158,8 @@ def test_a_cover_session_sends_its_user_agent_on_every_hop_keeps_no_cookies_and_
         url = f"{base}/release-group/x/front-500"
         try:
             if engine == "curl":
+                from equigen.harvest.curl_covers import fetch_all
+
                 settings = dict(connections=2, per_host=2, user_agent=job.user_agent, max_bytes=1000, timeout=10.0)
                 return base, (await asyncio.to_thread(fetch_all, [url], **settings))[0]
             async with new_session(job, 2, 2) as session:

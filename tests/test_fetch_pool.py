@@ -111,6 +111,31 @@ def test_download_processes_log_their_retries_through_the_parent(tmp_path, monke
     assert any("downloading in" in r.getMessage() for r in caplog.records)
 
 
+def test_without_pycurl_a_large_download_only_run_stays_on_the_event_loop(tmp_path, monkeypatch, caplog):
+    """Where pycurl has no wheel (Linux on ARM) it is not installed: download-only runs then download on the
+    parent's event loop with aiohttp, and say so at -v."""
+    import importlib.util
+
+    from equigen.harvest import download_workers
+
+    used = _spy_backends(monkeypatch)
+    monkeypatch.setattr(downloader, "DOWNLOAD_PROCESSES_MIN_COVERS", 1)
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "pycurl" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(download_workers.importlib.util, "find_spec", find_spec)
+    assert not download_workers.libcurl_available()
+    with (
+        caplog.at_level(logging.INFO, logger="equigen"),
+        simulator_in_thread(world_config=WorldConfig.small(seed=5), sim_config=SimConfig(flaky_failures=0)) as sim,
+    ):
+        stats, frame = _download_only(sim, tmp_path / "loop")
+    assert used == [0] and stats.downloaded == 60 and (frame["status"] == "ok").sum() > 0
+    assert any("pycurl is not installed" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("processes", [False, True])
 def test_a_folder_that_cannot_take_images_stops_the_run_keeping_results(tmp_path, monkeypatch, processes):
     """Storing fails (here images/ is a file; a full disk is the same OSError): the run stops with that error,

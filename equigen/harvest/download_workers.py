@@ -12,6 +12,7 @@ one message. The parent records results (downloader.py).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import pickle
 import signal
@@ -30,9 +31,14 @@ from equigen.core.images import BadImage, inspect_image
 from equigen.core.records import CoverResult
 from equigen.core.storage import store_image
 from equigen.harvest.coverart import GlobalOnlyResolver, Outcome, cover_url, get_cover_bytes, is_local_url
-from equigen.harvest.curl_covers import CurlCovers
 
 THUMBNAIL_SLACK = 2  # a front-500 answer may be at most 1000 px a side
+
+
+def libcurl_available() -> bool:
+    """pycurl is installed (it has wheels for Linux x86-64, macOS and Windows, not for Linux on ARM, where it is
+    left out and a download-only run downloads on the parent's event loop instead of in download processes)."""
+    return importlib.util.find_spec("pycurl") is not None
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,10 @@ def _serve(conn: Connection, job: CoverJob, connections: int, per_host: int) -> 
     """Download what the parent sends until it says stop (None) or goes away; the covers finished in one pass
     travel as one message. HTTP in libcurl (curl_covers.py); validation on this thread, between passes (every
     core already runs a download process: a thread measured no faster, and inline there is no hand-off)."""
+    from equigen.harvest.curl_covers import (
+        CurlCovers,  # pycurl: only download processes need it (see libcurl_available)
+    )
+
     engine = CurlCovers(
         connections=connections,
         per_host=per_host,

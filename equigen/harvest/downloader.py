@@ -34,6 +34,7 @@ from equigen.core.records import CoverResult
 from equigen.harvest.download_workers import (
     CoverJob,
     download_and_store_cover,
+    libcurl_available,
     new_session,
     one_blas_thread,
     process_main,
@@ -126,6 +127,9 @@ def download_process_count(expected: int, connections: int, per_host: int) -> in
     try:
         multiprocessing.get_context("forkserver")
     except ValueError:  # no forkserver on this platform
+        return 0
+    if not libcurl_available():
+        logger.info("pycurl is not installed: downloading on this event loop, not in download processes")
         return 0
     return count
 

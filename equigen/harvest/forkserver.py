@@ -10,8 +10,9 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 
-# What the forkserver imports once, so each download process starts with it loaded (pycurl, NumPy, Pillow, ...)
-FORKSERVER_PRELOAD = ["equigen.harvest.download_workers"]
+# What the forkserver imports once, so each download process starts with it loaded (NumPy, Pillow, pycurl, ...);
+# the forkserver skips a module it cannot import (pycurl missing: no download processes are started then)
+FORKSERVER_PRELOAD = ["equigen.harvest.download_workers", "equigen.harvest.curl_covers"]
 
 
 def start_forkserver_early() -> None:
