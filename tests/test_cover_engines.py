@@ -442,10 +442,12 @@ def test_tls_is_verified_on_a_first_hop_and_after_a_redirect_to_https(engine, se
 
 
 def test_curl_follows_a_redirect_to_https_with_a_certificate_its_ca_bundle_holds(self_signed, monkeypatch):
-    """The same certificate, now in the bundle libcurl is given (certifi's, in a real run): accepted, so the
-    failure above was verification, on by default, and not TLS itself. (aiohttp's default context reads the
-    system's store once, at import: not something a test can swap.)"""
-    monkeypatch.setattr(curl_covers.certifi, "where", lambda: str(self_signed[0]))
+    """The same certificate, now named by SSL_CERT_FILE (as a mirror behind an in-house CA would be): accepted,
+    so the failure above was verification, on by default, and not TLS itself; libcurl trusts what Python's ssl
+    trusts. (aiohttp's default context reads the store once, at import: not something a test can swap.)"""
+    monkeypatch.setenv("SSL_CERT_FILE", str(self_signed[0]))
+    monkeypatch.setenv("SSL_CERT_DIR", str(self_signed[0].parent / "no-such-folder"))
+    assert curl_covers.ca_locations() == (str(self_signed[0]), None)
 
     async def go():
         runner, tls = await _tls_site(*self_signed)
@@ -457,6 +459,12 @@ def test_curl_follows_a_redirect_to_https_with_a_certificate_its_ca_bundle_holds
 
     out, tls = asyncio.run(go())
     assert out.status == "ok" and out.data == b"over tls" and out.final_url == f"{tls}/img"
+
+
+def test_curl_falls_back_to_certifi_where_the_system_has_no_ca_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+    assert curl_covers.ca_locations() == (curl_covers.certifi.where(), None)
 
 
 @engines

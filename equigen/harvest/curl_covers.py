@@ -17,8 +17,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import select
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -51,6 +53,18 @@ UNREAD_BODY_LIMIT = 1 << 16
 # only http(s) through, so libcurl gives it for an answer that is not HTTP, which aiohttp retries as a bad status
 # line.)
 NOT_RETRIED = {pycurl.E_URL_MALFORMAT}
+
+
+def ca_locations() -> tuple[str | None, str | None]:
+    """(CA file, CA folder) for TLS verification: what Python's ssl trusts by default, as aiohttp's default context
+    does (OpenSSL's default paths, SSL_CERT_FILE and SSL_CERT_DIR honoured, so a mirror behind an in-house CA works
+    in both clients); certifi's bundle where this system has neither."""
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.cafile if paths.cafile and os.path.isfile(paths.cafile) else None
+    capath = paths.capath if paths.capath and os.path.isdir(paths.capath) else None
+    if cafile is None and capath is None:
+        cafile = certifi.where()
+    return cafile, capath
 
 
 class _Retry(Exception):
@@ -131,7 +145,11 @@ class CurlCovers:
         # since 8.4.0 also a body that grows past it, since 8.20.0 counted after decompression
         # (curl.se/libcurl/c/CURLOPT_MAXFILESIZE_LARGE.html). For any status: _failed reads which one it was.
         handle.setopt(pycurl.MAXFILESIZE_LARGE, self.max_bytes)
-        handle.setopt(pycurl.CAINFO, certifi.where())  # the wheel's libcurl knows no CA path of this system
+        cafile, capath = ca_locations()  # the wheel's libcurl knows no CA path of this system by itself
+        if cafile:
+            handle.setopt(pycurl.CAINFO, cafile)
+        if capath:
+            handle.setopt(pycurl.CAPATH, capath)
         handle.setopt(pycurl.HEADERFUNCTION, self._header_reader(handle))
         handle.setopt(pycurl.WRITEFUNCTION, self._writer(handle))
         if not self.allow_private:
