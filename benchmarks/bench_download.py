@@ -14,7 +14,7 @@ flaky, resolved to a genre: ~9,300).
   --skip-discovery` does: download
   (libcurl in the download processes), validate (JPEG decode), sha256, pHash, store
   in the content-addressed image folder, record in SQLite. --concurrency downloads at a time, split over
-  one download process per core (each its own event loop); the parent records. --one-loop-too also runs
+  one download process per core (each with its own libcurl transfers); the parent records. --one-loop-too also runs
   every download on the parent's one event loop (validation in 2 threads).
 - bare aiohttp: the same URLs and concurrency, one event loop, redirects followed and bodies read,
   nothing else: what the HTTP path alone costs on this machine.
